@@ -175,8 +175,8 @@ class Config(_Strict):
         return self
 
     def to_dict(self) -> dict:
-        """Plain data, as params.yaml spells it (round-trips through :meth:`model_validate`)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """Plain data as params.yaml spells it, unset options left out (kfp rejects nulls)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def load(path: str | Path = "params.yaml") -> Config:

@@ -1,0 +1,114 @@
+"""The `pairs` stage: isoform groups, paralog families and homology groups.
+
+Positives for contrastive training are isoforms of one gene and genes of one
+paralog family. Homology groups are the connected components of the graph
+whose nodes are genes and whose edges are paralog pairs (the transitive
+closure, so A~B and B~C put A, B and C together); splits are drawn by
+homology group so no family is seen on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from isoclr.config import Config, SplitsConfig
+from isoclr.schemas import GROUPS, TRANSCRIPTS
+from isoclr.splits import split_by_group
+
+PARALOGS = pa.DataFrameSchema(
+    {"gene_A": pa.Column(str), "gene_B": pa.Column(str)},
+    coerce=True,
+    name="paralog pairs",
+)
+
+
+@dataclass(frozen=True)
+class PairsSummary:
+    n_transcripts: int
+    n_genes: int
+    n_multi_isoform_genes: int
+    n_paralog_edges: int
+    n_homology_groups: int
+    largest_group_genes: int
+    split_transcripts: dict[str, int]
+
+
+def read_paralogs(path: Path) -> pd.DataFrame:
+    """Gene-symbol pairs (columns gene_A, gene_B); other columns are ignored."""
+    table = pd.read_csv(path, usecols=["gene_A", "gene_B"], dtype=str).dropna()
+    try:
+        return PARALOGS.validate(table)
+    except pa.errors.SchemaError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Series, int]:
+    """Homology group of each gene, and the number of paralog pairs that linked two genes.
+
+    Args:
+        genes: one row per gene, columns gene_id and gene_name (symbol, may be null).
+        paralogs: symbol pairs gene_A, gene_B.
+    Returns:
+        ("hg<k>" labels indexed like ``genes``, numbered in gene-id order so the
+        same input always gives the same labels; paralog pairs used).
+    """
+    genes = genes.sort_values("gene_id")
+    node = pd.Series(np.arange(len(genes)), index=genes["gene_id"].to_numpy())
+    # A symbol can name several gene ids (e.g. pseudoautosomal copies): all of them
+    # join the symbol's family, and they are linked to each other as well.
+    by_symbol = genes.dropna(subset=["gene_name"]).groupby("gene_name")["gene_id"].agg(list)
+    edges = [(node[ids[0]], node[other]) for ids in by_symbol for other in ids[1:]]
+    known = paralogs[paralogs["gene_A"].isin(by_symbol.index) & paralogs["gene_B"].isin(by_symbol.index)]
+    edges += [(node[by_symbol[a][0]], node[by_symbol[b][0]]) for a, b in zip(known["gene_A"], known["gene_B"])]
+    rows, cols = (np.array(e, dtype=np.int64) for e in zip(*edges)) if edges else (np.empty(0, np.int64),) * 2
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(genes), len(genes)))
+    _, component = connected_components(graph, directed=False)
+    # Renumber components by first appearance so labels follow gene-id order.
+    _, first = np.unique(component, return_index=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(len(first))
+    labels = pd.Series([f"hg{r:06d}" for r in rank[component]], index=genes.index)
+    return labels, len(known)
+
+
+def build_groups(transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig) -> tuple[pd.DataFrame, PairsSummary]:
+    """One row per transcript with its gene, isoform count, homology group and split."""
+    genes = transcripts.groupby("gene_id", as_index=False).agg(
+        gene_name=("gene_name", "first"), n_isoforms=("transcript_id", "size")
+    )
+    groups, n_edges = homology_groups(genes, paralogs)
+    genes["homology_group"] = groups
+    table = transcripts[["transcript_id", "gene_id"]].merge(genes, on="gene_id", validate="many_to_one")
+    table["split"] = split_by_group(table["homology_group"].to_numpy(), cfg.fractions, cfg.seed)
+    table = GROUPS.validate(table)
+    genes_per_group = genes.groupby("homology_group").size()
+    summary = PairsSummary(
+        n_transcripts=len(table),
+        n_genes=len(genes),
+        n_multi_isoform_genes=int((genes["n_isoforms"] > 1).sum()),
+        n_paralog_edges=n_edges,
+        n_homology_groups=int(genes_per_group.size),
+        largest_group_genes=int(genes_per_group.max()),
+        split_transcripts={k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+    )
+    return table, summary
+
+
+def run_pairs(cfg: Config, data_root: Path, transcripts_path: Path, groups_out: Path, summary_out: Path | None = None) -> PairsSummary:
+    """Read the validated transcripts and the paralog file; write the groups table."""
+    transcripts = TRANSCRIPTS.validate(pd.read_parquet(transcripts_path))
+    paralogs = read_paralogs(cfg.data.path(cfg.data.paralogs, data_root))
+    table, summary = build_groups(transcripts, paralogs, cfg.splits)
+    groups_out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(groups_out, index=False)
+    if summary_out is not None:
+        summary_out.write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    return summary

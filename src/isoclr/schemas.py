@@ -1,0 +1,83 @@
+"""Pandera schemas for the tables that cross a stage boundary.
+
+Every stage validates what it writes and what it reads, so a broken file is
+caught where it enters, with the column and rule named.
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+
+SPLITS = ["train", "val", "test"]
+
+TRANSCRIPTS = pa.DataFrameSchema(
+    {
+        "transcript_id": pa.Column(str, unique=True),
+        "gene_id": pa.Column(str),
+        "gene_name": pa.Column(str, nullable=True),
+        "annotation": pa.Column(str),
+        "species": pa.Column(str),
+        "assembly": pa.Column(str),
+        "biotype": pa.Column(str, nullable=True),
+        # Upper-case DNA alphabet: U is read as T, anything outside ACGTN is quarantined.
+        "seq": pa.Column(str, pa.Check.str_matches(r"^[ACGTN]+$")),
+        "length": pa.Column(int, pa.Check.gt(0)),
+        # Transcript coordinates, 0-based half-open; null where the CDS is unknown or absent.
+        "cds_start": pa.Column("Int64", pa.Check.ge(0), nullable=True),
+        "cds_end": pa.Column("Int64", pa.Check.gt(0), nullable=True),
+        # 0-based position of the last nucleotide of every exon; null where exons are unknown.
+        "exon_ends": pa.Column(object, nullable=True),
+    },
+    checks=[
+        pa.Check(lambda df: df["seq"].str.len() == df["length"], error="length equals len(seq)"),
+        pa.Check(
+            lambda df: df["cds_end"].isna() | (df["cds_end"] <= df["length"]),
+            error="CDS ends inside the transcript",
+        ),
+        pa.Check(
+            lambda df: df["cds_start"].isna() | (df["cds_start"] < df["cds_end"]),
+            error="CDS start before CDS end",
+        ),
+    ],
+    strict=True,
+    coerce=True,
+    name="transcripts",
+)
+
+QUARANTINE = pa.DataFrameSchema(
+    {
+        "file": pa.Column(str),
+        "record": pa.Column(str),  # transcript id, FASTA header or GTF line number
+        "rule": pa.Column(str),
+        "detail": pa.Column(str),
+        # dropped: the record is not in the output; kept_without_cds: kept, CDS track left empty.
+        "action": pa.Column(str, pa.Check.isin(["dropped", "kept_without_cds"])),
+    },
+    strict=True,
+    coerce=True,
+    name="quarantine",
+)
+
+GROUPS = pa.DataFrameSchema(
+    {
+        "transcript_id": pa.Column(str, unique=True),
+        "gene_id": pa.Column(str),
+        "gene_name": pa.Column(str, nullable=True),
+        "n_isoforms": pa.Column(int, pa.Check.ge(1)),
+        "homology_group": pa.Column(str),
+        "split": pa.Column(str, pa.Check.isin(SPLITS)),
+    },
+    checks=[
+        pa.Check(
+            lambda df: df.groupby("homology_group")["split"].nunique() == 1,
+            error="a homology group lies in one split only",
+        ),
+        pa.Check(
+            lambda df: df.groupby("gene_id")["homology_group"].nunique() == 1,
+            error="all isoforms of a gene share a homology group",
+        ),
+    ],
+    strict=True,
+    coerce=True,
+    name="groups",
+)
