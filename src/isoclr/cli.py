@@ -82,9 +82,9 @@ def validate(
     transcripts remain or too large a share was rejected (thresholds under
     `validate` in params.yaml).
     """
+    cfg = _config(params)
     from isoclr.ingest import ValidationError, validate as run
 
-    cfg = _config(params)
     try:
         result = run(cfg, _data_root(cfg, data_dir), transcripts, quarantine, summary)
     except (ValidationError, FileNotFoundError) as err:
@@ -108,9 +108,9 @@ def pairs(
     by gene name; homology groups are their connected components. The split
     (fractions under `splits`) never puts one homology group on two sides.
     """
+    cfg = _config(params)
     from isoclr.pairs import run_pairs
 
-    cfg = _config(params)
     result = run_pairs(cfg, _data_root(cfg, data_dir), transcripts, groups, summary)
     typer.echo(json.dumps(result.__dict__, indent=2))
 
@@ -124,9 +124,9 @@ def train(
     log: Annotated[Path, typer.Option(help="Output: per-step loss, learning rate, samples/s (CSV).")] = OUT / "train_log.csv",
 ) -> None:
     """Contrastive pretraining of the encoder on isoform and paralog pairs (train split)."""
+    cfg = _config(params)
     from isoclr.train import train as run
 
-    cfg = _config(params)
     typer.echo(json.dumps(run(cfg, transcripts, groups, model_dir, log), indent=2))
 
 
@@ -145,9 +145,9 @@ def probe(
     sequence or shared prefix) over `probe.seeds` seeds; the table gives mean
     and 95% CI of Pearson r, Spearman r and MSE.
     """
+    cfg = _config(params)
     from isoclr.probe import run_probes
 
-    cfg = _config(params)
     run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir)
     typer.echo((out_dir / "table.md").read_text())
 
@@ -163,9 +163,9 @@ def gate(
     A failed gate is a result, not an error: the command exits 0 and the
     decision file says which rule failed and why.
     """
+    cfg = _config(params)
     from isoclr.gate import run_gate
 
-    cfg = _config(params)
     result = run_gate(cfg, metrics, decision)
     for rule in result["rules"]:
         typer.echo(f"{'PASS' if rule['passed'] else 'FAIL'}  {rule['task']} {rule['metric']}: {rule['reason']}")
@@ -182,9 +182,9 @@ def register(
     registry: Annotated[str | None, typer.Option(help="Registry URI (default: registry.uri in params.yaml).")] = None,
 ) -> None:
     """Write an immutable model version and move the champion pointer, if the gate passed."""
+    cfg = _config(params)
     from isoclr.registry import run_register
 
-    cfg = _config(params)
     if registry is not None:
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry})})
     result = run_register(cfg, model_dir, metrics, decision, record)
