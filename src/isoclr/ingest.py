@@ -1,0 +1,848 @@
+"""The ``validate`` stage: annotation files -> one transcripts table + a quarantine report.
+
+Every record that breaks a rule is written to the quarantine report with the
+file, the record (transcript id or GTF line), the rule and a detail, so nothing
+is lost silently. The run stops (:class:`ValidationError`) only when the output
+would be wrong: too few usable transcripts, or so large a quarantined share that
+the input is probably the wrong file.
+
+Formats (``isoclr.config.Annotation.format``):
+
+- ``gencode_fasta``: GENCODE transcript FASTA, header
+  ``ENST|ENSG|OTTHUMG|OTTHUMT|tx name|gene name|length|biotype|`` with optional
+  ``UTR5:a-b|CDS:a-b|UTR3:a-b|`` fields (1-based closed). Exons are unknown.
+- ``gtf_transcript_fasta``: a GTF (exon, CDS, stop_codon features) plus the
+  spliced transcript sequences, FASTA ids = transcript_id.
+
+Coordinates in the output are transcript coordinates, 0-based: CDS is
+half-open ``[cds_start, cds_end)``, ``exon_ends`` holds the last nucleotide of
+every exon in transcript order (minus strand: exon order reversed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+import pandera.errors
+import polars as pl
+import pyarrow
+import pyarrow.parquet
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+from tqdm import tqdm
+
+from isoclr.config import Annotation, Config
+from isoclr.schemas import QUARANTINE, TRANSCRIPTS
+
+log = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+DNA_ALPHABET = "ACGTN"
+CODON = 3
+STOP_CODONS = ("TAA", "TAG", "TGA")  # standard code; a mitochondrial AGA/AGG stop is left as annotated
+DROPPED = "dropped"
+KEPT_WITHOUT_CDS = "kept_without_cds"
+# How many rules an error message lists.
+TOP_RULES = 5
+
+# GTF: the nine columns, and the features the transcripts are built from.
+GTF_SCHEMA = pl.Schema(
+    {
+        "seqname": pl.String,
+        "source": pl.String,
+        "feature": pl.String,
+        "start": pl.Int64,
+        "end": pl.Int64,
+        "score": pl.String,
+        "strand": pl.String,
+        "frame": pl.String,
+        "attributes": pl.String,
+    }
+)
+EXON, CDS, STOP_CODON = "exon", "CDS", "stop_codon"
+GTF_STRANDS = ("+", "-")
+# GTF frame (phase) of the 5'-most CDS piece: bases before the first whole codon.
+GTF_PHASES = ("0", "1", "2")
+GTF_ATTRIBUTES = ("transcript_id", "gene_id", "gene_name", "transcript_type", "gene_type")
+
+# GENCODE header: fixed fields (0-based) and the optional region fields.
+GENCODE_MIN_FIELDS = 7
+# The id is field 0 (read by _fasta_ids); the biotype is the first later field that is no region.
+GENCODE_GENE_ID, GENCODE_GENE_NAME, GENCODE_LENGTH = 1, 5, 6
+GENCODE_REGION = re.compile(r"^(UTR5|CDS|UTR3):(\d+)-(\d+)$")
+
+TRANSCRIPT_COLUMNS = list(TRANSCRIPTS.columns)
+QUARANTINE_COLUMNS = list(QUARANTINE.columns)
+PARQUET_SCHEMA = pyarrow.schema(
+    [
+        ("transcript_id", pyarrow.string()),
+        ("gene_id", pyarrow.string()),
+        ("gene_name", pyarrow.string()),
+        ("annotation", pyarrow.string()),
+        ("species", pyarrow.string()),
+        ("assembly", pyarrow.string()),
+        ("biotype", pyarrow.string()),
+        ("seq", pyarrow.string()),
+        ("length", pyarrow.int64()),
+        ("cds_start", pyarrow.int64()),
+        ("cds_end", pyarrow.int64()),
+        ("exon_ends", pyarrow.list_(pyarrow.int64())),
+    ]
+)
+
+
+class ValidationError(Exception):
+    """The input cannot give a correct transcripts table; the message says which file, why and what to do."""
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    n_transcripts: int
+    n_quarantined: int
+    by_rule: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# Reading files
+# ---------------------------------------------------------------------------
+
+
+def _require(path: Path, ann: Annotation) -> Path:
+    if not path.is_file():
+        raise ValidationError(
+            f"{path}: file not found (annotation {ann.name!r}); "
+            "check data.dir and data.annotations in params.yaml, or run `dvc pull`"
+        )
+    return path
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
+    """Plain or gzip text, told apart by the magic bytes (a .fa may be gzipped, a .gz may not)."""
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        yield fh
+
+
+def _read_fasta(path: Path) -> pd.DataFrame:
+    """All records of a FASTA file: columns record_no (1-based), header, raw (sequence as written)."""
+    headers, seqs = [], []
+    try:
+        with _open_text(path) as fh:
+            # SimpleFastaParser skips text before the first '>' silently: a cut-off
+            # first header (or a file that is not FASTA) must not lose records unseen.
+            first = next((line for line in fh if line.strip()), ">")
+            if not first.startswith(">"):
+                raise ValidationError(
+                    f"{path}: does not start with a '>' header line (first line {first[:60]!r}); "
+                    "check the file is a complete FASTA file and the annotation's fasta/gtf entries are not swapped"
+                )
+            fh.seek(0)
+            for header, seq in tqdm(SimpleFastaParser(fh), desc=f"read {path.name}", unit=" records", disable=None):
+                headers.append(header)
+                seqs.append(seq)
+    except (OSError, EOFError, ValueError) as err:  # corrupt gzip, text before the first '>'
+        raise ValidationError(f"{path}: cannot be read as FASTA ({err}); check the file is complete") from err
+    return pd.DataFrame(
+        {
+            "record_no": range(1, len(headers) + 1),
+            "header": pd.Series(headers, dtype=str),
+            "raw": pd.Series(seqs, dtype=str),
+        }
+    )
+
+
+def _attribute(name: str) -> pl.Expr:
+    # Quoted or bare value; an empty value counts as missing. \b keeps gene_name
+    # from matching StringTie's ref_gene_name.
+    return pl.col("attributes").str.extract(rf'\b{name} "?([^";]+)"?', 1).alias(name)
+
+
+def _gtf_line_numbers(path: Path, rows: list[int]) -> dict[int, int]:
+    """1-based file line of data rows (0-based, as polars numbers them after dropping '#' lines).
+
+    Only needed when a line is quarantined, so the file is rescanned only then.
+    """
+    wanted, found, row = set(rows), {}, -1
+    with _open_text(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.startswith("#"):
+                continue
+            row += 1
+            if row in wanted:
+                found[row] = line_no
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
+def _read_gtf_rows(path: Path) -> pl.DataFrame:
+    """The exon/CDS/stop_codon rows of a GTF with their attributes extracted (DESIGN §7: polars + regex)."""
+    try:
+        rows = pl.read_csv(
+            path, separator="\t", has_header=False, comment_prefix="#", quote_char=None, schema=GTF_SCHEMA
+        )
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise ValidationError(
+            f"{path}: cannot be read as GTF (9 tab-separated columns, integer start/end): {err}"
+        ) from err
+    return (
+        rows.with_row_index("row")
+        .filter(pl.col("feature").is_in([EXON, CDS, STOP_CODON]))
+        .with_columns(*(_attribute(a) for a in GTF_ATTRIBUTES))
+    )
+
+
+# ---------------------------------------------------------------------------
+# GTF -> one row per transcript
+# ---------------------------------------------------------------------------
+
+
+def _gtf_transcripts(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Per-transcript exon structure and CDS from a GTF, plus quarantined lines.
+
+    Returns (transcripts, line quarantine, whether the GTF has stop_codon
+    features at all). Transcript columns: transcript_id,
+    gene_id, gene_name, biotype, n_gene_ids, gene_id_missing_lines, strands,
+    n_exons, exon_total, bad_coordinates, overlap, exon_ends (list, transcript
+    order), cds_start, cds_end (0-based half-open, phase applied), cds_problem.
+    """
+    rows = _read_gtf_rows(path)
+    has_stop_features = bool((rows["feature"] == STOP_CODON).any())
+
+    # Lines without a transcript_id cannot be placed: quarantine the line itself.
+    orphan = rows.filter(pl.col("transcript_id").is_null())
+    line_quarantine = _empty_quarantine()
+    if orphan.height:
+        numbers = _gtf_line_numbers(path, orphan["row"].to_list())
+        line_quarantine = pd.DataFrame(
+            {
+                "file": str(path),
+                "record": [f"line {numbers.get(r, r + 1)}" for r in orphan["row"].to_list()],
+                "rule": "missing_attribute",
+                "detail": [
+                    f"{f} line without transcript_id: {(a or '')[:80]!r}"
+                    for f, a in zip(orphan["feature"].to_list(), orphan["attributes"].to_list())
+                ],
+                "action": DROPPED,
+            }
+        )
+    rows = rows.filter(pl.col("transcript_id").is_not_null())
+
+    meta = rows.group_by("transcript_id", maintain_order=True).agg(
+        pl.col("gene_id").drop_nulls().first(),
+        pl.col("gene_id").drop_nulls().n_unique().alias("n_gene_ids"),
+        pl.col("row").filter(pl.col("gene_id").is_null()).alias("gene_id_missing_rows"),
+        pl.col("gene_name").drop_nulls().first(),
+        pl.coalesce("transcript_type", "gene_type").drop_nulls().first().alias("biotype"),
+        pl.col("strand").fill_null("?").unique().sort().str.join(",").alias("strands"),
+        pl.col("strand").fill_null("?").first().alias("strand"),
+    )
+
+    exons = (
+        rows.filter(pl.col("feature") == EXON)
+        .select("transcript_id", "start", "end")
+        .join(meta.select("transcript_id", "strand"), on="transcript_id")
+        .sort("transcript_id", "start")
+        .with_columns(
+            length=pl.col("end") - pl.col("start") + 1,
+            overlaps_previous=pl.col("start") <= pl.col("end").shift(1).over("transcript_id"),
+        )
+        # Transcript order: 5' to 3', so a minus-strand transcript starts at its last genomic exon.
+        .sort("transcript_id", pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")))
+        .with_columns(tx_end=pl.col("length").cum_sum().over("transcript_id") - 1)
+        .with_columns(tx_offset=pl.col("tx_end") - pl.col("length") + 1)
+    )
+    exon_summary = exons.group_by("transcript_id").agg(
+        pl.len().alias("n_exons"),
+        pl.col("length").sum().alias("exon_total"),
+        (
+            pl.col("start").is_null()
+            | pl.col("end").is_null()
+            | (pl.col("end") < pl.col("start"))
+            | (pl.col("start") < 1)
+        )
+        .any()
+        .alias("bad_coordinates"),
+        pl.col("overlaps_previous").fill_null(False).any().alias("overlap"),
+        pl.col("tx_end").alias("exon_ends"),
+    )
+
+    cds = _gtf_cds(rows, exons, meta)
+    table = meta.join(exon_summary, on="transcript_id", how="left").join(cds, on="transcript_id", how="left")
+    table = table.with_columns(
+        pl.col("n_exons").fill_null(0),
+        pl.col("exon_total").fill_null(0),
+        pl.col("bad_coordinates").fill_null(False),
+        pl.col("overlap").fill_null(False),
+    )
+    out = table.to_pandas()
+    missing_rows = [r for rows_ in out["gene_id_missing_rows"] for r in rows_]
+    numbers = _gtf_line_numbers(path, missing_rows) if missing_rows else {}
+    out["gene_id_missing_lines"] = [[numbers.get(r, r + 1) for r in rows_] for rows_ in out["gene_id_missing_rows"]]
+    out["exon_ends"] = [None if e is None else [int(v) for v in e] for e in out["exon_ends"]]
+    return out.drop(columns=["gene_id_missing_rows", "strand"]), line_quarantine, has_stop_features
+
+
+def _gtf_cds(rows: pl.DataFrame, exons: pl.DataFrame, meta: pl.DataFrame) -> pl.DataFrame:
+    """CDS (+ stop codon) features mapped to transcript coordinates, strand-aware.
+
+    Returns per transcript: cds_start, cds_end (0-based half-open; cds_start
+    moved past a partial first codon by the GTF frame of the 5'-most CDS piece),
+    cds_problem ("outside" when a piece is not inside one exon, "gap" when the
+    pieces do not make one contiguous stretch of the transcript, else null).
+    """
+    pieces = rows.filter(pl.col("feature").is_in([CDS, STOP_CODON])).select(
+        "transcript_id", "feature", "start", "end", "frame"
+    )
+    # Overlapping or abutting pieces (a CDS that already holds its stop codon, a
+    # stop codon right after the CDS) are merged before mapping.
+    merged = (
+        pieces.sort("transcript_id", "start")
+        .with_columns(prev_end=pl.col("end").cum_max().shift(1).over("transcript_id"))
+        .with_columns(block=(pl.col("prev_end").is_null() | (pl.col("start") > pl.col("prev_end") + 1)).cast(pl.Int64))
+        .with_columns(block=pl.col("block").cum_sum().over("transcript_id"))
+        .group_by("transcript_id", "block")
+        .agg(pl.col("start").min(), pl.col("end").max())
+        .sort("start")
+    )
+    exon_keys = exons.select(
+        "transcript_id", "strand", pl.col("start").alias("exon_start"), pl.col("end").alias("exon_end"), "tx_offset"
+    ).sort("exon_start")
+    mapped = merged.join_asof(
+        exon_keys,
+        left_on="start",
+        right_on="exon_start",
+        by="transcript_id",
+        strategy="backward",
+        check_sortedness=False,  # both sides are sorted on the whole column above
+    ).with_columns(
+        inside=pl.col("exon_start").is_not_null() & (pl.col("end") <= pl.col("exon_end")),
+        minus=pl.col("strand") == "-",
+    )
+    mapped = mapped.with_columns(
+        tx_first=pl.col("tx_offset")
+        + pl.when(pl.col("minus"))
+        .then(pl.col("exon_end") - pl.col("end"))
+        .otherwise(pl.col("start") - pl.col("exon_start")),
+        tx_last=pl.col("tx_offset")
+        + pl.when(pl.col("minus"))
+        .then(pl.col("exon_end") - pl.col("start"))
+        .otherwise(pl.col("end") - pl.col("exon_start")),
+    )
+    spans = mapped.group_by("transcript_id").agg(
+        pl.col("inside").all(),
+        pl.col("tx_first").min().alias("cds_start"),
+        (pl.col("tx_last").max() + 1).alias("cds_end"),
+        (pl.col("end") - pl.col("start") + 1).sum().alias("covered"),
+    )
+    # Frame of the 5'-most CDS piece (plus: lowest start; minus: highest end).
+    phase = (
+        pieces.filter(pl.col("feature") == CDS)
+        .join(meta.select("transcript_id", "strand"), on="transcript_id")
+        .group_by("transcript_id")
+        .agg(
+            pl.col("frame")
+            .sort_by(pl.when(pl.col("strand") == "-").then(-pl.col("end")).otherwise(pl.col("start")))
+            .first()
+            .alias("frame")
+        )
+        .with_columns(
+            phase=pl.when(pl.col("frame").is_in(GTF_PHASES)).then(pl.col("frame").cast(pl.Int64)).otherwise(0)
+        )
+    )
+    return (
+        spans.join(phase.select("transcript_id", "phase"), on="transcript_id", how="left")
+        .with_columns(
+            cds_problem=pl.when(~pl.col("inside"))
+            .then(pl.lit("outside"))
+            .when(pl.col("covered") != pl.col("cds_end") - pl.col("cds_start"))
+            .then(pl.lit("gap")),
+            cds_start=pl.col("cds_start") + pl.col("phase").fill_null(0),
+        )
+        .select("transcript_id", "cds_start", "cds_end", "cds_problem")
+    )
+
+
+# ---------------------------------------------------------------------------
+# Rules
+# ---------------------------------------------------------------------------
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=str) for c in QUARANTINE_COLUMNS})
+
+
+class _Triage:
+    """Apply rules in order; a record leaves at the first rule that drops it.
+
+    ``alive`` holds the records still in; ``quarantined`` the report rows. Each
+    rule's mask and detail see only the records still alive, so a later rule
+    can rely on the earlier ones (e.g. lengths only after the header parsed).
+    """
+
+    def __init__(self, table: pd.DataFrame):
+        self.alive = table
+        self.quarantined: list[pd.DataFrame] = []
+
+    def _report(self, hit: pd.DataFrame, file: str, rule: str, detail: Callable[[pd.DataFrame], object], action: str):
+        self.quarantined.append(
+            pd.DataFrame({"file": file, "record": hit["record"], "rule": rule, "detail": detail(hit), "action": action})
+        )
+
+    def drop(
+        self, rule: str, file: str, mask: Callable[[pd.DataFrame], pd.Series], detail: Callable[[pd.DataFrame], object]
+    ):
+        if self.alive.empty:
+            return
+        hit_mask = mask(self.alive).fillna(False).astype(bool)
+        if hit_mask.any():
+            self._report(self.alive[hit_mask], file, rule, detail, DROPPED)
+            self.alive = self.alive[~hit_mask]
+
+    def strip_cds(
+        self, rule: str, file: str, mask: Callable[[pd.DataFrame], pd.Series], detail: Callable[[pd.DataFrame], object]
+    ):
+        """Keep the record but forget its CDS (the CDS track stays empty)."""
+        if self.alive.empty:
+            return
+        hit_mask = mask(self.alive).fillna(False).astype(bool)
+        if hit_mask.any():
+            self._report(self.alive[hit_mask], file, rule, detail, KEPT_WITHOUT_CDS)
+            self.alive = self.alive.copy()
+            self.alive.loc[hit_mask, ["cds_start", "cds_end"]] = pd.NA
+
+    def quarantine(self) -> pd.DataFrame:
+        frames = [f for f in self.quarantined if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else _empty_quarantine()
+
+
+def _normalise(raw: pd.Series) -> pd.Series:
+    # Lowercase (soft-masked) bases are ordinary bases; RNA U is read as T.
+    return raw.str.upper().str.replace("U", "T", regex=False)
+
+
+def _bad_characters(seq: str) -> str:
+    return "".join(sorted(set(re.sub(f"[{DNA_ALPHABET}]", "", seq))))
+
+
+def _sequence_rules(triage: _Triage, fasta: str) -> None:
+    """Rules on the FASTA sequence itself (both formats)."""
+    triage.drop("empty_sequence", fasta, lambda d: d["seq"].str.len() == 0, lambda d: "record has no sequence")
+    triage.drop(
+        "invalid_characters",
+        fasta,
+        lambda d: d["seq"].str.contains(f"[^{DNA_ALPHABET}]", regex=True),
+        lambda d: [f"characters outside {DNA_ALPHABET}/U: {_bad_characters(s)!r}" for s in d["seq"]],
+    )
+
+
+def _too_long_rule(triage: _Triage, fasta: str, max_length: int) -> None:
+    triage.drop(
+        "too_long",
+        fasta,
+        lambda d: d["seq"].str.len() > max_length,
+        lambda d: [f"length {n} > validate.max_length {max_length}" for n in d["seq"].str.len()],
+    )
+
+
+def _cds_frame_rule(triage: _Triage, file: str) -> None:
+    triage.strip_cds(
+        "cds_not_multiple_of_3",
+        file,
+        lambda d: d["cds_start"].notna() & ((d["cds_end"] - d["cds_start"]) % CODON != 0),
+        lambda d: [
+            f"CDS [{s}, {e}) is {e - s} nt, not a multiple of {CODON}" for s, e in zip(d["cds_start"], d["cds_end"])
+        ],
+    )
+
+
+def _dedupe_fasta(records: pd.DataFrame, fasta: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the first record of an id; later ones are quarantined (duplicate_id)."""
+    dup = records["transcript_id"].duplicated(keep="first")
+    first = records.drop_duplicates("transcript_id").set_index("transcript_id")["record_no"]
+    later = records[dup]
+    quarantine = pd.DataFrame(
+        {
+            "file": fasta,
+            "record": later["record"],
+            "rule": "duplicate_id",
+            "detail": [
+                f"record {n} repeats the id of record {first[t]}; the first is kept"
+                for t, n in zip(later["transcript_id"], later["record_no"])
+            ],
+            "action": DROPPED,
+        }
+    )
+    return records[~dup], quarantine
+
+
+def _fasta_ids(records: pd.DataFrame, split_bar: bool) -> pd.DataFrame:
+    ids = records["header"].str.split(n=1).str[0].fillna("")
+    if split_bar:
+        ids = ids.str.split("|").str[0]
+    records = records.assign(transcript_id=ids, seq=_normalise(records["raw"])).drop(columns="raw")
+    # The report names a record by its id, or by its position when the header has none.
+    records["record"] = [t if t else f"record {n}" for t, n in zip(records["transcript_id"], records["record_no"])]
+    return records
+
+
+# ---------------------------------------------------------------------------
+# The two formats
+# ---------------------------------------------------------------------------
+
+
+def _parse_gencode_header(header: str) -> dict:
+    """Fields of a GENCODE transcript FASTA header; ``malformed`` says why it cannot be used."""
+    fields = header.split("|")
+    if len(fields) < GENCODE_MIN_FIELDS or not fields[GENCODE_LENGTH].strip().isdigit() or not fields[GENCODE_GENE_ID]:
+        return {"malformed": f"expected ENST|ENSG|...|length|... with >= {GENCODE_MIN_FIELDS} fields: {header[:120]!r}"}
+    parsed = {
+        "malformed": None,
+        "gene_id": fields[GENCODE_GENE_ID],
+        "gene_name": fields[GENCODE_GENE_NAME] or None,
+        "header_length": int(fields[GENCODE_LENGTH]),
+        "biotype": None,
+        "cds_start": pd.NA,
+        "cds_end": pd.NA,
+    }
+    for field in fields[GENCODE_LENGTH + 1 :]:
+        region = GENCODE_REGION.match(field)
+        if region and region.group(1) == "CDS":
+            # 1-based closed -> 0-based half-open
+            parsed["cds_start"], parsed["cds_end"] = int(region.group(2)) - 1, int(region.group(3))
+        elif not region and field and parsed["biotype"] is None:
+            parsed["biotype"] = field
+    return parsed
+
+
+def _read_gencode(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = _require(data_root / ann.fasta, ann)
+    fasta = str(path)
+    records = _fasta_ids(_read_fasta(path), split_bar=True)
+    records, duplicates = _dedupe_fasta(records, fasta)
+    parsed = pd.DataFrame([_parse_gencode_header(h) for h in records["header"]], index=records.index)
+    table = pd.concat(
+        [
+            records,
+            parsed.reindex(
+                columns=["malformed", "gene_id", "gene_name", "header_length", "biotype", "cds_start", "cds_end"]
+            ),
+        ],
+        axis=1,
+    )
+
+    triage = _Triage(table)
+    triage.drop("malformed_header", fasta, lambda d: d["malformed"].notna(), lambda d: d["malformed"])
+    _sequence_rules(triage, fasta)
+    triage.drop(
+        "truncated_record",
+        fasta,
+        lambda d: d["header_length"] != d["seq"].str.len(),
+        lambda d: [f"header says {h} nt, record has {n} nt" for h, n in zip(d["header_length"], d["seq"].str.len())],
+    )
+    _too_long_rule(triage, fasta, max_length)
+    triage.strip_cds(
+        "cds_outside_exons",
+        fasta,
+        lambda d: (
+            d["cds_start"].notna()
+            & ((d["cds_start"] < 0) | (d["cds_end"] <= d["cds_start"]) | (d["cds_end"] > d["seq"].str.len()))
+        ),
+        lambda d: [
+            f"header CDS [{s}, {e}) is not inside the {n}-nt transcript"
+            for s, e, n in zip(d["cds_start"], d["cds_end"], d["seq"].str.len())
+        ],
+    )
+    _cds_frame_rule(triage, fasta)
+
+    kept = triage.alive.assign(exon_ends=None)
+    return _finish(kept, ann), pd.concat([duplicates, triage.quarantine()], ignore_index=True)
+
+
+def _read_gtf_fasta(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fasta_path = _require(data_root / ann.fasta, ann)
+    gtf_path = _require(data_root / ann.gtf, ann)
+    fasta, gtf = str(fasta_path), str(gtf_path)
+    records = _fasta_ids(_read_fasta(fasta_path), split_bar=True)
+    records, duplicates = _dedupe_fasta(records, fasta)
+    structure, line_quarantine, has_stop_features = _gtf_transcripts(gtf_path)
+
+    table = records.merge(structure, on="transcript_id", how="outer", indicator="source")
+    table["record"] = table["record"].fillna(table["transcript_id"])
+    table["cds_start"] = table["cds_start"].astype("Int64")
+    table["cds_end"] = table["cds_end"].astype("Int64")
+
+    triage = _Triage(table)
+    triage.drop(
+        "missing_annotation",
+        fasta,
+        lambda d: d["source"] == "left_only",
+        lambda d: f"no transcript with this id in {gtf}",
+    )
+    triage.drop(
+        "missing_sequence",
+        gtf,
+        lambda d: d["source"] == "right_only",
+        lambda d: f"no FASTA record with this id in {fasta}",
+    )
+    _sequence_rules(triage, fasta)
+    triage.drop(
+        "missing_attribute",
+        gtf,
+        lambda d: d["gene_id_missing_lines"].str.len() > 0,
+        lambda d: [
+            f"gene_id missing on GTF line(s) {', '.join(map(str, lines[:5]))}" for lines in d["gene_id_missing_lines"]
+        ],
+    )
+    triage.drop(
+        "duplicate_id",
+        gtf,
+        lambda d: d["n_gene_ids"] > 1,
+        lambda d: [f"transcript_id used by {n} different gene_id values in the GTF" for n in d["n_gene_ids"]],
+    )
+    triage.drop(
+        "unknown_strand",
+        gtf,
+        lambda d: ~d["strands"].isin(GTF_STRANDS),
+        lambda d: [f"strand {s!r}; need one of {'/'.join(GTF_STRANDS)} for all lines" for s in d["strands"]],
+    )
+    triage.drop(
+        "invalid_coordinates",
+        gtf,
+        lambda d: d["bad_coordinates"],
+        lambda d: "an exon has no start/end, end < start or start < 1",
+    )
+    triage.drop("overlapping_exons", gtf, lambda d: d["overlap"], lambda d: "two exons of the transcript overlap")
+    triage.drop(
+        "length_mismatch",
+        gtf,
+        lambda d: d["exon_total"] != d["seq"].str.len(),
+        lambda d: [
+            f"exons sum to {x} nt ({k} exons), FASTA record has {n} nt"
+            for x, k, n in zip(d["exon_total"], d["n_exons"], d["seq"].str.len())
+        ],
+    )
+    _too_long_rule(triage, fasta, max_length)
+    triage.strip_cds(
+        "cds_outside_exons",
+        gtf,
+        lambda d: d["cds_problem"] == "outside",
+        lambda d: "a CDS/stop_codon feature is not inside one exon of the transcript",
+    )
+    triage.strip_cds(
+        "cds_not_contiguous",
+        gtf,
+        lambda d: d["cds_problem"] == "gap",
+        lambda d: "CDS features skip exonic bases between CDS start and end",
+    )
+    _cds_frame_rule(triage, gtf)
+
+    kept = triage.alive
+    if not has_stop_features:
+        kept = _add_stop_codon(kept, gtf)
+    quarantine = pd.concat([duplicates, line_quarantine, triage.quarantine()], ignore_index=True)
+    return _finish(kept, ann), quarantine
+
+
+def _add_stop_codon(kept: pd.DataFrame, gtf: str) -> pd.DataFrame:
+    """Include the stop codon in the CDS when the GTF leaves it out.
+
+    GTF2.2 CDS features exclude the stop codon and give it as a stop_codon
+    feature; a GTF without any stop_codon features (e.g. Cufflinks /
+    IsoformSwitchAnalyzeR ORFs) therefore ends the CDS one codon early. GENCODE
+    headers and GTFs with stop_codon features include it, so the CDS is extended
+    here by one codon exactly when the CDS's own last codon is not a stop and the
+    next codon in the sequence is. An ORF with no stop (3'-incomplete) is left as is.
+    """
+    has_cds = kept["cds_start"].notna()
+    if not has_cds.any():
+        return kept
+    ends = kept.loc[has_cds, "cds_end"].astype(int)
+    seqs = kept.loc[has_cds, "seq"]
+    extend = pd.Series(
+        [s[e - CODON : e] not in STOP_CODONS and s[e : e + CODON] in STOP_CODONS for s, e in zip(seqs, ends)],
+        index=ends.index,
+    )
+    kept = kept.copy()
+    kept.loc[extend[extend].index, "cds_end"] = ends[extend] + CODON
+    log.info("%s: no stop_codon features; stop codon added to %d of %d CDS", gtf, int(extend.sum()), len(ends))
+    return kept
+
+
+def _finish(kept: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
+    """The surviving records as TRANSCRIPTS columns, in file order."""
+    if "record_no" in kept:
+        kept = kept.sort_values("record_no")
+    out = kept.assign(
+        annotation=ann.name,
+        species=ann.species,
+        assembly=ann.assembly,
+        length=kept["seq"].str.len().astype("int64"),
+        cds_start=kept["cds_start"].astype("Int64"),
+        cds_end=kept["cds_end"].astype("Int64"),
+        gene_name=kept["gene_name"].astype(object).where(kept["gene_name"].notna(), None),
+        biotype=kept["biotype"].astype(object).where(kept["biotype"].notna(), None),
+    )
+    return out[TRANSCRIPT_COLUMNS].reset_index(drop=True)
+
+
+_READERS = {"gencode_fasta": _read_gencode, "gtf_transcript_fasta": _read_gtf_fasta}
+
+
+def read_annotation(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One annotation set -> (transcripts with TRANSCRIPTS columns, quarantine with QUARANTINE columns).
+
+    Files are ``data_root / ann.fasta`` (and ``ann.gtf``). Raises ValidationError
+    only for a file that is missing or unreadable as a whole.
+    """
+    transcripts, quarantine = _READERS[ann.format](ann, Path(data_root), max_length)
+    return transcripts, quarantine[QUARANTINE_COLUMNS].astype(str).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------
+
+
+def _top_rules(quarantine: pd.DataFrame) -> str:
+    counts = Counter(quarantine["rule"])
+    return ", ".join(f"{rule} ({n})" for rule, n in counts.most_common(TOP_RULES)) or "none"
+
+
+def _files(ann: Annotation, data_root: Path) -> list[str]:
+    return [str(data_root / f) for f in (ann.gtf, ann.fasta) if f]
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write beside the target and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
+    try:
+        return schema.validate(table, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases[["column", "check", "failure_case"]].head(10).to_string(index=False)
+        raise ValidationError(
+            f"{what} fails schema {schema.name!r} ({len(err.failure_cases)} failures):\n{cases}"
+        ) from err
+
+
+def validate(
+    cfg: Config, data_root: Path, transcripts_out: Path, quarantine_out: Path, summary_out: Path | None = None
+) -> ValidateResult:
+    """Read every annotation set, quarantine bad records, write the transcripts table.
+
+    Writes ``quarantine_out`` (TSV, always, header even if empty) and
+    ``summary_out`` (JSON) before deciding; ``transcripts_out`` (parquet) only
+    when the run passes, and a stale one is removed when it does not.
+    """
+    data_root, transcripts_out, quarantine_out = Path(data_root), Path(transcripts_out), Path(quarantine_out)
+    limits = cfg.validate_
+    tables, quarantines, per_annotation = [], [], {}
+    for ann in cfg.data.annotations:
+        transcripts, quarantine = read_annotation(ann, data_root, limits.max_length)
+        tables.append(transcripts)
+        quarantines.append((ann, quarantine))
+
+    # Ids must be unique across sets too: the first set keeps the id.
+    combined = pd.concat(tables, ignore_index=True)
+    dup = combined["transcript_id"].duplicated(keep="first")
+    first_set = combined.drop_duplicates("transcript_id").set_index("transcript_id")["annotation"]
+    anns = {a.name: a for a in cfg.data.annotations}
+    for ann, quarantine in quarantines:
+        later = combined[dup & (combined["annotation"] == ann.name)]
+        cross = pd.DataFrame(
+            {
+                "file": str(data_root / ann.fasta),
+                "record": later["transcript_id"],
+                "rule": "duplicate_id",
+                "detail": [
+                    f"id already read from annotation {first_set[t]!r}; the first is kept"
+                    for t in later["transcript_id"]
+                ],
+                "action": DROPPED,
+            }
+        )
+        quarantine = pd.concat([quarantine, cross], ignore_index=True) if len(cross) else quarantine
+        n_kept = int(((combined["annotation"] == ann.name) & ~dup).sum())
+        n_dropped = int((quarantine["action"] == DROPPED).sum())
+        per_annotation[ann.name] = {
+            "files": _files(ann, data_root),
+            "n_transcripts": n_kept,
+            "n_dropped": n_dropped,
+            "n_kept_without_cds": int((quarantine["action"] == KEPT_WITHOUT_CDS).sum()),
+            "by_rule": dict(Counter(quarantine["rule"]).most_common()),
+            "_quarantine": quarantine,
+        }
+    combined = combined[~dup].reset_index(drop=True)
+    all_quarantine = pd.concat([p.pop("_quarantine") for p in per_annotation.values()], ignore_index=True)
+    all_quarantine = _check_schema(QUARANTINE, all_quarantine.astype(str), "quarantine report")
+
+    by_rule = dict(Counter(all_quarantine["rule"]).most_common())
+    result = ValidateResult(n_transcripts=len(combined), n_quarantined=len(all_quarantine), by_rule=by_rule)
+    _write_atomic(quarantine_out, lambda p: all_quarantine.to_csv(p, sep="\t", index=False))
+    if summary_out is not None:
+        summary = {
+            **result.to_dict(),
+            "by_action": dict(Counter(all_quarantine["action"]).most_common()),
+            "max_length": limits.max_length,
+            "by_annotation": per_annotation,
+        }
+        _write_atomic(Path(summary_out), lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+
+    try:
+        _check_limits(result, per_annotation, anns, all_quarantine, cfg, quarantine_out)
+        checked = _check_schema(TRANSCRIPTS, combined, "transcripts table")
+    except ValidationError:
+        transcripts_out.unlink(missing_ok=True)
+        raise
+    table = pyarrow.Table.from_pandas(checked, schema=PARQUET_SCHEMA, preserve_index=False)
+    _write_atomic(transcripts_out, lambda p: pyarrow.parquet.write_table(table, p))
+    return result
+
+
+def _check_limits(result, per_annotation, anns, quarantine, cfg: Config, quarantine_out: Path) -> None:
+    limits = cfg.validate_
+    if result.n_transcripts < limits.min_transcripts:
+        files = [f for p in per_annotation.values() for f in p["files"]]
+        raise ValidationError(
+            f"validate: only {result.n_transcripts} usable transcripts from {', '.join(files)} "
+            f"(validate.min_transcripts = {limits.min_transcripts}); {result.n_quarantined} quarantined, "
+            f"top rules: {_top_rules(quarantine)}. See {quarantine_out}; fix the input files or the "
+            "annotation formats in params.yaml."
+        )
+    for name, stats in per_annotation.items():
+        total = stats["n_transcripts"] + stats["n_dropped"]
+        share = stats["n_dropped"] / total if total else 0.0
+        if share > limits.max_quarantine_fraction:
+            mine = quarantine[quarantine["file"].isin(stats["files"]) & (quarantine["action"] == DROPPED)]
+            raise ValidationError(
+                f"validate: annotation {name!r} ({', '.join(stats['files'])}): {stats['n_dropped']} of {total} "
+                f"records ({share:.1%}) quarantined and dropped, above validate.max_quarantine_fraction = "
+                f"{limits.max_quarantine_fraction}; top rules: {_top_rules(mine)}. See {quarantine_out}: the input "
+                f"is probably the wrong file or format (format: {anns[name].format}); raise the limit in params.yaml "
+                "only if these losses are expected."
+            )

@@ -1,0 +1,98 @@
+"""The 6-track per-nucleotide encoding of a mature transcript (DESIGN §2).
+
+Channels: one-hot A, C, G, T (N and any other IUPAC code -> all zeros; U read
+as T), ``cds`` (1 at the first nucleotide of every codon of the CDS) and
+``splice`` (1 at the last nucleotide of every exon, the final one included).
+Sequences are in transcript orientation already (the validate stage
+reverse-complements minus-strand transcripts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+CHANNELS = ("A", "C", "G", "T", "cds", "splice")
+N_CHANNELS = len(CHANNELS)
+BASES = "ACGT"
+CDS_CHANNEL = CHANNELS.index("cds")
+SPLICE_CHANNEL = CHANNELS.index("splice")
+CODON = 3
+
+# Byte value -> base channel; NO_BASE selects the all-zero row of _ONE_HOT.
+NO_BASE = len(BASES)
+_BASE_OF_BYTE = np.full(256, NO_BASE, dtype=np.uint8)
+for _i, _base in enumerate(BASES):
+    _BASE_OF_BYTE[ord(_base)] = _BASE_OF_BYTE[ord(_base.lower())] = _i
+_BASE_OF_BYTE[ord("U")] = _BASE_OF_BYTE[ord("u")] = BASES.index("T")
+# (5, 4): identity for A C G T, zeros for everything else.
+_ONE_HOT = np.vstack([np.eye(len(BASES), dtype=np.float32), np.zeros((1, len(BASES)), dtype=np.float32)])
+
+
+def _unknown(value) -> bool:
+    """None, NaN and pd.NA mean unknown; arrays and lists are values."""
+    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
+
+
+def encode(seq: str, cds_start: int | None, cds_end: int | None, exon_ends: Sequence[int] | None) -> np.ndarray:
+    """One transcript -> (6, length) float32 tracks, channels in CHANNELS order.
+
+    ``cds_start``/``cds_end`` are 0-based half-open transcript coordinates;
+    ``exon_ends`` the 0-based last nucleotide of each exon. Unknown (None, NaN,
+    pd.NA) leaves that track at zero.
+    """
+    codes = _BASE_OF_BYTE[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
+    length = len(codes)
+    tracks = np.zeros((N_CHANNELS, length), dtype=np.float32)
+    tracks[: len(BASES)] = _ONE_HOT[codes].T
+
+    if not (_unknown(cds_start) or _unknown(cds_end)):
+        start, end = int(cds_start), int(cds_end)
+        if not 0 <= start < end <= length:
+            raise ValueError(f"CDS [{start}, {end}) is not inside a {length}-nt sequence")
+        tracks[CDS_CHANNEL, start:end:CODON] = 1.0
+
+    if not _unknown(exon_ends):
+        ends = np.asarray(exon_ends, dtype=np.int64)
+        if ends.size and (ends.min() < 0 or ends.max() >= length):
+            raise ValueError(f"exon ends {ends.tolist()} fall outside a {length}-nt sequence")
+        tracks[SPLICE_CHANNEL, ends] = 1.0
+    return tracks
+
+
+def encode_row(row) -> np.ndarray:
+    """:func:`encode` over a transcripts-table row (Series, dict or namedtuple); a missing column means unknown."""
+    get = row.get if hasattr(row, "get") else lambda key, default=None: getattr(row, key, default)
+    return encode(get("seq"), get("cds_start", None), get("cds_end", None), get("exon_ends", None))
+
+
+def crop(track: np.ndarray, max_length: int, rng: np.random.Generator | None) -> np.ndarray:
+    """(6, L) -> (6, min(L, max_length)): a random window when ``rng`` is given, else the 5' start.
+
+    Returns a view of ``track``, not a copy.
+    """
+    if max_length <= 0:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    length = track.shape[-1]
+    if length <= max_length:
+        return track
+    start = int(rng.integers(0, length - max_length + 1)) if rng is not None else 0
+    return track[:, start : start + max_length]
+
+
+def batch(tracks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest track in the batch (never a fixed length).
+
+    Returns x (batch, 6, max_len) float32, zero-padded on the 3' side, and
+    lengths (batch,) int64 with each track's real length.
+    """
+    if len(tracks) == 0:
+        raise ValueError("batch needs at least one track")
+    lengths = np.array([t.shape[-1] for t in tracks], dtype=np.int64)
+    x = np.zeros((len(tracks), N_CHANNELS, int(lengths.max())), dtype=np.float32)
+    for i, track in enumerate(tracks):
+        x[i, :, : lengths[i]] = track
+    return torch.from_numpy(x), torch.from_numpy(lengths)
