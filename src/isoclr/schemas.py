@@ -81,3 +81,31 @@ GROUPS = pa.DataFrameSchema(
     coerce=True,
     name="groups",
 )
+
+# --------------------------------------------------------------------------- probe (isoclr.probe)
+
+# Rows a probe task embeds: one per labelled sequence. Not strict: a gene_id join
+# also carries the representative transcript's id, CDS and exon ends.
+PROBE_ROWS = pa.DataFrameSchema(
+    {
+        "id": pa.Column(str),
+        "seq": pa.Column(str, pa.Check.str_matches(r"^[ACGTN]+$")),
+        "target": pa.Column(float, pa.Check(lambda s: s.notna() & ~s.isin([float("inf"), float("-inf")]))),
+        "group": pa.Column(str),
+    },
+    coerce=True,
+    name="probe_rows",
+)
+
+# Seed-0 test predictions, the data of `dvc plots` (x = measured, y = predicted).
+PROBE_PREDICTIONS = pa.DataFrameSchema(
+    {
+        "task": pa.Column(str),
+        "model": pa.Column(str),
+        "measured": pa.Column(float),
+        "predicted": pa.Column(float),
+    },
+    strict=True,
+    coerce=True,
+    name="probe_predictions",
+)

@@ -1,0 +1,184 @@
+"""Model registry (file:// backend): immutable verified versions, atomic champion pointer, the register stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from isoclr.config import Config
+from isoclr.registry import (
+    FileBackend,
+    RegistryError,
+    backend_for,
+    champion,
+    download,
+    list_versions,
+    new_version_id,
+    register,
+    run_register,
+    set_champion,
+    verify,
+)
+from tests.conftest import tiny_params
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "encoder.pt").write_bytes(b"\x00weights\x01" * 100)
+    (model / "meta.json").write_text('{"out_dim": 16}')
+    (model / "sub" / "extra.txt").write_text("nested files are kept")
+    return model
+
+
+@pytest.fixture
+def uri(tmp_path) -> str:
+    return f"file://{tmp_path / 'registry'}"
+
+
+def test_register_list_champion(uri, model_dir, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"halflife": {}}')
+    assert list_versions(uri) == [] and champion(uri) is None
+
+    v1 = register(uri, model_dir, {"metrics": metrics}, {"note": "first"})
+    v2 = register(uri, model_dir, {}, {"note": "second"})
+    versions = list_versions(uri)
+    assert [v["version"] for v in versions] == [v1, v2]  # oldest first
+    assert "model/sub/extra.txt" in versions[0]["files"] and "attachments/metrics.json" in versions[0]["files"]
+    assert versions[0]["metadata"]["note"] == "first" and versions[0]["metadata"]["version"] == v1
+    assert champion(uri) is None  # registering does not promote
+
+    set_champion(uri, v2)
+    set_champion(uri, v1)  # rollback
+    assert champion(uri) == v1
+    assert [v["champion"] for v in list_versions(uri)] == [True, False]
+    pointer = json.loads((Path(uri.removeprefix("file://")) / "champion.json").read_text())
+    assert [h["version"] for h in pointer["history"]] == [v2, v1] and pointer["history"][1]["previous"] == v2
+
+    out = download(uri, v1, tmp_path / "fetched")
+    assert (out / "encoder.pt").read_bytes() == (model_dir / "encoder.pt").read_bytes()
+    assert (out / "sub" / "extra.txt").exists()
+
+
+def test_a_corrupted_file_makes_the_version_untrusted(uri, model_dir):
+    v1 = register(uri, model_dir, {}, {})
+    set_champion(uri, v1)
+    root = Path(uri.removeprefix("file://"))
+    (root / "versions" / v1 / "model" / "encoder.pt").write_bytes(b"tampered")
+
+    with pytest.raises(RegistryError, match=r"model/encoder\.pt has sha256 .* the manifest says"):
+        verify(uri, v1)
+    assert list_versions(uri) == []
+    with pytest.raises(RegistryError, match="encoder.pt"):
+        champion(uri)  # the pointer names a version that no longer verifies: loud, not silent
+    with pytest.raises(RegistryError):
+        set_champion(uri, v1)
+
+
+def test_a_file_added_after_the_fact_is_not_trusted(uri, model_dir):
+    v1 = register(uri, model_dir, {}, {})
+    (Path(uri.removeprefix("file://")) / "versions" / v1 / "model" / "smuggled.bin").write_bytes(b"x")
+    with pytest.raises(RegistryError, match="not in the manifest"):
+        verify(uri, v1)
+
+
+def test_a_version_without_manifest_is_invisible(uri, model_dir):
+    good = register(uri, model_dir, {}, {})
+    root = Path(uri.removeprefix("file://"))
+    # a crash before the manifest: the files are there, the manifest is not
+    crashed = new_version_id()
+    shutil.copytree(root / "versions" / good / "model", root / "versions" / crashed / "model")
+    # and a crash inside the file backend's staging area
+    (root / ".staging" / "half").mkdir(parents=True)
+    (root / ".staging" / "half" / "encoder.pt").write_bytes(b"partial")
+
+    assert [v["version"] for v in list_versions(uri)] == [good]
+    with pytest.raises(RegistryError, match="MANIFEST"):
+        set_champion(uri, crashed)
+    assert champion(uri) is None
+
+
+def test_unknown_version_cannot_become_champion(uri, model_dir):
+    v1 = register(uri, model_dir, {}, {})
+    set_champion(uri, v1)
+    with pytest.raises(RegistryError, match="no version 'nope'"):
+        set_champion(uri, "nope")
+    assert champion(uri) == v1
+
+
+def test_version_ids_sort_by_time_and_are_unique():
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    ids = [new_version_id(t0 + timedelta(microseconds=i)) for i in (0, 1, 10, 1_000_000)]
+    assert ids == sorted(ids)
+    assert len({new_version_id(t0) for _ in range(50)}) == 50
+
+
+def test_uris(tmp_path, monkeypatch, model_dir):
+    monkeypatch.chdir(tmp_path)
+    v = register("file://rel/reg", model_dir, {}, {})
+    assert (tmp_path / "rel" / "reg" / "versions" / v / "MANIFEST.json").exists()
+    assert [x["version"] for x in list_versions("rel/reg")] == [v]  # a plain path is the same registry
+    assert isinstance(backend_for(f"file://{tmp_path}/abs"), FileBackend)
+    with pytest.raises(RegistryError, match="no backend for scheme 'nosuch'"):
+        list_versions("nosuch://bucket/registry")
+
+
+def test_backend_create_is_create_if_absent(tmp_path):
+    backend = FileBackend(tmp_path)
+    assert backend.create("a/b.json", b"1") is True
+    assert backend.create("a/b.json", b"2") is False
+    assert backend.get("a/b.json") == b"1"
+    backend.put("a/b.json", b"3")
+    assert backend.get("a/b.json") == b"3" and backend.list("a/") == ["a/b.json"]
+    with pytest.raises(KeyError):
+        backend.get("missing")
+
+
+def stage_config(uri: str) -> Config:
+    params = tiny_params()
+    params["registry"] = {"uri": uri}
+    return Config.model_validate(params)
+
+
+def write_inputs(tmp_path: Path, passed: bool) -> tuple[Path, Path]:
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"halflife": {"isoclr": {"pearson_r": 0.3}}}))
+    decision = tmp_path / "gate.json"
+    rule = {"task": "mrl", "metric": "pearson_r", "passed": passed, "reason": "ok" if passed else "metric missing"}
+    decision.write_text(json.dumps({"passed": passed, "rules": [rule]}))
+    return metrics, decision
+
+
+def test_run_register_with_failed_decision_registers_nothing(uri, model_dir, tmp_path):
+    metrics, decision = write_inputs(tmp_path, passed=False)
+    record = tmp_path / "registration.json"
+    assert run_register(stage_config(uri), model_dir, metrics, decision, record) is None
+    written = json.loads(record.read_text())
+    assert written["registered"] is False
+    assert written["reason"].startswith("not registered:") and "mrl pearson_r: metric missing" in written["reason"]
+    assert list_versions(uri) == [] and champion(uri) is None
+
+
+def test_run_register_registers_promotes_and_is_idempotent(uri, model_dir, tmp_path):
+    metrics, decision = write_inputs(tmp_path, passed=True)
+    record_path = tmp_path / "registration.json"
+    cfg = stage_config(uri)
+    record = run_register(cfg, model_dir, metrics, decision, record_path)
+    assert record["registered"] is True and json.loads(record_path.read_text()) == record
+    assert champion(uri) == record["version"]
+    metadata = list_versions(uri)[0]["metadata"]
+    assert {"provenance", "config", "metrics", "decision"} <= set(metadata)
+    assert metadata["config"]["registry"]["uri"] == uri
+    assert metadata["metrics"]["halflife"]["isoclr"]["pearson_r"] == 0.3
+
+    again = run_register(cfg, model_dir, metrics, decision, record_path)
+    assert again["version"] == record["version"] and len(list_versions(uri)) == 1
+    (model_dir / "encoder.pt").write_bytes(b"retrained")
+    new = run_register(cfg, model_dir, metrics, decision, record_path)
+    assert new["version"] > record["version"] and champion(uri) == new["version"]
