@@ -1,0 +1,123 @@
+"""Contrastive losses: decoupled contrastive loss (DCL) and NT-Xent (SimCLR).
+
+The math lives in pure functions; the nn.Modules only check hyper-parameters
+(lightly / solo-learn style). Both losses
+
+* L2-normalise the projections,
+* are symmetric: every item of both views is an anchor once, and
+* optionally mask same-group items out of the negatives: transcripts of the
+  same gene or homology group are never pushed apart (DESIGN §2).
+
+For anchor ``a`` with positive ``p`` and cosine similarities ``s`` divided by
+the temperature, over the ``2 * batch`` items of both views:
+
+    NT-Xent: -s(a, p) + log sum_{k != a, not masked} exp s(a, k)     (positive in the denominator)
+    DCL:     -s(a, p) + log sum_{k != a, k != p, not masked} exp s(a, k)
+
+An anchor left with no negative at all (every other item is in its group) has
+no DCL term; it is left out of the mean. NT-Xent gives it zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def _logits_and_masks(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None):
+    """Similarities of all ``2 * batch`` items, the index of each anchor's positive and the
+    negatives mask ``(2 * batch, 2 * batch)`` (True = used as a negative)."""
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must both be (batch, dim), got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    batch = z1.shape[0]
+    if batch < 1:
+        raise ValueError("empty batch")
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = z @ z.T / temperature
+    n = 2 * batch
+    index = torch.arange(n, device=z.device)
+    positive = (index + batch) % n
+    negatives = ~torch.eye(n, dtype=torch.bool, device=z.device)
+    negatives[index, positive] = False
+    if groups is not None:
+        if groups.shape != (batch,):
+            raise ValueError(f"groups must be ({batch},), got {tuple(groups.shape)}")
+        g = torch.cat([groups, groups]).to(z.device)
+        negatives &= g[:, None] != g[None, :]
+    return logits, positive, negatives
+
+
+def dcl_loss(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
+    """Decoupled contrastive loss (Yeh et al. 2022): NT-Xent without the positive in the denominator.
+
+    Args:
+        z1, z2: (batch, dim) projections of the two views; row i of each is a positive pair.
+        temperature: divides the cosine similarities.
+        groups: (batch,) int group of each pair; same-group items are not negatives.
+    Returns:
+        scalar mean over the anchors that have at least one negative.
+    """
+    logits, positive, negatives = _logits_and_masks(z1, z2, temperature, groups)
+    has_negative = negatives.any(dim=1)
+    if not bool(has_negative.any()):
+        raise ValueError("no anchor has a negative: every item of the batch is in one group")
+    pos = logits.gather(1, positive[:, None]).squeeze(1)
+    # Rows without negatives are computed over everything and then dropped: an all -inf
+    # row would give NaN gradients even when it is not selected.
+    in_denominator = negatives | ~has_negative[:, None]
+    denom = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
+    return (denom - pos)[has_negative].mean()
+
+
+def ntxent_loss(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
+    """NT-Xent / InfoNCE (SimCLR): the positive is part of the denominator.
+
+    Args:
+        z1, z2: (batch, dim) projections of the two views; row i of each is a positive pair.
+        temperature: divides the cosine similarities.
+        groups: (batch,) int group of each pair; same-group items are not negatives.
+    Returns:
+        scalar mean over all ``2 * batch`` anchors.
+    """
+    logits, positive, negatives = _logits_and_masks(z1, z2, temperature, groups)
+    in_denominator = negatives.clone()
+    in_denominator[torch.arange(len(positive), device=logits.device), positive] = True
+    pos = logits.gather(1, positive[:, None]).squeeze(1)
+    denom = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
+    return (denom - pos).mean()
+
+
+def _check_temperature(temperature: float) -> float:
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    return float(temperature)
+
+
+class DCLLoss(nn.Module):
+    """Decoupled contrastive loss; see :func:`dcl_loss`."""
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+
+    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None) -> Tensor:
+        """z1, z2: (batch, dim); groups: (batch,) int or None -> scalar."""
+        return dcl_loss(z1, z2, self.temperature, groups)
+
+
+class NTXentLoss(nn.Module):
+    """NT-Xent (SimCLR) loss; see :func:`ntxent_loss`."""
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+
+    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None) -> Tensor:
+        """z1, z2: (batch, dim); groups: (batch,) int or None -> scalar."""
+        return ntxent_loss(z1, z2, self.temperature, groups)
+
+
+LOSSES: dict[str, type[nn.Module]] = {"dcl": DCLLoss, "ntxent": NTXentLoss}

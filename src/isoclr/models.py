@@ -1,0 +1,173 @@
+"""The IsoCLR encoder: a dilated residual CNN over per-nucleotide tracks, plus the projection head.
+
+Model = trunk + head (gReLU style). Inputs are ``(batch, channels, length)``
+padded to the batch's longest sequence; ``lengths`` says where each sequence
+really ends. Two rules keep padding invisible, so a sequence's embedding does
+not depend on what it is batched with:
+
+* normalisation is per position over channels (no statistics across positions
+  or sequences, unlike BatchNorm), and
+* padded positions are set to zero after every conv unit, so the next conv
+  (whose dilated kernel reaches past the end) reads the same zeros it would
+  read at the end of an unpadded sequence; the max-pool and the global average
+  pool are masked by the lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from isoclr.config import ModelConfig
+
+# Max-pool after the stem (DESIGN §2): halves the length the tower works on.
+STEM_POOL = 2
+
+
+def length_mask(lengths: Tensor, length: int) -> Tensor:
+    """``(batch, 1, length)`` float mask: 1 at real positions, 0 at padding."""
+    positions = torch.arange(length, device=lengths.device)
+    return (positions[None, :] < lengths[:, None]).unsqueeze(1).to(torch.float32)
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over channels at each position of ``(batch, channels, length)``.
+
+    Each position is normalised on its own, so padding can never leak into the
+    statistics of a real position (the BatchNorm trap of DESIGN §7).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (batch, channels, length) -> same shape."""
+        mean = x.mean(dim=1, keepdim=True)
+        var = x.var(dim=1, keepdim=True, unbiased=False)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ConvUnit(nn.Module):
+    """Conv -> norm -> GELU, with padded positions zeroed afterwards."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)
+        )
+        self.norm = ChannelLayerNorm(out_channels)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x: (batch, in, length), mask: (batch, 1, length) -> (batch, out, length)."""
+        return F.gelu(self.norm(self.conv(x))) * mask
+
+
+class ResidualBlock(nn.Module):
+    """Two dilated convs with a skip connection (1x1 conv where the width changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.conv1 = ConvUnit(in_channels, out_channels, kernel_size, dilation)
+        self.conv2 = nn.Conv1d(
+            out_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)
+        )
+        self.norm2 = ChannelLayerNorm(out_channels)
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv1d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x: (batch, in, length), mask: (batch, 1, length) -> (batch, out, length)."""
+        h = self.norm2(self.conv2(self.conv1(x, mask)))
+        return F.gelu(h + self.skip(x)) * mask
+
+
+class DilatedResNet(nn.Module):
+    """The encoder trunk: ``(batch, in_channels, length)`` tracks -> ``(batch, out_dim)`` representation."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 6) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.in_channels = in_channels
+        # stem: conv + norm, then max-pool (in forward, masked)
+        self.stem = ConvUnit(in_channels, cfg.stem_filters, cfg.stem_kernel)
+        # conv tower: stages of residual blocks, one dilation per stage
+        blocks: list[nn.Module] = []
+        width = cfg.stem_filters
+        for filters, n_blocks, dilation in zip(cfg.stage_filters, cfg.stage_blocks, cfg.dilations, strict=True):
+            for _ in range(n_blocks):
+                blocks.append(ResidualBlock(width, filters, cfg.kernel_size, dilation))
+                width = filters
+        self.tower = nn.ModuleList(blocks)
+        # pool: masked global average over the real length
+        self.out_dim = width
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (batch, in_channels, length), lengths: (batch,) int -> (batch, out_dim)."""
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (batch, {self.in_channels}, length), got {tuple(x.shape)}")
+        if lengths.shape != (x.shape[0],):
+            raise ValueError(f"expected lengths ({x.shape[0]},), got {tuple(lengths.shape)}")
+        if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[2]:
+            raise ValueError("every length must be at least 1 and at most the padded length")
+        lengths = lengths.to(x.device)
+        mask = length_mask(lengths, x.shape[2])
+        h = self.stem(x * mask, mask)
+        h, lengths = self._pool(h, lengths)
+        mask = length_mask(lengths, h.shape[2])
+        for block in self.tower:
+            h = block(h, mask)
+        return (h * mask).sum(dim=2) / lengths[:, None].to(h.dtype)
+
+    @staticmethod
+    def _pool(h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Masked max-pool: padding is -inf inside the pool, so a sequence's last (odd) window
+        holds only its own last position, exactly as when it is pooled unpadded."""
+        mask = length_mask(lengths, h.shape[2])
+        h = h.masked_fill(mask == 0, float("-inf"))
+        h = F.max_pool1d(h, STEM_POOL, ceil_mode=True)
+        lengths = torch.div(lengths + STEM_POOL - 1, STEM_POOL, rounding_mode="floor")
+        return h.masked_fill(length_mask(lengths, h.shape[2]) == 0, 0.0), lengths
+
+
+class ProjectionHead(nn.Module):
+    """MLP over ``cfg.projection_dims`` (training only): ``(batch, in_dim)`` -> ``(batch, projection_dims[-1])``."""
+
+    def __init__(self, in_dim: int, dims: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for i, dim in enumerate(dims):
+            layers.append(nn.Linear(width, dim))
+            if i < len(dims) - 1:
+                layers.append(nn.GELU())
+            width = dim
+        self.mlp = nn.Sequential(*layers)
+        self.out_dim = width
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h: (batch, in_dim) -> (batch, out_dim)."""
+        return self.mlp(h)
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder + projection head; only the encoder is kept after training."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 6) -> None:
+        super().__init__()
+        self.encoder = DilatedResNet(cfg, in_channels)
+        self.head = ProjectionHead(self.encoder.out_dim, cfg.projection_dims)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (batch, in_channels, length), lengths: (batch,) ->
+        representation (batch, out_dim), projection (batch, projection_dims[-1])."""
+        h = self.encoder(x, lengths)
+        return h, self.head(h)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,115 @@
+"""The contrastive losses against slow references written straight from the formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from isoclr.losses import DCLLoss, NTXentLoss, dcl_loss, ntxent_loss
+
+
+def _reference(z1, z2, temperature, groups=None, decoupled=True) -> float:
+    """Python loops over anchors and candidates; no vectorisation, no masking tricks."""
+    z = torch.cat([z1, z2]).double()
+    z = [v / v.norm() for v in z]
+    n, batch = len(z), len(z1)
+    group = None if groups is None else [int(g) for g in groups] * 2
+    terms = []
+    for a in range(n):
+        p = (a + batch) % n
+        positive = float(z[a] @ z[p]) / temperature
+        denominator = 0.0 if decoupled else math.exp(positive)
+        negatives = 0
+        for k in range(n):
+            if k in (a, p):
+                continue
+            if group is not None and group[k] == group[a]:
+                continue
+            denominator += math.exp(float(z[a] @ z[k]) / temperature)
+            negatives += 1
+        if decoupled and negatives == 0:
+            continue  # no DCL term without negatives
+        terms.append(-positive + math.log(denominator))
+    return sum(terms) / len(terms)
+
+
+@pytest.fixture
+def views():
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(6, 5, generator=g)
+    return z1, z1 + 0.5 * torch.randn(6, 5, generator=g)
+
+
+GROUPS = torch.tensor([0, 0, 1, 2, 2, 2])
+
+
+@pytest.mark.parametrize("groups", [None, GROUPS], ids=["plain", "grouped"])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_dcl_matches_reference(views, groups, temperature):
+    got = dcl_loss(*views, temperature, groups)
+    assert got.item() == pytest.approx(_reference(*views, temperature, groups, decoupled=True), rel=1e-5)
+
+
+@pytest.mark.parametrize("groups", [None, GROUPS], ids=["plain", "grouped"])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_ntxent_matches_reference(views, groups, temperature):
+    got = ntxent_loss(*views, temperature, groups)
+    assert got.item() == pytest.approx(_reference(*views, temperature, groups, decoupled=False), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss, decoupled", [(dcl_loss, True), (ntxent_loss, False)])
+def test_group_masking_changes_the_value_exactly_as_the_reference(views, loss, decoupled):
+    plain, grouped = loss(*views, 0.1), loss(*views, 0.1, GROUPS)
+    assert abs(plain.item() - grouped.item()) > 1e-3  # masking same-group negatives matters
+    expected = _reference(*views, 0.1, GROUPS, decoupled) - _reference(*views, 0.1, None, decoupled)
+    assert grouped.item() - plain.item() == pytest.approx(expected, rel=1e-4)
+    # All-distinct groups mask nothing.
+    assert loss(*views, 0.1, torch.arange(6)).item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_losses_are_symmetric_and_scale_invariant(views):
+    z1, z2 = views
+    for loss in (dcl_loss, ntxent_loss):
+        assert loss(z2, z1, 0.1).item() == pytest.approx(loss(z1, z2, 0.1).item(), rel=1e-6)
+        assert loss(3 * z1, z2, 0.1).item() == pytest.approx(loss(z1, z2, 0.1).item(), rel=1e-5)
+
+
+def test_dcl_is_ntxent_without_the_positive(views):
+    # Aligned views make the positive dominate the NT-Xent denominator, so the two differ.
+    z1, _ = views
+    assert dcl_loss(z1, z1, 0.1).item() < ntxent_loss(z1, z1, 0.1).item()
+
+
+def test_anchor_without_negatives_is_left_out_without_nan_gradients():
+    g = torch.Generator().manual_seed(1)
+    z1 = torch.randn(4, 3, generator=g, requires_grad=True)
+    z2 = torch.randn(4, 3, generator=g)
+    groups = torch.tensor([0, 0, 0, 1])  # pairs 0-2 still see pair 3 as a negative
+    loss = dcl_loss(z1, z2, 0.1, groups)
+    loss.backward()
+    assert loss.item() == pytest.approx(_reference(z1.detach(), z2, 0.1, groups), rel=1e-5)
+    assert torch.isfinite(z1.grad).all()
+    with pytest.raises(ValueError, match="one group"):
+        dcl_loss(z1, z2, 0.1, torch.zeros(4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("module", [DCLLoss, NTXentLoss])
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), "0.1"])
+def test_temperature_is_checked_in_init(module, bad):
+    with pytest.raises(ValueError, match="temperature"):
+        module(bad)
+
+
+@pytest.mark.parametrize("module, fn", [(DCLLoss, dcl_loss), (NTXentLoss, ntxent_loss)])
+def test_modules_wrap_the_functions(views, module, fn):
+    assert module(0.2)(*views, GROUPS).item() == fn(*views, 0.2, GROUPS).item()
+
+
+def test_shape_errors_are_clear(views):
+    z1, z2 = views
+    with pytest.raises(ValueError, match="z1 and z2"):
+        dcl_loss(z1, z2[:3], 0.1)
+    with pytest.raises(ValueError, match="groups"):
+        ntxent_loss(z1, z2, 0.1, torch.zeros(3, dtype=torch.int64))
