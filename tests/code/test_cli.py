@@ -41,3 +41,24 @@ def test_summary_before_a_run_says_what_to_do(tmp_path):
     result = runner.invoke(app, ["summary", "--table", str(tmp_path / "none.md")])
     assert result.exit_code == 1
     assert "dvc repro" in result.output
+
+
+def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["annotations"] = [
+        {"name": "tiny", "format": "gencode_fasta", "fasta": "tiny.fa", "species": "homo_sapiens", "assembly": "GRCh38"}
+    ]
+    (tmp_path / "tiny.fa").write_text(">ENST1|ENSG1|-|-|T-001|T|4|protein_coding|\nACGT\n>ENST2|ENSG2|-|-|U-001|U|9|protein_coding|\nACG\n")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["validate", "--params", str(params), "--data-dir", str(tmp_path), "--transcripts", str(out / "t.parquet"),
+         "--quarantine", str(out / "q.tsv"), "--summary", str(out / "s.json")],
+    )
+    assert result.exit_code == 1
+    assert "tiny.fa" in result.output
+    assert not (out / "t.parquet").exists()
+    quarantined = (out / "q.tsv").read_text()
+    assert "ENST2" in quarantined and "truncated_record" in quarantined  # nothing lost: the reject is on file
