@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The sample data comes from the DVC remote shipped in dvc-store/ (no network).
 data: env
-	dvc pull --quiet
+	dvc pull --quiet data.dvc
 
 run: data
 	dvc repro

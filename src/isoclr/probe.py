@@ -396,7 +396,7 @@ def run_probes(
         notes[task.name] = task_notes
         log.info("probe %s: %d rows, %d groups", task.name, task_notes["n"], task_notes["n_groups"])
         features = {
-            name: embed.embed_table(encoder, table, batch_size=cfg.probe.embed_batch_size)
+            name: embed.embed_table(encoder, table, batch_size=cfg.probe.embed_batch_size, progress=True)
             for name, encoder in encoders.items()
         }
         features["kmer"] = kmer_features(table["seq"].tolist(), cfg.probe.kmer_k)

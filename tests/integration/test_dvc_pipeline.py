@@ -41,7 +41,7 @@ def workspace(tmp_path_factory) -> Path:
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "snapshot", "--allow-empty"], dest)
     _run(["git", "add", "-A"], dest)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"], dest)
-    _run(["dvc", "pull", "--quiet"], dest)
+    _run(["dvc", "pull", "--quiet", "data.dvc"], dest)
     _run(["dvc", "repro"], dest)
     return dest
 
