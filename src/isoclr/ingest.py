@@ -24,7 +24,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ import pyarrow.parquet
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 from tqdm import tqdm
 
+from isoclr.atomic import write_atomic
 from isoclr.config import Annotation, Config
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
 
@@ -732,14 +732,6 @@ def _files(ann: Annotation, data_root: Path) -> list[str]:
     return [str(data_root / f) for f in (ann.gtf, ann.fasta) if f]
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write beside the target and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
     try:
         return schema.validate(table, lazy=True)
@@ -803,7 +795,7 @@ def validate(
 
     by_rule = dict(Counter(all_quarantine["rule"]).most_common())
     result = ValidateResult(n_transcripts=len(combined), n_quarantined=len(all_quarantine), by_rule=by_rule)
-    _write_atomic(quarantine_out, lambda p: all_quarantine.to_csv(p, sep="\t", index=False))
+    write_atomic(quarantine_out, lambda p: all_quarantine.to_csv(p, sep="\t", index=False))
     if summary_out is not None:
         summary = {
             **result.to_dict(),
@@ -811,7 +803,7 @@ def validate(
             "max_length": limits.max_length,
             "by_annotation": per_annotation,
         }
-        _write_atomic(Path(summary_out), lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+        write_atomic(Path(summary_out), lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
 
     try:
         _check_limits(result, per_annotation, anns, all_quarantine, cfg, quarantine_out)
@@ -820,7 +812,7 @@ def validate(
         transcripts_out.unlink(missing_ok=True)
         raise
     table = pyarrow.Table.from_pandas(checked, schema=PARQUET_SCHEMA, preserve_index=False)
-    _write_atomic(transcripts_out, lambda p: pyarrow.parquet.write_table(table, p))
+    write_atomic(transcripts_out, lambda p: pyarrow.parquet.write_table(table, p))
     return result
 
 

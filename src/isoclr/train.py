@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from isoclr import __version__, provenance, tracks
+from isoclr.atomic import write_atomic
 from isoclr.config import Config, TrainConfig
 from isoclr.losses import LOSSES
 from isoclr.models import ContrastiveModel, count_parameters
@@ -187,13 +187,6 @@ def train_loop(
     return rows
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    # A killed run never leaves a half-written file under the final name.
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def train(
     cfg: Config,
     transcripts_path: Path,
@@ -246,8 +239,8 @@ def train(
         "out_dim": model.encoder.out_dim,
     }
     checkpoint = {"state_dict": model.encoder.state_dict(), **meta}
-    _atomic_write(model_dir / "encoder.pt", lambda p: torch.save(checkpoint, p))
-    _atomic_write(model_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    write_atomic(model_dir / "encoder.pt", lambda p: torch.save(checkpoint, p))
+    write_atomic(model_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return {
         "steps": tc.steps,
         "final_loss": final_loss,

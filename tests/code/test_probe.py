@@ -288,7 +288,7 @@ def test_run_probes_end_to_end(tmp_path):
     metrics = run_probes(cfg, tmp_path / "data", t_path, g_path, model_dir, out)
 
     assert set(metrics) == {"halflife", "mrl", "utr3_stability"}
-    for task, models in metrics.items():
+    for models in metrics.values():
         assert set(models) == {"isoclr", "random_init", "kmer"}
         for values in models.values():
             assert {"pearson_r", "pearson_r_ci95", "spearman_r", "mse", "n"} <= set(values)
