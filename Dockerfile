@@ -22,7 +22,7 @@ RUN useradd --create-home --uid 1000 isoclr
 WORKDIR /opt/isoclr
 
 # Dependencies first, in their own layer, so code changes rebuild only the last one.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src/isoclr/__init__.py src/isoclr/__init__.py
 RUN pip install --no-cache-dir . && pip uninstall -y isoclr
 
