@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test env data pipeline clean
+.PHONY: run test env data services pipeline clean
 
 env: $(VENV)/.installed
 
@@ -23,7 +23,22 @@ run: data
 	dvc repro
 	@echo; isoclr summary
 
-test: data
+# Debian packages the tests start themselves: the Prometheus Pushgateway, and
+# promtool (from prometheus) to check the documented alert rule. Installed when
+# missing and apt-get can run as root; elsewhere those tests skip and say why.
+SERVICES := prometheus-pushgateway:prometheus-pushgateway promtool:prometheus
+services:
+	@for pair in $(SERVICES); do \
+	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! command -v $$bin >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      [ -n "$$updated" ] || { DEBIAN_FRONTEND=noninteractive apt-get update -qq; updated=1; }; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg >/dev/null; \
+	    else echo "warning: $$bin missing (apt-get install $$pkg): its tests will skip"; fi; \
+	  fi; \
+	done
+
+test: data services
 	pytest
 
 # Recompile the committed Kubeflow pipeline YAML after changing components or params.yaml.

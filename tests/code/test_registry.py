@@ -11,10 +11,12 @@ import pytest
 
 from isoclr.config import Config
 from isoclr.registry import (
+    ABSENT,
     FileBackend,
     RegistryError,
     backend_for,
     champion,
+    champion_history,
     download,
     list_versions,
     new_version_id,
@@ -129,15 +131,34 @@ def test_uris(tmp_path, monkeypatch, model_dir):
         list_versions("nosuch://bucket/registry")
 
 
-def test_backend_create_is_create_if_absent(tmp_path):
+def test_file_backend_swap_is_compare_and_swap(tmp_path):
     backend = FileBackend(tmp_path)
-    assert backend.create("a/b.json", b"1") is True
-    assert backend.create("a/b.json", b"2") is False
-    assert backend.get("a/b.json") == b"1"
-    backend.put("a/b.json", b"3")
+    assert backend.read("a/b.json") == (None, ABSENT)
+    assert backend.swap("a/b.json", b"1", ABSENT) is True
+    assert backend.swap("a/b.json", b"2", ABSENT) is False  # ABSENT: only if absent
+    data, generation = backend.read("a/b.json")
+    assert data == b"1"
+    assert backend.swap("a/b.json", b"3", generation) is True
+    assert backend.swap("a/b.json", b"4", generation) is False  # stale generation: nothing written
     assert backend.get("a/b.json") == b"3" and backend.list("a/") == ["a/b.json"]
+    assert backend.list("") == ["a/b.json"]  # the lock files stay hidden
     with pytest.raises(KeyError):
         backend.get("missing")
+
+
+def test_set_champion_twice_is_a_no_op(uri, model_dir):
+    v1 = register(uri, model_dir, {}, {})
+    set_champion(uri, v1)
+    set_champion(uri, v1)  # a retried promotion
+    assert [h["version"] for h in champion_history(uri)] == [v1]
+
+
+def test_registry_uri_is_checked_in_the_config():
+    params = tiny_params()
+    for bad in ("s3://bucket/models", "gs:///models"):
+        params["registry"] = {"uri": bad}
+        with pytest.raises(ValueError, match="registry.uri"):
+            Config.model_validate(params)
 
 
 def stage_config(uri: str) -> Config:

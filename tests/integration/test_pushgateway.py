@@ -1,0 +1,184 @@
+"""Stage metrics pushed to a real Pushgateway (Debian prometheus-pushgateway) and read back from its /metrics."""
+
+from __future__ import annotations
+
+import secrets
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from isoclr import metrics
+from isoclr.gate import run_gate
+from isoclr.ingest import ValidateResult
+from isoclr.pairs import PairsSummary
+from isoclr.registry import run_register
+from tests.code.test_metrics import config
+from tests.code.test_registry import write_inputs
+from tests.code.test_train import tables, tiny_config  # noqa: F401 (tables is a fixture)
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as reply:
+        return reply.read().decode()
+
+
+def samples(text: str, **match) -> dict[tuple, float]:
+    """(name, sorted non-grouping labels) -> value, for the samples whose labels include ``match``."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if all(sample.labels.get(k) == v for k, v in match.items()):
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("job", "run_id", "stage", "instance")))
+                out[(sample.name, labels)] = sample.value
+    return out
+
+
+@pytest.fixture
+def run_id(monkeypatch) -> str:
+    value = f"test-{secrets.token_hex(4)}"
+    monkeypatch.setenv(metrics.RUN_ID_ENV, value)
+    return value
+
+
+def test_every_stage_result_is_pushed_with_job_run_and_stage(pushgateway, run_id):
+    cfg = config(pushgateway_url=pushgateway, job="isoclr-test")
+    results = {
+        "validate": ValidateResult(n_transcripts=120, n_quarantined=5, by_rule={"too_long": 3, "duplicate_id": 2}),
+        "pairs": PairsSummary(n_transcripts=120, n_genes=40, n_multi_isoform_genes=10, n_paralog_edges=4,
+                              n_homology_groups=37, largest_group_genes=3, split_transcripts={"train": 80, "val": 20, "test": 20}),
+        "probe": {"halflife": {"isoclr": {"pearson_r": 0.21, "pearson_r_ci95": [0.1, 0.3], "mse": 2.5, "n": 132}}},
+    }
+    for stage, result in results.items():
+        metrics.stage(stage)(lambda cfg, result=result: result)(cfg)
+
+    text = scrape(pushgateway)
+    got = samples(text, job="isoclr-test", run_id=run_id)
+    assert got[("isoclr_records_validated_total", ())] == 120
+    assert got[("isoclr_records_quarantined_total", (("rule", "too_long"),))] == 3
+    assert got[("isoclr_homology_groups", ())] == 37
+    assert got[("isoclr_split_transcripts", (("split", "val"),))] == 20
+    probe = (("metric", "pearson_r"), ("model", "isoclr"), ("task", "halflife"))
+    assert got[("isoclr_probe_metric", probe)] == pytest.approx(0.21)
+    for stage in results:
+        per_stage = samples(text, job="isoclr-test", run_id=run_id, stage=stage)
+        assert per_stage[("isoclr_stage_success", ())] == 1
+        assert per_stage[("isoclr_stage_duration_seconds", ())] >= 0
+        assert per_stage[("push_time_seconds", ())] > 0  # the gateway's own record of the push
+
+
+def test_gate_and_register_stages_push_verdict_and_registry_counts(pushgateway, run_id, tmp_path):
+    cfg = config(pushgateway_url=pushgateway)
+    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": f"file://{tmp_path / 'registry'}"})})
+    metrics_path, _ = write_inputs(tmp_path, passed=True)  # halflife only: the mrl rule fails closed
+    decision = run_gate(cfg, metrics_path, tmp_path / "gate.json")
+    assert decision["passed"] is False
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "encoder.pt").write_bytes(b"weights")
+    _, passed = write_inputs(tmp_path, passed=True)
+    run_register(cfg, model, metrics_path, passed, tmp_path / "registration.json")
+
+    text = scrape(pushgateway)
+    gate = samples(text, run_id=run_id, stage="gate")
+    assert gate[("isoclr_gate_passed", ())] == 0
+    assert gate[("isoclr_gate_rule_passed", (("kind", "threshold"), ("metric", "pearson_r"), ("task", "mrl")))] == 0
+    assert gate[("isoclr_gate_rule_passed", (("kind", "threshold"), ("metric", "pearson_r"), ("task", "halflife")))] == 1
+    assert ("isoclr_registry_operations_total", (("operation", "champion"),)) in gate  # the no-regression read
+    register = samples(text, run_id=run_id, stage="register")
+    assert register[("isoclr_model_registered", ())] == 1
+    assert register[("isoclr_registry_operations_total", (("operation", "register"),))] == 1
+    assert register[("isoclr_registry_operations_total", (("operation", "set_champion"),))] == 1
+    assert ("isoclr_registry_failures_total", (("operation", "register"),)) not in register
+
+
+def test_training_progress_is_pushed_every_n_steps_and_served(pushgateway, run_id):
+    cfg = config(pushgateway_url=pushgateway, push_every_steps=2, http_port=0)
+    with metrics.stage_metrics(cfg, "train") as run:
+        report = metrics.training_reporter(cfg)
+        served = f"http://127.0.0.1:{run.http_port}"
+        rows = [{"step": s, "loss": 5.0 - s, "lr": 1e-3 * (s + 1), "samples_per_s": 100.0 + s} for s in range(3)]
+        report(rows[0])
+        assert samples(scrape(pushgateway), run_id=run_id, stage="train") == {}  # not yet: every 2 steps
+        report(rows[1])
+        pushed = samples(scrape(pushgateway), run_id=run_id, stage="train")
+        assert pushed[("isoclr_train_step", ())] == 1 and pushed[("isoclr_train_loss", ())] == 4.0
+        assert pushed[("isoclr_train_learning_rate", ())] == pytest.approx(2e-3)
+        report(rows[2])
+        live = samples(scrape(served))  # /metrics of the training process itself
+        assert live[("isoclr_train_step", ())] == 2 and live[("isoclr_train_samples_per_second", ())] == 102.0
+    final = samples(scrape(pushgateway), run_id=run_id, stage="train")
+    assert final[("isoclr_train_step", ())] == 2 and final[("isoclr_stage_success", ())] == 1
+    with pytest.raises(OSError):
+        scrape(served)  # the server stops with the stage
+
+
+def test_without_a_configured_gateway_nothing_arrives(pushgateway, run_id):
+    metrics.stage("gate")(lambda cfg: {"passed": True, "rules": []})(config(pushgateway_url=None))
+    assert samples(scrape(pushgateway), run_id=run_id) == {}
+
+
+ALERT_TEST = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+{cases}
+"""
+# Three runs' gate groups as the Pushgateway exposes them: verdict + push time; r2 at 5 min, r3 at 10 min.
+ALERT_CASE = """
+  - interval: 1m
+    input_series:
+      - {{series: 'isoclr_gate_passed{{job="isoclr",stage="gate",run_id="r1"}}', values: '{r1}x20'}}
+      - {{series: 'push_time_seconds{{job="isoclr",stage="gate",run_id="r1"}}', values: '0x20'}}
+      - {{series: 'isoclr_gate_passed{{job="isoclr",stage="gate",run_id="r2"}}', values: '_x4 {r2}x15'}}
+      - {{series: 'push_time_seconds{{job="isoclr",stage="gate",run_id="r2"}}', values: '_x4 300x15'}}
+      - {{series: 'isoclr_gate_passed{{job="isoclr",stage="gate",run_id="r3"}}', values: '_x9 {r3}x10'}}
+      - {{series: 'push_time_seconds{{job="isoclr",stage="gate",run_id="r3"}}', values: '_x9 600x10'}}
+    alert_rule_test:
+      - {{eval_time: 7m, alertname: IsoclrGateFailedTwiceInARow, exp_alerts: {at7}}}
+      - {{eval_time: 12m, alertname: IsoclrGateFailedTwiceInARow, exp_alerts: {at12}}}
+"""
+
+
+def test_the_documented_gate_alert_fires_after_two_failed_runs_only(tmp_path):
+    import re
+    import subprocess
+
+    from tests.conftest import ROOT, require_tool
+
+    promtool = require_tool("promtool", "prometheus")
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    (tmp_path / "rules.yml").write_text(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
+    doc_alert = re.search(r"summary: \"(.*?)\"\n\s+description: \"(.*?)\"", doc)
+    fired = f"[{{exp_labels: {{severity: warning}}, exp_annotations: {{summary: \"{doc_alert[1]}\", description: \"{doc_alert[2]}\"}}}}]"
+    cases = [
+        ALERT_CASE.format(r1=1, r2=0, r3=0, at7="[]", at12=fired),  # passed, failed, failed: fires at the second failure
+        ALERT_CASE.format(r1=0, r2=0, r3=1, at7=fired, at12="[]"),  # failed, failed, passed: stops
+        ALERT_CASE.format(r1=0, r2=1, r3=0, at7="[]", at12="[]"),  # failures not in a row: silent
+    ]
+    (tmp_path / "test.yml").write_text(ALERT_TEST.format(cases="".join(cases)))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_real_training_pushes_while_it_runs(pushgateway, run_id, tables, tmp_path):
+    from isoclr.train import train
+
+    base = tiny_config(steps=4)
+    cfg = base.model_copy(update={"metrics": base.metrics.model_copy(update={"pushgateway_url": pushgateway, "push_every_steps": 2})})
+    during: dict[int, dict] = {}
+
+    def look(row: dict) -> None:  # runs after the step's metrics were handled
+        during[row["step"]] = samples(scrape(pushgateway), run_id=run_id, stage="train")
+
+    summary = train(cfg, *tables, tmp_path / "model", tmp_path / "log.csv", progress=False, on_step=look)
+    assert during[0] == {}  # nothing before the first push_every_steps steps
+    assert during[1][("isoclr_train_step", ())] == 1 and during[1][("isoclr_train_loss", ())] > 0
+    assert during[2][("isoclr_train_step", ())] == 1  # step 2 is not a push step
+    final = samples(scrape(pushgateway), run_id=run_id, stage="train")
+    assert final[("isoclr_train_step", ())] == 3 and final[("isoclr_stage_success", ())] == 1
+    assert final[("isoclr_train_samples_per_second", ())] > 0 and summary["steps"] == 4
