@@ -6,7 +6,10 @@ The math lives in pure functions; the nn.Modules only check hyper-parameters
 * L2-normalise the projections,
 * are symmetric: every item of both views is an anchor once, and
 * optionally mask same-group items out of the negatives: transcripts of the
-  same gene or homology group are never pushed apart (DESIGN §2).
+  same gene or homology group are never pushed apart (DESIGN §2), and
+* optionally weight each pair (both of its anchors) by a per-gene positive
+  weight, :func:`positive_weight` = log(n_isoforms + 0.4) / 0.802, so genes
+  with many isoforms count more; the loss is then the mean of weighted terms.
 
 For anchor ``a`` with positive ``p`` and cosine similarities ``s`` divided by
 the temperature, over the ``2 * batch`` items of both views:
@@ -16,6 +19,9 @@ the temperature, over the ``2 * batch`` items of both views:
 
 An anchor left with no negative at all (every other item is in its group) has
 no DCL term; it is left out of the mean. NT-Xent gives it zero.
+
+Under DDP the caller gathers ``z1``, ``z2``, ``groups`` and ``weights`` from all
+ranks first (:func:`isoclr.distributed.gather`), so negatives span the global batch.
 """
 
 from __future__ import annotations
@@ -25,6 +31,18 @@ import math
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+# Per-gene positive weight log(n + ISOFORM_OFFSET) / ISOFORM_SCALE (DESIGN §2): a single-isoform
+# gene weighs 0.42, a gene with two isoforms 1.09, with ten 2.92.
+ISOFORM_OFFSET = 0.4
+ISOFORM_SCALE = 0.802
+
+
+def positive_weight(n_isoforms: Tensor) -> Tensor:
+    """(batch,) isoform counts (>= 1) -> (batch,) float weights log(n + 0.4) / 0.802."""
+    if bool((n_isoforms < 1).any()):
+        raise ValueError("isoform counts must be at least 1")
+    return torch.log(n_isoforms.to(torch.float32) + ISOFORM_OFFSET) / ISOFORM_SCALE
 
 
 def _logits_and_masks(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None):
@@ -50,15 +68,27 @@ def _logits_and_masks(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor
     return logits, positive, negatives
 
 
-def dcl_loss(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
+def _anchor_weights(weights: Tensor | None, batch: int, like: Tensor) -> Tensor | None:
+    """(batch,) pair weights -> (2 * batch,) anchor weights (both views of a pair share it)."""
+    if weights is None:
+        return None
+    if weights.shape != (batch,):
+        raise ValueError(f"weights must be ({batch},), got {tuple(weights.shape)}")
+    return torch.cat([weights, weights]).to(device=like.device, dtype=like.dtype)
+
+
+def dcl_loss(
+    z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None, weights: Tensor | None = None
+) -> Tensor:
     """Decoupled contrastive loss (Yeh et al. 2022): NT-Xent without the positive in the denominator.
 
     Args:
         z1, z2: (batch, dim) projections of the two views; row i of each is a positive pair.
         temperature: divides the cosine similarities.
         groups: (batch,) int group of each pair; same-group items are not negatives.
+        weights: (batch,) float weight of each pair (e.g. :func:`positive_weight`); None = 1.
     Returns:
-        scalar mean over the anchors that have at least one negative.
+        scalar mean of (weighted) terms over the anchors that have at least one negative.
     """
     logits, positive, negatives = _logits_and_masks(z1, z2, temperature, groups)
     has_negative = negatives.any(dim=1)
@@ -69,25 +99,34 @@ def dcl_loss(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None =
     # row would give NaN gradients even when it is not selected.
     in_denominator = negatives | ~has_negative[:, None]
     denom = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
-    return (denom - pos)[has_negative].mean()
+    terms = denom - pos
+    w = _anchor_weights(weights, z1.shape[0], terms)
+    if w is not None:
+        terms = terms * w
+    return terms[has_negative].mean()
 
 
-def ntxent_loss(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
+def ntxent_loss(
+    z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None = None, weights: Tensor | None = None
+) -> Tensor:
     """NT-Xent / InfoNCE (SimCLR): the positive is part of the denominator.
 
     Args:
         z1, z2: (batch, dim) projections of the two views; row i of each is a positive pair.
         temperature: divides the cosine similarities.
         groups: (batch,) int group of each pair; same-group items are not negatives.
+        weights: (batch,) float weight of each pair (e.g. :func:`positive_weight`); None = 1.
     Returns:
-        scalar mean over all ``2 * batch`` anchors.
+        scalar mean of (weighted) terms over all ``2 * batch`` anchors.
     """
     logits, positive, negatives = _logits_and_masks(z1, z2, temperature, groups)
     in_denominator = negatives.clone()
     in_denominator[torch.arange(len(positive), device=logits.device), positive] = True
     pos = logits.gather(1, positive[:, None]).squeeze(1)
     denom = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
-    return (denom - pos).mean()
+    terms = denom - pos
+    w = _anchor_weights(weights, z1.shape[0], terms)
+    return (terms if w is None else terms * w).mean()
 
 
 def _check_temperature(temperature: float) -> float:
@@ -103,9 +142,9 @@ class DCLLoss(nn.Module):
         super().__init__()
         self.temperature = _check_temperature(temperature)
 
-    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None) -> Tensor:
-        """z1, z2: (batch, dim); groups: (batch,) int or None -> scalar."""
-        return dcl_loss(z1, z2, self.temperature, groups)
+    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
+        """z1, z2: (batch, dim); groups: (batch,) int or None; weights: (batch,) or None -> scalar."""
+        return dcl_loss(z1, z2, self.temperature, groups, weights)
 
 
 class NTXentLoss(nn.Module):
@@ -115,9 +154,9 @@ class NTXentLoss(nn.Module):
         super().__init__()
         self.temperature = _check_temperature(temperature)
 
-    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None) -> Tensor:
-        """z1, z2: (batch, dim); groups: (batch,) int or None -> scalar."""
-        return ntxent_loss(z1, z2, self.temperature, groups)
+    def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
+        """z1, z2: (batch, dim); groups: (batch,) int or None; weights: (batch,) or None -> scalar."""
+        return ntxent_loss(z1, z2, self.temperature, groups, weights)
 
 
 LOSSES: dict[str, type[nn.Module]] = {"dcl": DCLLoss, "ntxent": NTXentLoss}

@@ -154,16 +154,20 @@ class ProjectionHead(nn.Module):
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder + projection head; only the encoder is kept after training."""
+    """Trunk (the encoder) + head (the projection, training only); only the encoder is kept.
 
-    def __init__(self, cfg: ModelConfig, in_channels: int = 6) -> None:
+    ``head`` swaps in any module mapping ``(batch, encoder.out_dim)`` to projections;
+    by default the MLP over ``cfg.projection_dims``.
+    """
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 6, head: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = DilatedResNet(cfg, in_channels)
-        self.head = ProjectionHead(self.encoder.out_dim, cfg.projection_dims)
+        self.head = head if head is not None else ProjectionHead(self.encoder.out_dim, cfg.projection_dims)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """x: (batch, in_channels, length), lengths: (batch,) ->
-        representation (batch, out_dim), projection (batch, projection_dims[-1])."""
+        representation (batch, out_dim), projection (batch, head output)."""
         h = self.encoder(x, lengths)
         return h, self.head(h)
 

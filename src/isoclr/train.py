@@ -1,19 +1,25 @@
 """The `train` stage: contrastive pretraining on isoform and paralog pairs.
 
-Each step samples ``batch_genes`` genes of the train split and two views per
-gene: two distinct isoforms (a single-isoform gene pairs with itself), or, with
-probability ``paralog_share``, an isoform of another gene of the same homology
-group as the second view. Views are cropped to a random window of at most
-``max_length`` nt, a share ``mask_prob`` of positions is masked to 0.25 in the
-base channels, and the batch is padded to its longest view. Items of the same
-homology group are masked out of each other's negatives in the loss.
+Batches come from :class:`isoclr.sampling.PairSampler` (pairs by gene, paralog
+positives, crop and base masking, length-bucketed). The loss sees the
+projections of every rank (DDP under torchrun, negatives gathered with
+gradients), with same-homology-group items masked out of the negatives.
+Checkpoints every ``checkpoint_every`` steps hold model, optimiser, scheduler,
+RNG and sampler state; ``resume`` continues from the last one and reaches the
+weights an uninterrupted run reaches (bit-identical on CPU).
+
+Entry points: ``isoclr train`` (one process, or under torchrun), and
+``torchrun --nproc_per_node=N -m isoclr.train [isoclr train options]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +28,17 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from isoclr import __version__, provenance, tracks
+from isoclr import __version__, distributed, provenance, tracks
 from isoclr.atomic import write_atomic
 from isoclr.config import Config, TrainConfig
-from isoclr.losses import LOSSES
+from isoclr.losses import LOSSES, positive_weight
+from isoclr.metrics import stage as metered, training_reporter
 from isoclr.models import ContrastiveModel, count_parameters
+from isoclr.sampling import Batch, PairSampler, StepBatches
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 
 # The reported final loss is the mean over the last steps: one step's loss is noisy.
@@ -36,6 +46,9 @@ FINAL_LOSS_WINDOW = 10
 LOG_COLUMNS = ("step", "loss", "lr", "samples_per_s")
 # Views per gene: the two sides of a positive pair.
 VIEWS = 2
+CHECKPOINT = "last.pt"
+# Train settings that may change between a checkpoint and its resumption (they do not change the result).
+RESUMABLE_CHANGES = frozenset({"checkpoint_every", "loader_workers", "compile"})
 
 
 def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame:
@@ -62,16 +75,6 @@ def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame
     return table.sort_values("transcript_id", ignore_index=True)
 
 
-def mask_bases(track: np.ndarray, mask_prob: float, rng: np.random.Generator) -> np.ndarray:
-    """A copy of ``track`` (channels, length) with a share ``mask_prob`` of positions set to
-    the uniform base (1 / number of bases) in the base channels; CDS and splice tracks kept."""
-    bases = [tracks.CHANNELS.index(base) for base in tracks.BASES]
-    out = track.copy()
-    masked = rng.random(track.shape[1]) < mask_prob
-    out[np.ix_(bases, np.flatnonzero(masked))] = 1.0 / len(bases)
-    return out
-
-
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then cosine decay to 0."""
     if step < warmup_steps:
@@ -80,74 +83,92 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class PairSampler:
-    """Draws augmented batches of positive pairs from the train-split table.
-
-    Tracks are encoded once per transcript and cached; every random choice
-    comes from ``rng`` so a seed fixes the whole stream.
-    """
-
-    def __init__(self, table: pd.DataFrame, cfg: TrainConfig, rng: np.random.Generator) -> None:
-        self.table = table.reset_index(drop=True)
-        self.cfg = cfg
-        self.rng = rng
-        gene_codes, gene_ids = pd.factorize(self.table["gene_id"], sort=True)
-        group_codes, _ = pd.factorize(self.table["homology_group"], sort=True)
-        # isoforms (row indices) of each gene, the group of each gene, the genes of each group
-        self.isoforms = [np.flatnonzero(gene_codes == g) for g in range(len(gene_ids))]
-        self.gene_group = np.array([group_codes[rows[0]] for rows in self.isoforms])
-        self.group_genes = [np.flatnonzero(self.gene_group == k) for k in range(group_codes.max() + 1)]
-        self._tracks: dict[int, np.ndarray] = {}
-
-    @property
-    def n_genes(self) -> int:
-        return len(self.isoforms)
-
-    def track(self, row: int) -> np.ndarray:
-        """(channels, length) tracks of one transcript (cached)."""
-        if row not in self._tracks:
-            self._tracks[row] = tracks.encode_row(self.table.iloc[row])
-        return self._tracks[row]
-
-    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row indices of the first and second view, and the homology group, of ``batch_genes`` pairs."""
-        genes = self.rng.choice(self.n_genes, self.cfg.batch_genes, replace=self.n_genes < self.cfg.batch_genes)
-        first, second = [], []
-        for gene in genes:
-            isoforms = self.isoforms[gene]
-            a, b = (self.rng.choice(isoforms, 2, replace=False) if len(isoforms) > 1 else (isoforms[0],) * 2)
-            paralogs = self.group_genes[self.gene_group[gene]]
-            paralogs = paralogs[paralogs != gene]
-            if len(paralogs) and self.rng.random() < self.cfg.paralog_share:
-                b = self.rng.choice(self.isoforms[self.rng.choice(paralogs)])
-            first.append(a)
-            second.append(b)
-        return np.array(first), np.array(second), self.gene_group[genes]
-
-    def view(self, row: int) -> np.ndarray:
-        """One augmented view: random crop to ``max_length``, then base masking."""
-        cropped = tracks.crop(self.track(row), self.cfg.max_length, self.rng)
-        return mask_bases(cropped, self.cfg.mask_prob, self.rng)
-
-    def sample(self) -> tuple[Tensor, Tensor, Tensor]:
-        """x (2 * batch_genes, channels, longest view), lengths (2 * batch_genes,), groups (batch_genes,).
-
-        Rows 0..batch_genes-1 are the first views, the rest the second views in the same order.
-        """
-        first, second, groups = self.pairs()
-        x, lengths = tracks.batch([self.view(r) for r in np.concatenate([first, second])])
-        return x, lengths, torch.as_tensor(groups, dtype=torch.int64)
-
-
 def make_loss(cfg: TrainConfig) -> nn.Module:
     return LOSSES[cfg.loss](cfg.temperature)
 
 
-def batch_loss(model: ContrastiveModel, loss_fn: nn.Module, x: Tensor, lengths: Tensor, groups: Tensor) -> Tensor:
-    """Contrastive loss of one batch laid out as :meth:`PairSampler.sample` returns it."""
-    _, z = model(x, lengths)
-    z1, z2 = z.chunk(VIEWS)
-    return loss_fn(z1, z2, groups)
+def batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch, weighted: bool = False) -> Tensor:
+    """Contrastive loss of one batch laid out as :class:`isoclr.sampling.Batch`.
+
+    Under DDP the projections, groups and weights of all ranks are gathered first,
+    so every rank computes the same loss over the global batch.
+    """
+    _, z = model(batch.x, batch.lengths)
+    z1, z2 = z.float().chunk(VIEWS)
+    groups = batch.groups.to(z.device)
+    weights = positive_weight(batch.n_isoforms).to(z.device) if weighted else None
+    z1, z2, groups = distributed.gather(z1), distributed.gather(z2), distributed.gather(groups)
+    weights = distributed.gather(weights) if weights is not None else None
+    return loss_fn(z1, z2, groups, weights)
+
+
+def make_optimiser(model: nn.Module, cfg: TrainConfig):
+    """AdamW with linear warm-up then cosine decay, stepped once per optimiser step."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
+    return optimiser, schedule
+
+
+def rng_state() -> dict:
+    """The global torch, numpy and python RNG states (checkpointed for exact resumption)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: ContrastiveModel, optimiser, schedule, sampler: PairSampler,
+                    next_step: int, cfg: Config) -> None:
+    """Everything needed to continue at ``next_step``, written atomically (a kill leaves the previous one)."""
+    state = {
+        "next_step": next_step,
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": rng_state(),
+        "sampler": sampler.state_dict(next_step),
+        "model_config": cfg.model.model_dump(mode="json"),
+        "train_config": cfg.train.model_dump(mode="json"),
+    }
+    write_atomic(Path(path), lambda p: torch.save(state, p))
+
+
+def load_checkpoint(path: Path, cfg: Config) -> dict:
+    """A checkpoint written by :func:`save_checkpoint` for this configuration.
+
+    Raises:
+        ValueError: the checkpoint was written for another model or training configuration.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["model_config"] != cfg.model.model_dump(mode="json"):
+        raise ValueError(f"{path}: written for another model configuration; delete it to start afresh")
+    now = cfg.train.model_dump(mode="json")
+    changed = sorted(k for k in now if now[k] != state["train_config"].get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ValueError(f"{path}: written with other train settings ({', '.join(changed)}); delete it to start afresh")
+    return state
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    """bf16 autocast on GPU when configured; CPU always trains in fp32 (exact, deterministic)."""
+    if device.type == "cuda" and cfg.precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_loop(
@@ -156,37 +177,70 @@ def train_loop(
     cfg: TrainConfig,
     progress: bool = False,
     on_step: Callable[[dict], None] | None = None,
+    *,
+    optimiser=None,
+    schedule=None,
+    start_step: int = 0,
+    on_checkpoint: Callable[[int], None] | None = None,
+    context: distributed.Context | None = None,
 ) -> list[dict]:
-    """Run ``cfg.steps`` optimiser steps; returns one log row (``LOG_COLUMNS``) per step."""
+    """Run optimiser steps ``start_step .. cfg.steps - 1``; returns one log row (``LOG_COLUMNS``) per step.
+
+    ``on_step(row)`` is called once per optimiser step on rank 0 with step, loss,
+    lr and samples_per_s (global samples, both views, over the step's wall time
+    including waiting for data). ``on_checkpoint(next_step)`` is called on every
+    rank after every ``cfg.checkpoint_every`` steps.
+    """
+    ctx = context or distributed.Context()
+    model.to(ctx.device)
+    if optimiser is None or schedule is None:
+        optimiser, schedule = make_optimiser(model, cfg)
+    net: nn.Module = DistributedDataParallel(model) if ctx.distributed else model
+    if cfg.compile and ctx.device.type == "cuda":
+        net = torch.compile(net, dynamic=True)
     loss_fn = make_loss(cfg)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
-    model.train()
+    loader = DataLoader(
+        StepBatches(sampler, cfg.steps),
+        batch_size=None,
+        sampler=range(start_step, cfg.steps),
+        num_workers=cfg.loader_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+    net.train()
     rows: list[dict] = []
-    bar = tqdm(range(cfg.steps), desc="train", disable=not progress, unit="step")
-    for step in bar:
-        start = time.perf_counter()
-        x, lengths, groups = sampler.sample()
-        loss = batch_loss(model, loss_fn, x, lengths, groups)
+    bar = tqdm(total=cfg.steps, initial=start_step, desc="train", disable=not (progress and ctx.is_main), unit="step")
+    start = time.perf_counter()
+    for step, batch in zip(range(start_step, cfg.steps), loader, strict=True):
+        batch = Batch(*(t.to(ctx.device, non_blocking=True) for t in batch))
+        with _autocast(ctx.device, cfg):
+            loss = batch_loss(net, loss_fn, batch, weighted=cfg.positive_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         lr = optimiser.param_groups[0]["lr"]
         optimiser.step()
         schedule.step()
+        now = time.perf_counter()
         row = {
             "step": step,
             "loss": float(loss.detach()),
             "lr": lr,
-            "samples_per_s": len(x) / (time.perf_counter() - start),
+            "samples_per_s": len(batch.x) * ctx.world_size / (now - start),
         }
+        start = now
         rows.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{row['samples_per_s']:.0f}")
-        if on_step is not None:
-            on_step(row)
+        if ctx.is_main:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{row['samples_per_s']:.0f}")
+            if on_step is not None:
+                on_step(row)
+        if on_checkpoint is not None and cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            on_checkpoint(step + 1)
+    bar.close()
     return rows
 
 
+@metered("train")
 def train(
     cfg: Config,
     transcripts_path: Path,
@@ -194,58 +248,141 @@ def train(
     model_dir: Path,
     log_path: Path,
     progress: bool = True,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    metrics_path: Path | None = None,
+    on_step: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train the encoder; write ``model_dir/encoder.pt``, ``model_dir/meta.json`` and the step log CSV.
 
-    The same config gives the same weights on CPU (torch and numpy are seeded
-    from ``train.seed``). Returns steps, final_loss, seconds, parameters, out_dim.
+    Runs as one process, or as one rank of a torchrun job (rank 0 writes every
+    file). With ``checkpoint_dir``, a checkpoint is written every
+    ``train.checkpoint_every`` steps; with ``resume`` too, training continues
+    from the checkpoint there (if any) and the log keeps the steps before it.
+    ``on_step`` gets every log row on rank 0 (for metrics exporters).
+    The same config gives the same weights on CPU. Returns steps, final_loss,
+    first_loss, seconds, parameters, out_dim, resumed_from, world_size.
     """
     tc = cfg.train
+    ctx = distributed.setup()
     table = read_training_set(Path(transcripts_path), Path(groups_path))
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    sampler = PairSampler(table, tc, np.random.default_rng(tc.seed))
+    sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank)
     model = ContrastiveModel(cfg.model, in_channels=len(tracks.CHANNELS))
+    optimiser, schedule = make_optimiser(model, tc)
     n_params = count_parameters(model.encoder)
-    print(
-        f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d; "
-        f"training on {len(table)} transcripts of {sampler.n_genes} genes, {tc.steps} steps"
-    )
 
-    model_dir = Path(model_dir)
-    log_path = Path(log_path)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    start_step = 0
+    if resume and checkpoint_path is not None and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path, cfg)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        start_step = int(state["next_step"])
+    if ctx.is_main:
+        print(
+            f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d; "
+            f"training on {len(table)} transcripts of {sampler.n_genes} genes, {tc.steps} steps, "
+            f"{ctx.world_size} process(es) on {ctx.device}"
+            + (f"; resuming at step {start_step} from {checkpoint_path}" if start_step else "")
+        )
+
+    model_dir, log_path = Path(model_dir), Path(log_path)
     start = time.perf_counter()
-    with log_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
+    try:
+        with contextlib.ExitStack() as stack:
+            log = None
+            if ctx.is_main:
+                model_dir.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context(_StepLog(log_path, keep_before=start_step))
 
-        def log(row: dict) -> None:
-            writer.writerow(row)
-            fh.flush()
+            report = training_reporter(cfg) if ctx.is_main else None  # Prometheus: pushed every N steps, /metrics
 
-        rows = train_loop(model, sampler, tc, progress=progress, on_step=log)
-    seconds = time.perf_counter() - start
-    final_loss = float(np.mean([r["loss"] for r in rows[-FINAL_LOSS_WINDOW:]]))
+            def step_done(row: dict) -> None:
+                log.write(row)
+                report(row)
+                if on_step is not None:
+                    on_step(row)
 
-    meta = {
-        "model_config": cfg.model.model_dump(mode="json"),
-        "channels": list(tracks.CHANNELS),
-        "isoclr_version": __version__,
-        "train_config": tc.model_dump(mode="json"),
-        "provenance": provenance.collect(),
-        "final_loss": final_loss,
-        "parameters": n_params,
-        "out_dim": model.encoder.out_dim,
-    }
-    checkpoint = {"state_dict": model.encoder.state_dict(), **meta}
-    write_atomic(model_dir / "encoder.pt", lambda p: torch.save(checkpoint, p))
-    write_atomic(model_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-    return {
-        "steps": tc.steps,
-        "final_loss": final_loss,
-        "first_loss": rows[0]["loss"],
-        "seconds": round(seconds, 2),
-        "parameters": n_params,
-        "out_dim": model.encoder.out_dim,
-    }
+            def checkpoint(next_step: int) -> None:
+                if ctx.is_main and checkpoint_path is not None:
+                    save_checkpoint(checkpoint_path, model, optimiser, schedule, sampler, next_step, cfg)
+
+            train_loop(
+                model, sampler, tc, progress=progress, on_step=step_done, optimiser=optimiser,
+                schedule=schedule, start_step=start_step, on_checkpoint=checkpoint, context=ctx,
+            )
+        seconds = time.perf_counter() - start
+        if not ctx.is_main:
+            return {}
+        losses = pd.read_csv(log_path)["loss"]
+        final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
+        model.cpu()
+        meta = {
+            "model_config": cfg.model.model_dump(mode="json"),
+            "channels": list(tracks.CHANNELS),
+            "isoclr_version": __version__,
+            "train_config": tc.model_dump(mode="json"),
+            "provenance": provenance.collect(),
+            "final_loss": final_loss,
+            "parameters": n_params,
+            "out_dim": model.encoder.out_dim,
+            "world_size": ctx.world_size,
+        }
+        encoder = {"state_dict": model.encoder.state_dict(), **meta}
+        write_atomic(model_dir / "encoder.pt", lambda p: torch.save(encoder, p))
+        write_atomic(model_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+        summary = {
+            "steps": tc.steps,
+            "final_loss": final_loss,
+            "first_loss": float(losses.iloc[0]),
+            "seconds": round(seconds, 2),
+            "parameters": n_params,
+            "out_dim": model.encoder.out_dim,
+            "resumed_from": start_step,
+            "world_size": ctx.world_size,
+        }
+        if metrics_path is not None:
+            write_atomic(Path(metrics_path), lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+        return summary
+    finally:
+        distributed.teardown()
+
+
+class _StepLog:
+    """The per-step CSV (``LOG_COLUMNS``), flushed every row; on resume it keeps the rows before the resumed step."""
+
+    def __init__(self, path: Path, keep_before: int = 0) -> None:
+        self.path = Path(path)
+        self.keep_before = keep_before
+
+    def __enter__(self) -> _StepLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict] = []
+        if self.keep_before and self.path.is_file():
+            with self.path.open(newline="") as fh:
+                kept = [r for r in csv.DictReader(fh) if int(r["step"]) < self.keep_before]
+        self.fh = self.path.open("w", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+        self.writer.writerows(kept)
+        return self
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+if __name__ == "__main__":
+    # `torchrun --nproc_per_node=N -m isoclr.train [options of isoclr train]`
+    from isoclr.cli import app
+
+    app(["train", *sys.argv[1:]], prog_name="isoclr train")

@@ -7,11 +7,14 @@ import math
 import pytest
 import torch
 
-from isoclr.losses import DCLLoss, NTXentLoss, dcl_loss, ntxent_loss
+from isoclr.losses import DCLLoss, NTXentLoss, dcl_loss, ntxent_loss, positive_weight
 
 
-def _reference(z1, z2, temperature, groups=None, decoupled=True) -> float:
-    """Python loops over anchors and candidates; no vectorisation, no masking tricks."""
+def _reference(z1, z2, temperature, groups=None, decoupled=True, n_isoforms=None) -> float:
+    """Python loops over anchors and candidates; no vectorisation, no masking tricks.
+
+    ``n_isoforms`` weights each anchor's term by log(n + 0.4) / 0.802 of its pair's gene.
+    """
     z = torch.cat([z1, z2]).double()
     z = [v / v.norm() for v in z]
     n, batch = len(z), len(z1)
@@ -31,7 +34,8 @@ def _reference(z1, z2, temperature, groups=None, decoupled=True) -> float:
             negatives += 1
         if decoupled and negatives == 0:
             continue  # no DCL term without negatives
-        terms.append(-positive + math.log(denominator))
+        weight = 1.0 if n_isoforms is None else math.log(int(n_isoforms[a % batch]) + 0.4) / 0.802
+        terms.append(weight * (-positive + math.log(denominator)))
     return sum(terms) / len(terms)
 
 
@@ -113,3 +117,45 @@ def test_shape_errors_are_clear(views):
         dcl_loss(z1, z2[:3], 0.1)
     with pytest.raises(ValueError, match="groups"):
         ntxent_loss(z1, z2, 0.1, torch.zeros(3, dtype=torch.int64))
+
+
+def test_positive_weight_is_the_published_formula():
+    n = torch.tensor([1, 2, 3, 10])
+    expected = [math.log(k + 0.4) / 0.802 for k in (1, 2, 3, 10)]
+    assert positive_weight(n).tolist() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="at least 1"):
+        positive_weight(torch.tensor([0, 2]))
+
+
+@pytest.mark.parametrize("loss, decoupled", [(dcl_loss, True), (ntxent_loss, False)])
+@pytest.mark.parametrize("groups", [None, GROUPS], ids=["plain", "grouped"])
+def test_weighted_losses_match_reference(views, loss, decoupled, groups):
+    n_isoforms = torch.tensor([1, 4, 2, 7, 1, 3])
+    got = loss(*views, 0.1, groups, positive_weight(n_isoforms))
+    expected = _reference(*views, 0.1, groups, decoupled, n_isoforms)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert abs(got.item() - loss(*views, 0.1, groups).item()) > 1e-3  # the weights matter
+    with pytest.raises(ValueError, match="weights"):
+        loss(*views, 0.1, groups, torch.ones(3))
+
+
+def test_weighted_gradients_match_the_reference_autograd(views):
+    # The reference in float64 with autograd gives the gradient the vectorised loss must give.
+    z1, z2 = (v.clone().requires_grad_(True) for v in views)
+    n_isoforms = torch.tensor([1, 4, 2, 7, 1, 3])
+    dcl_loss(z1, z2, 0.1, GROUPS, positive_weight(n_isoforms)).backward()
+    r1, r2 = (v.double().clone().requires_grad_(True) for v in views)
+    z = torch.nn.functional.normalize(torch.cat([r1, r2]), dim=1)
+    sims = z @ z.T / 0.1
+    n, batch = len(z), len(r1)
+    group = GROUPS.tolist() * 2
+    terms = []
+    for a in range(n):
+        p = (a + batch) % n
+        negatives = [k for k in range(n) if k not in (a, p) and group[k] != group[a]]
+        if negatives:
+            w = math.log(int(n_isoforms[a % batch]) + 0.4) / 0.802
+            terms.append(w * (torch.logsumexp(sims[a, negatives], 0) - sims[a, p]))
+    torch.stack(terms).mean().backward()
+    torch.testing.assert_close(z1.grad, r1.grad.float(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(z2.grad, r2.grad.float(), rtol=1e-4, atol=1e-6)

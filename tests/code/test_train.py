@@ -1,4 +1,4 @@
-"""The train stage on a tiny synthetic annotation: outputs, determinism, learning, sampling rules."""
+"""The train stage on a tiny synthetic annotation: outputs, determinism, learning, checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from isoclr import tracks
 from isoclr.config import Config
 from isoclr.models import ContrastiveModel
 from isoclr.schemas import GROUPS, TRANSCRIPTS
+from isoclr.sampling import PairSampler
 from isoclr.train import (
+    CHECKPOINT,
     LOG_COLUMNS,
-    PairSampler,
     batch_loss,
+    load_checkpoint,
     lr_factor,
     make_loss,
-    mask_bases,
     read_training_set,
     train,
     train_loop,
@@ -136,17 +137,17 @@ def test_same_config_gives_same_weights(tables, tmp_path):
 def test_loss_on_a_fixed_batch_decreases(tables):
     cfg = tiny_config(steps=30, batch_genes=8, warmup_steps=3, max_length=1024)
     table = read_training_set(*tables)
-    fixed = PairSampler(table, cfg.train, np.random.default_rng(123)).sample()
+    fixed = PairSampler(table, cfg.train, seed=123).sample(0)
     torch.manual_seed(0)
     model = ContrastiveModel(cfg.model)
     loss_fn = make_loss(cfg.train)
     model.eval()
     with torch.no_grad():
-        before = batch_loss(model, loss_fn, *fixed).item()
-    train_loop(model, PairSampler(table, cfg.train, np.random.default_rng(0)), cfg.train)
+        before = batch_loss(model, loss_fn, fixed).item()
+    train_loop(model, PairSampler(table, cfg.train), cfg.train)
     model.eval()
     with torch.no_grad():
-        after = batch_loss(model, loss_fn, *fixed).item()
+        after = batch_loss(model, loss_fn, fixed).item()
     assert after < before - 1.0, (before, after)
 
 
@@ -163,50 +164,6 @@ def test_groups_naming_unknown_transcripts_is_an_error(tables, tmp_path):
         read_training_set(tmp_path / "fewer.parquet", tables[1])
 
 
-def test_pairs_follow_the_sampling_rules(tables):
-    table = read_training_set(*tables)
-    gene = table["gene_id"].to_numpy()
-    group = table["homology_group"].to_numpy()
-
-    isoforms_only = PairSampler(table, tiny_config(paralog_share=0.0, batch_genes=9).train, np.random.default_rng(0))
-    for _ in range(5):
-        first, second, groups = isoforms_only.pairs()
-        assert len(set(gene[first])) == 9  # distinct genes when there are enough
-        assert (gene[first] == gene[second]).all()
-        single = gene[first] == "G04"
-        assert (first[single] == second[single]).all()  # single isoform pairs with itself
-        assert (first[~single] != second[~single]).all()  # otherwise two distinct isoforms
-
-    paralogs = PairSampler(table, tiny_config(paralog_share=1.0, batch_genes=9).train, np.random.default_rng(0))
-    first, second, groups = paralogs.pairs()
-    in_family = np.isin(gene[first], ["G00", "G01", "G02", "G03"])
-    assert (gene[first][in_family] != gene[second][in_family]).all()  # the family's other gene
-    assert (group[first] == group[second]).all()
-    assert (gene[first][~in_family] == gene[second][~in_family]).all()  # no paralog: own isoforms
-    # The group ids passed to the loss identify the homology group.
-    assert len(set(groups[in_family])) == 2 and len(set(groups)) == 7
-
-
-def test_views_are_cropped_masked_and_batched(tables):
-    cfg = tiny_config(max_length=100, mask_prob=0.3, batch_genes=5).train
-    x, lengths, groups = PairSampler(read_training_set(*tables), cfg, np.random.default_rng(0)).sample()
-    assert x.shape[0] == 10 and groups.shape == (5,)
-    assert x.shape[1] == len(tracks.CHANNELS) and x.shape[2] == int(lengths.max()) <= 100
-
-
-def test_mask_bases_masks_a_share_of_positions_in_the_base_channels_only():
-    rng = np.random.default_rng(0)
-    track = np.zeros((6, 10_000), dtype=np.float32)
-    track[rng.integers(0, 4, 10_000), np.arange(10_000)] = 1.0
-    track[4, ::3] = 1.0
-    masked = mask_bases(track, 0.15, rng)
-    uniform = (masked[:4] == 0.25).all(axis=0)
-    assert uniform.mean() == pytest.approx(0.15, abs=0.01)
-    assert (masked[:4, ~uniform] == track[:4, ~uniform]).all()
-    assert (masked[4:] == track[4:]).all()
-    assert track.max() == 1.0 and (track[:4].sum(axis=0) == 1).all()  # input untouched
-
-
 def test_lr_warms_up_then_decays_to_zero():
     factors = [lr_factor(s, 4, 20) for s in range(20)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
@@ -214,3 +171,64 @@ def test_lr_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
     assert lr_factor(20, 4, 20) == pytest.approx(0.0)
     assert lr_factor(0, 0, 10) == 1.0
+
+
+def test_checkpoints_hold_everything_and_resume_continues_the_log(tables, tmp_path):
+    cfg = tiny_config(steps=6, checkpoint_every=4)
+    calls = []
+    train(cfg, *tables, tmp_path / "a", tmp_path / "a.csv", progress=False, checkpoint_dir=tmp_path / "ck",
+          metrics_path=tmp_path / "a.json", on_step=calls.append)
+    assert [r["step"] for r in calls] == list(range(6))  # the exporter hook: once per step
+    assert set(calls[0]) == set(LOG_COLUMNS)
+    state = load_checkpoint(tmp_path / "ck" / CHECKPOINT, cfg)
+    assert state["next_step"] == 6  # the final state is kept too: a resume of a finished run trains nothing
+    assert set(state) >= {"model", "optimiser", "schedule", "rng", "sampler", "next_step"}
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert json.loads((tmp_path / "a.json").read_text())["steps"] == 6
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_checkpoint(tmp_path / "ck" / CHECKPOINT, tiny_config(steps=6, learning_rate=0.1))
+    with pytest.raises(ValueError, match="model configuration"):
+        bigger = tiny_config(steps=6).model_copy(update={"model": cfg.model.model_copy(update={"stem_filters": 4})})
+        load_checkpoint(tmp_path / "ck" / CHECKPOINT, bigger)
+
+
+def test_resume_in_process_reaches_the_uninterrupted_weights(tables, tmp_path):
+    full = tiny_config(steps=6, checkpoint_every=0)
+    train(full, *tables, tmp_path / "full", tmp_path / "full.csv", progress=False)
+    # A run stopped after step 3 (its checkpoint at step 3), then resumed to 6: the schedule
+    # depends on train.steps, so the stopped run is the same config whose loop ran 3 steps.
+    cfg = tiny_config(steps=6, checkpoint_every=3)
+    calls = []
+
+    def stop(row):
+        calls.append(row)
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, *tables, tmp_path / "r", tmp_path / "r.csv", progress=False, checkpoint_dir=tmp_path / "ck",
+              on_step=stop)
+    assert load_checkpoint(tmp_path / "ck" / CHECKPOINT, cfg)["next_step"] == 3
+    summary = train(cfg, *tables, tmp_path / "r", tmp_path / "r.csv", progress=False,
+                    checkpoint_dir=tmp_path / "ck", resume=True)
+    assert summary["resumed_from"] == 3
+    a = torch.load(tmp_path / "full" / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "r" / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    full_log, resumed_log = pd.read_csv(tmp_path / "full.csv"), pd.read_csv(tmp_path / "r.csv")
+    assert resumed_log["step"].tolist() == list(range(6))
+    np.testing.assert_array_equal(resumed_log["loss"], full_log["loss"])
+
+
+def test_positive_weight_and_ntxent_train(tables, tmp_path):
+    for options in (dict(positive_weight=True), dict(loss="ntxent", bucket_batches=1, pad_multiple=64)):
+        summary = train(tiny_config(steps=2, **options), *tables, tmp_path / "m", tmp_path / "l.csv", progress=False)
+        assert np.isfinite(summary["final_loss"])
+
+
+def test_loader_workers_give_the_same_weights(tables, tmp_path):
+    train(tiny_config(steps=3), *tables, tmp_path / "a", tmp_path / "a.csv", progress=False)
+    train(tiny_config(steps=3, loader_workers=2), *tables, tmp_path / "b", tmp_path / "b.csv", progress=False)
+    a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

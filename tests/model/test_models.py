@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isoclr.config import ModelConfig
-from isoclr.models import ContrastiveModel, DilatedResNet, count_parameters
+from isoclr.config import MODEL_PRESETS, ModelConfig
+from isoclr.models import ContrastiveModel, DilatedResNet, ProjectionHead, count_parameters
 
 CHANNELS = 6
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 16, 16, 24], projection_dims=[32, 16])
@@ -103,3 +103,22 @@ def test_bad_lengths_are_rejected(encoder):
         encoder(x, torch.tensor([11]))
     with pytest.raises(ValueError, match="expected input"):
         encoder(x[:, :4], torch.tensor([10]))
+
+
+@pytest.mark.parametrize(
+    "size, low, high, out_dim", [("small", 0.7e6, 1.0e6, 256), ("medium", 5e6, 10e6, 512)]
+)
+def test_published_sizes_are_presets(size, low, high, out_dim):
+    cfg = ModelConfig(size=size)
+    encoder = DilatedResNet(cfg)
+    assert low < count_parameters(encoder) < high and encoder.out_dim == out_dim
+    assert cfg.stage_filters == MODEL_PRESETS[size]["stage_filters"]
+    # Keys beside the preset override it, and a saved config round-trips (embed reloads it).
+    assert ModelConfig(size=size, kernel_size=7).kernel_size == 7
+    assert ModelConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+def test_the_head_is_swappable():
+    model = ContrastiveModel(TINY, head=ProjectionHead(TINY.stage_filters[-1], [8]))
+    x, lengths = _pad([_tracks(60, torch.Generator().manual_seed(0))])
+    assert model(x, lengths)[1].shape == (1, 8)
