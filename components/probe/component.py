@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components import IMAGE
 
@@ -8,24 +8,34 @@ from components import IMAGE
 def probe(
     params: dict,
     data_dir: str,
+    registry_uri: str,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
     model: Input[Model],
     results: Output[Dataset],
     metrics: Output[Metrics],
-    table: Output[Markdown],
+    report: Output[HTML],
+    summary: Output[Markdown],
 ):
-    """Linear probes of the model beside k-mer and random-init baselines; metrics shown in the UI."""
+    """Linear probes of the model beside k-mer, random-init and champion baselines (paired, same splits).
+
+    The UI shows the metrics (Metrics), the self-contained report (HTML) and its summary (Markdown);
+    ``results`` is the whole output folder (metrics.json, per-seed table, plots) for the gate.
+    """
     import shutil
     from pathlib import Path
 
     from isoclr.config import Config
     from isoclr.probe import run_probes
 
+    cfg = Config.model_validate(params)
+    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry_uri})})
     out = Path(results.path)
-    scores = run_probes(Config.model_validate(params), Path(data_dir), Path(transcripts.path), Path(groups.path), Path(model.path), out)
+    scores = run_probes(cfg, Path(data_dir), Path(transcripts.path), Path(groups.path), Path(model.path), out)
     for task, by_model in scores.items():
         for name, values in by_model.items():
-            for metric in ("pearson_r", "spearman_r", "mse"):
-                metrics.log_metric(f"{task}.{name}.{metric}", values[metric])
-    shutil.copyfile(out / "table.md", table.path)
+            for metric, value in values.items():
+                if isinstance(value, float):
+                    metrics.log_metric(f"{task}.{name}.{metric}", value)
+    shutil.copyfile(out / "report.html", report.path)
+    shutil.copyfile(out / "table.md", summary.path)

@@ -1,17 +1,21 @@
 """The `gate` stage: may this model be registered?
 
-Two kinds of rule, both failing closed (a value that is missing or not a
-number fails, with the reason written down):
+Three rules per gated (task, metric) in params.yaml, all failing closed (a value
+that is missing or not a number fails, with the reason written down):
 
-* ``threshold``: every rule under ``gate.rules`` in params.yaml — the model's
-  mean over seeds must reach ``min``;
-* ``no_regression`` (DESIGN §1): when the registry has a champion, the
-  candidate's mean must not fall below the lower bound of the champion's 95%
-  CI for the same task and metric. Comparing with the CI rather than the mean
-  keeps seed noise from failing a retrain of an unchanged model half the time.
+* ``threshold``: the model's mean over the probe seeds reaches ``min``;
+* ``beats_random_init``: the model beats the same architecture randomly
+  initialised — the mean paired difference (same splits, seed by seed) exceeds
+  ``gate.min_gain_over_random_init``; pretraining that taught nothing fails here;
+* ``no_regression`` (DESIGN §1): when the registry has a champion, the probe
+  stage scored it on the same splits; the mean paired difference model -
+  champion must not fall below ``-gate.max_regression``. Pairing removes the
+  split-to-split noise both share, so a small margin is safe where comparing two
+  unpaired means would not be. A champion the probe did not score (registry
+  unreadable, champion moved since) fails the rule: rerun the probe.
 
-A failed gate is a result, not an error: the decision file says which rule
-failed and why, and the register stage reads it.
+A failed gate is a result, not an error: the decision file lists every rule with
+its number, bound, 95% CI and verdict, and the register stage reads it.
 """
 
 from __future__ import annotations
@@ -21,77 +25,129 @@ import math
 from pathlib import Path
 
 from isoclr.config import Config, GateConfig
+from isoclr.metrics import stage as metered
 
 MODEL = "isoclr"  # the model the gate judges; the baselines are reported, not gated
+PAIRED_PREFIX = f"{MODEL}_minus_"  # as isoclr.probe writes them
+RANDOM_INIT = "random_init"
+CHAMPION = "champion"
+# A champion whose id cannot be known (registry unreadable): distinct from "no champion" (None).
+UNKNOWN = object()
+# Champion comparison switched off by the caller (``compare_champion=False``).
+NOT_COMPARED = object()
 
 
-def _value(metrics: dict, task: str, metric: str, model: str) -> float | None:
-    """The model's mean for (task, metric), or None where metrics.json lacks it."""
-    value = metrics.get(task, {}).get(model, {}).get(metric)
-    if value is None:
+def _number(entry: dict | None, metric: str) -> float | None:
+    """A finite value of ``metric`` in a metrics.json entry, or None (missing, null or NaN)."""
+    value = (entry or {}).get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    return float(value)
 
 
-def decide(gate_cfg: GateConfig, metrics: dict, champion: dict | None = None, model: str = MODEL) -> dict:
-    """Apply the gate rules to probe metrics.
+def _ci(entry: dict | None, metric: str) -> list | None:
+    return (entry or {}).get(f"{metric}_ci95")
+
+
+def _record(kind: str, task: str, metric: str, value, bound, passed: bool, reason: str, ci=None) -> dict:
+    return {"kind": kind, "task": task, "metric": metric, "value": value, "min": bound, "ci95": ci,
+            "passed": passed, "reason": reason}
+
+
+def _threshold(task: str, metric: str, floor: float, by_model: dict) -> dict:
+    entry = by_model.get(MODEL)
+    value = _number(entry, metric)
+    if value is None:
+        return _record("threshold", task, metric, None, floor, False,
+                       f"metric missing: metrics.json has no finite {task}.{MODEL}.{metric}")
+    ok = value >= floor
+    return _record("threshold", task, metric, value, floor, ok,
+                   f"{value:.4f} {'>=' if ok else '<'} min {floor:g}", _ci(entry, metric))
+
+
+def _beats_random(task: str, metric: str, margin: float, by_model: dict) -> dict:
+    entry = by_model.get(PAIRED_PREFIX + RANDOM_INIT)
+    value = _number(entry, metric)
+    if value is None:
+        return _record("beats_random_init", task, metric, None, margin, False,
+                       f"metric missing: no paired {MODEL} - {RANDOM_INIT} difference for {task}.{metric}")
+    ok = value > margin
+    return _record("beats_random_init", task, metric, value, margin, ok,
+                   f"paired {MODEL} - {RANDOM_INIT} = {value:+.4f} {'>' if ok else '<='} {margin:g}",
+                   _ci(entry, metric))
+
+
+def _no_regression(task: str, metric: str, margin: float, by_model: dict, champion) -> dict:
+    floor = -margin
+    if champion is None:
+        return _record("no_regression", task, metric, None, floor, True, "no champion yet: nothing to regress from")
+    if champion is NOT_COMPARED:
+        return _record("no_regression", task, metric, None, floor, True, "champion comparison switched off")
+    if champion is UNKNOWN:
+        return _record("no_regression", task, metric, None, floor, False, "champion unknown: registry unreadable")
+    probed = (by_model.get(CHAMPION) or {}).get("version")
+    if probed != champion:
+        return _record("no_regression", task, metric, None, floor, False,
+                       f"champion {champion} was not probed on these splits (the probe scored "
+                       f"{probed or 'no champion'}): rerun the probe stage")
+    entry = by_model.get(PAIRED_PREFIX + CHAMPION)
+    value = _number(entry, metric)
+    if value is None:
+        return _record("no_regression", task, metric, None, floor, False,
+                       f"metric missing: no paired {MODEL} - champion difference for {task}.{metric}")
+    ok = value >= floor
+    verdict = ">=" if ok else "< (regression)"
+    return _record("no_regression", task, metric, value, floor, ok,
+                   f"paired {MODEL} - champion {champion} = {value:+.4f} {verdict} -{margin:g}", _ci(entry, metric))
+
+
+def decide(gate: GateConfig, metrics: dict, champion=None) -> dict:
+    """Apply every rule to the probe metrics; ``passed`` only if there are rules and all pass.
 
     Args:
-        metrics: metrics.json of the probe stage, ``{task: {model: {metric: mean, metric_ci95: [lo, hi]}}}``.
-        champion: ``{"version": id, "metrics": <its metrics.json>}`` to check for regressions, or None.
-    Returns:
-        ``{"passed": bool, "rules": [{"task", "metric", "min", "value", "passed", "reason", "kind"}]}``;
-        passed only if there is at least one rule and every rule passed.
+        metrics: metrics.json of the probe stage
+            (``{task: {model | isoclr_minus_<baseline>: {metric, metric_ci95}}}``).
+        champion: the registry's champion version id; None when there is none,
+            :data:`UNKNOWN` when the registry could not be read, :data:`NOT_COMPARED` when the
+            comparison is switched off.
     """
     rules = []
-    for rule in gate_cfg.rules:
-        value = _value(metrics, rule.task, rule.metric, model)
-        record = {"kind": "threshold", "task": rule.task, "metric": rule.metric, "min": rule.min, "value": value}
-        if value is None:
-            record.update(passed=False, reason="metric missing")
-        elif not math.isfinite(value):
-            record.update(value=None, passed=False, reason="metric is not a number (could not be computed)")
-        elif value >= rule.min:
-            record.update(passed=True, reason=f"{value:.4f} >= min {rule.min:g}")
-        else:
-            record.update(passed=False, reason=f"{value:.4f} < min {rule.min:g}")
-        rules.append(record)
-        if champion is not None:
-            rules.append(_no_regression(rule.task, rule.metric, value, champion, model))
+    for rule in gate.rules:
+        by_model = metrics.get(rule.task) or {}
+        rules.append(_threshold(rule.task, rule.metric, rule.min, by_model))
+        rules.append(_beats_random(rule.task, rule.metric, gate.min_gain_over_random_init, by_model))
+        rules.append(_no_regression(rule.task, rule.metric, gate.max_regression, by_model, champion))
     return {"passed": bool(rules) and all(r["passed"] for r in rules), "rules": rules}
 
 
-def _no_regression(task: str, metric: str, value: float | None, champion: dict, model: str) -> dict:
-    version = champion.get("version")
-    ci = champion.get("metrics", {}).get(task, {}).get(model, {}).get(f"{metric}_ci95") or [None, None]
-    floor = ci[0]
-    record = {"kind": "no_regression", "task": task, "metric": metric, "min": floor, "value": value}
-    if floor is None or not math.isfinite(float(floor)):
-        # The champion was never measured on this (a task added since): nothing to regress from.
-        record.update(passed=True, reason=f"champion {version} has no CI for this metric: not compared")
-    elif value is None or not math.isfinite(value):
-        record.update(passed=False, reason="metric missing")
-    elif value >= floor:
-        record.update(passed=True, reason=f"{value:.4f} >= champion {version} CI lower bound {floor:.4f}")
-    else:
-        record.update(passed=False, reason=f"regression: {value:.4f} < champion {version} CI lower bound {floor:.4f}")
-    return record
-
-
-def champion_metrics(uri: str) -> dict | None:
-    """The current champion's id and probe metrics from the registry; None when there is no champion."""
+def current_champion(uri: str) -> str | None:
+    """The registry's champion version id; None when there is none."""
     from isoclr import registry
 
-    version = registry.champion(uri)
-    if version is None:
-        return None
-    metadata = registry.version_metadata(uri, version)
-    return {"version": version, "metrics": metadata.get("metrics", {})}
+    return registry.champion(uri)
 
 
+def markdown(decision: dict) -> str:
+    """The decision as a Markdown table, for the Kubeflow UI and `isoclr summary`."""
+    lines = [
+        f"# Gate: {'passed' if decision['passed'] else 'FAILED'}",
+        "",
+        f"Model `{decision.get('model', MODEL)}`; champion: {decision.get('champion') or 'none'}.",
+        "",
+        "| verdict | rule | task | metric | value | bound | 95% CI | reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in decision["rules"]:
+        value = "n/a" if r.get("value") is None else f"{r['value']:.4f}"
+        bound = "-" if r.get("min") is None else f"{r['min']:g}"
+        ci = r.get("ci95") or [None, None]
+        ci_text = "-" if None in ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+        lines.append(f"| {'PASS' if r['passed'] else 'FAIL'} | {r['kind']} | {r['task']} | {r['metric']} | "
+                     f"{value} | {bound} | {ci_text} | {r['reason']} |")
+    return "\n".join(lines) + "\n"
+
+
+@metered("gate")
 def run_gate(cfg: Config, metrics_path: Path, decision_path: Path, compare_champion: bool = True) -> dict:
     """Read metrics.json, decide, write the decision JSON; returns the decision.
 
@@ -100,29 +156,30 @@ def run_gate(cfg: Config, metrics_path: Path, decision_path: Path, compare_champ
     """
     metrics_path = Path(metrics_path)
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    champion = None
-    champion_error = None
+    champion, champion_error = (None, None) if compare_champion else (NOT_COMPARED, None)
     if compare_champion:
-        from isoclr.registry import RegistryError
-
         try:
-            champion = champion_metrics(cfg.registry.uri)
-        except RegistryError as err:
-            champion_error = str(err)
+            champion = current_champion(cfg.registry.uri)
+        except Exception as err:  # whatever the backend raises: the gate fails closed and says why
+            champion, champion_error = UNKNOWN, f"{type(err).__name__}: {err}"
     decision = decide(cfg.gate, metrics, champion)
     if not metrics_path.exists():
         decision["rules"].insert(
-            0, {"kind": "input", "task": "*", "metric": "*", "min": None, "value": None, "passed": False,
-                "reason": f"metrics file {metrics_path} does not exist"},
+            0, _record("input", "*", "*", None, None, False, f"metrics file {metrics_path} does not exist")
         )
         decision["passed"] = False
     if champion_error is not None:
         decision["rules"].append(
-            {"kind": "no_regression", "task": "*", "metric": "*", "min": None, "value": None, "passed": False,
-             "reason": f"champion unreadable: {champion_error}"}
+            _record("no_regression", "*", "*", None, None, False, f"champion unreadable: {champion_error}")
         )
         decision["passed"] = False
-    decision.update(model=MODEL, metrics_file=str(metrics_path), champion=champion and champion["version"])
+    decision.update(
+        model=MODEL,
+        metrics_file=str(metrics_path),
+        champion=None if champion in (UNKNOWN, NOT_COMPARED) else champion,
+        settings={"max_regression": cfg.gate.max_regression,
+                  "min_gain_over_random_init": cfg.gate.min_gain_over_random_init},
+    )
     decision_path = Path(decision_path)
     decision_path.parent.mkdir(parents=True, exist_ok=True)
     decision_path.write_text(json.dumps(decision, indent=2) + "\n")

@@ -1,112 +1,351 @@
-"""Tables and plots of probe results, for people (table.md, the PNG) and for tools (table.csv).
+"""The probe report: tables and plots for people (table.md, report.html, PNGs) and for tools (CSV).
 
-Pure functions of the metrics dict written by :func:`isoclr.probe.run_probes`
-(``{task: {model: {metric, metric_ci95, n, ...}}}``), so the Kubeflow report
-component can rebuild them from the stored metrics alone.
+Pure functions of what :func:`isoclr.probe.run_probes` computed: the metrics
+dict (``{task: {model: {metric, metric_ci95, ...}, isoclr_minus_<baseline>: {...}}}``),
+the per-task notes, the per-seed table and the seed-0 predictions. The HTML
+report is self-contained (plots inlined as base64 PNG), so the Kubeflow UI,
+a browser or an e-mail shows it alone; the same PNGs go to ``plots/`` for
+``dvc plots``.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
-from isoclr.config import ProbeConfig
+from isoclr.config import CLASSIFICATION_METRICS, PRIMARY_METRIC, REGRESSION_METRICS, ProbeConfig
 
-METRICS = ("pearson_r", "spearman_r", "mse")
-# Inches per panel of the predicted-vs-measured grid.
+METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
+PAIRED_PREFIX = "isoclr_minus_"
+PLOTS = ("predicted_vs_measured", "low_data", "model_vs_baselines")
+# Figure geometry (inches) and marks.
 PANEL_SIZE = 3.0
 POINT_SIZE = 6
 POINT_ALPHA = 0.5
+DPI = 100
+HIST_BINS = 20
+DIGITS = 3
+
+
+def _model_entries(by_model: dict) -> dict:
+    return {m: v for m, v in by_model.items() if not m.startswith(PAIRED_PREFIX)}
+
+
+def _paired_entries(by_model: dict) -> dict:
+    return {m.removeprefix(PAIRED_PREFIX): v for m, v in by_model.items() if m.startswith(PAIRED_PREFIX)}
+
+
+def _task_type(notes: dict, task: str) -> str:
+    return notes.get(task, {}).get("type", "regression")
+
+
+def _fmt(mean, lo=None, hi=None, signed: bool = False) -> str:
+    """``0.215 [0.102, 0.328]``; ``n/a`` for a metric that could not be computed."""
+    if mean is None or pd.isna(mean):
+        return "n/a"
+    sign = "+" if signed else ""
+    text = f"{mean:{sign}.{DIGITS}f}"
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return text
+    return f"{text} [{lo:{sign}.{DIGITS}f}, {hi:{sign}.{DIGITS}f}]"
+
+
+# --------------------------------------------------------------------------- tables
 
 
 def results_table(metrics: dict) -> pd.DataFrame:
-    """One row per (task, model): mean and 95% CI bounds of each metric, n and the mean test size."""
+    """One row per (task, model): mean and 95% CI bounds of each metric, n, train and test sizes (numbers)."""
     rows = []
-    for task, models in metrics.items():
-        for model, values in models.items():
+    for task, by_model in metrics.items():
+        for model, values in _model_entries(by_model).items():
             row = {"task": task, "model": model}
-            for metric in METRICS:
-                lo, hi = values.get(f"{metric}_ci95", [None, None])
-                row[metric] = values.get(metric)
-                row[f"{metric}_lo"] = lo
-                row[f"{metric}_hi"] = hi
-            row["n"] = values.get("n")
-            row["n_test"] = values.get("n_test")
+            for metric in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS):
+                if metric in values:
+                    lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                    row.update({metric: values[metric], f"{metric}_lo": lo, f"{metric}_hi": hi})
+            row.update({k: values.get(k) for k in ("n", "n_train", "n_test", "seeds", "alpha_at_bottom", "alpha_at_top")})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _mean_ci(mean: float | None, lo: float | None, hi: float | None, digits: int = 3) -> str:
-    if mean is None or pd.isna(mean):
-        return "n/a"
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+def paired_table(metrics: dict, notes: dict) -> pd.DataFrame:
+    """One row per (task, baseline): isoclr - baseline per seed, mean and 95% CI, for each metric."""
+    rows = []
+    for task, by_model in metrics.items():
+        for baseline, values in _paired_entries(by_model).items():
+            row = {"task": task, "comparison": f"isoclr - {baseline}", "seeds": values.get("seeds")}
+            for metric in METRICS[_task_type(notes, task)]:
+                lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                row[metric] = _fmt(values.get(metric), lo, hi, signed=True)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def markdown_report(table: pd.DataFrame, notes: dict, probe_cfg: ProbeConfig) -> str:
-    """table.md: the results (mean ± half-width of the 95% CI over seeds) and what each label set lost."""
-    lines = [
-        "# Linear probes",
-        "",
-        f"Ridge probes on frozen features; {probe_cfg.seeds} group-disjoint splits "
-        f"({probe_cfg.fractions.train:g}/{probe_cfg.fractions.val:g}/{probe_cfg.fractions.test:g}); "
-        "alpha chosen on the val split, refit on train+val; mean ± half-width of the 95% t-interval over seeds.",
-        "",
-        "| task | model | pearson_r | spearman_r | mse | n | n_test |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in table.itertuples(index=False):
-        cells = [_mean_ci(getattr(row, m), getattr(row, f"{m}_lo"), getattr(row, f"{m}_hi")) for m in METRICS]
-        n_test = "n/a" if row.n_test is None or pd.isna(row.n_test) else f"{row.n_test:.0f}"
-        lines.append(f"| {row.task} | {row.model} | {' | '.join(cells)} | {row.n} | {n_test} |")
-    lines += [
-        "",
-        "## Label sets",
-        "",
-        "| task | file | label rows | used (n) | groups | split by | dropped NA | dropped non-numeric "
-        "| duplicate ids | bad sequence | unmatched | subsampled from |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def low_data_table(per_seed: pd.DataFrame, notes: dict) -> pd.DataFrame:
+    """One row per (task, model, train fraction): mean train rows and the primary metric's mean and 95% CI."""
+    from isoclr.probe import mean_ci
+
+    rows = []
+    for (task, model, fraction), seeds in per_seed.groupby(["task", "model", "train_fraction"], sort=False):
+        metric = PRIMARY_METRIC[_task_type(notes, task)]
+        mean, lo, hi = mean_ci(seeds[metric])
+        rows.append({"task": task, "model": model, "train_fraction": fraction, "n_train": seeds["n_train"].mean(),
+                     "metric": metric, "mean": mean, "lo": lo, "hi": hi, "seeds": len(seeds)})
+    return pd.DataFrame(rows).sort_values(["task", "model", "train_fraction"], ascending=[True, True, False],
+                                          ignore_index=True)
+
+
+def _display_results(metrics: dict, notes: dict) -> pd.DataFrame:
+    rows = []
+    for task, by_model in metrics.items():
+        for model, values in _model_entries(by_model).items():
+            row = {"task": task, "model": model + (f" ({values['version']})" if "version" in values else "")}
+            for metric in METRICS[_task_type(notes, task)]:
+                lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                row[metric] = _fmt(values.get(metric), lo, hi)
+            row.update(n=values.get("n"), n_train=f"{values.get('n_train', 0):.0f}",
+                       n_test=f"{values.get('n_test', 0):.0f}", seeds=values.get("seeds"))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    # A regression and a classification task share one table: a metric a task lacks reads as "-".
+    return table.fillna("-")
+
+
+def _display_low_data(low: pd.DataFrame) -> pd.DataFrame:
+    if low.empty:
+        return low
+    wide = low.assign(value=[_fmt(m, lo, hi) for m, lo, hi in zip(low["mean"], low["lo"], low["hi"])])
+    wide = wide.pivot_table(index=["task", "metric", "train_fraction"], columns="model", values="value",
+                            aggfunc="first", sort=False)
+    n_train = low.groupby(["task", "metric", "train_fraction"], sort=False)["n_train"].first().round().astype(int)
+    wide.insert(0, "n_train", n_train)
+    wide = wide.sort_index(level=["task", "train_fraction"], ascending=[True, False])
+    return wide.reset_index()
+
+
+def _display_notes(notes: dict) -> pd.DataFrame:
+    rows = []
     for task, note in notes.items():
-        cells = [
-            task,
-            note.get("file", ""),
-            note.get("n_label_rows", ""),
-            note.get("n", ""),
-            note.get("n_groups", ""),
-            note.get("split_kind", ""),
-            note.get("dropped_na", 0),
-            note.get("dropped_non_numeric", 0),
-            note.get("dropped_duplicate_ids", 0),
-            note.get("dropped_bad_sequence", 0),
-            note.get("unmatched", 0),
-            note.get("subsampled_from", "-"),
-        ]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+        dropped = {k.removeprefix("dropped_"): note[k] for k in note if k.startswith("dropped_")
+                   and not k.endswith("_examples") and note[k]}
+        rows.append({
+            "task": task,
+            "type": note.get("type", "regression"),
+            "labels": note.get("file", ""),
+            "label rows": note.get("n_label_rows"),
+            "used (n)": note.get("n"),
+            "groups": note.get("n_groups"),
+            "split": note.get("split_kind", ""),
+            "tracks embedded": note.get("tracks", ""),
+            "dropped": ", ".join(f"{k} {v}" for k, v in dropped.items()) or "-",
+            "unmatched ids": note.get("unmatched", 0),
+            "subsampled from": note.get("subsampled_from", "-"),
+        })
+    return pd.DataFrame(rows)
 
 
-def plot_predictions(predictions: pd.DataFrame, metrics: dict, path: Path) -> Path:
-    """A grid of predicted-vs-measured scatters: one row per task, one column per model (seed 0 test rows)."""
+def protocol_text(probe_cfg: ProbeConfig) -> str:
+    f = probe_cfg.fractions
+    return (
+        f"Linear probes on frozen features: ridge regression (Pearson r, Spearman r, MSE) or logistic "
+        f"regression (AUROC, AUPRC). {probe_cfg.seeds} seeds, each a {f.train:g}/{f.val:g}/{f.test:g} "
+        "train/val/test split by group (see *split* per task: homology group where genes are known); "
+        "features standardised on the rows fitted; penalty chosen on the val split from "
+        f"{len(probe_cfg.alphas)} values {probe_cfg.alphas[0]:g}..{probe_cfg.alphas[-1]:g} "
+        "(logistic: C = 1/alpha); fitted on the train rows; scored on the test rows. "
+        "Values are the mean over seeds [95% t-interval]. Baselines share the run and the splits: "
+        "k-mer frequencies (k = "
+        f"{probe_cfg.kmer_k}), the same encoder randomly initialised and, when the registry has one, "
+        "the current champion; *isoclr - baseline* is the paired difference seed by seed."
+    )
+
+
+def _remarks(metrics: dict, notes: dict, low: pd.DataFrame) -> list[str]:
+    """Things a reader must know: skipped low-data points, edge penalties, empty tracks, the champion."""
+    out = []
+    for task, note in notes.items():
+        for fraction, reason in note.get("skipped_fractions", {}).items():
+            out.append(f"{task}: train fraction {fraction} skipped ({reason}).")
+        for model, values in _model_entries(metrics.get(task, {})).items():
+            if values.get("alpha_at_bottom"):
+                out.append(f"{task} / {model}: the weakest penalty of the grid won in {values['alpha_at_bottom']} "
+                           f"of {values.get('seeds')} seeds: the grid may be too narrow at the bottom.")
+            if values.get("alpha_at_top"):
+                out.append(f"{task} / {model}: the strongest penalty of the grid won in {values['alpha_at_top']} "
+                           f"of {values.get('seeds')} seeds: little linear signal there (predictions near the mean).")
+        if "sequence only" in note.get("tracks", ""):
+            out.append(f"{task}: embedded from the sequence alone ({note['tracks']}).")
+        if note.get("about"):
+            out.append(f"{task}: {note['about']}")
+    first = next(iter(notes.values()), {})
+    if first.get("champion_error"):
+        out.append(f"The registry's champion could not be probed ({first['champion_error']}): the gate fails closed.")
+    elif first.get("champion"):
+        out.append(f"Champion {first['champion']} was probed on the same splits (model `champion`).")
+    else:
+        out.append("The registry has no champion yet: no champion comparison.")
+    return out
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_predictions(predictions: pd.DataFrame, metrics: dict, notes: dict, path: Path) -> Path:
+    """One row per task, one column per model: predicted vs measured (regression) or scores by class."""
     tasks = list(dict.fromkeys(predictions["task"]))
     models = list(dict.fromkeys(predictions["model"]))
     fig = Figure(figsize=(PANEL_SIZE * len(models), PANEL_SIZE * len(tasks)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(tasks), len(models), squeeze=False))
+    axes = fig.subplots(len(tasks), len(models), squeeze=False)
     for i, task in enumerate(tasks):
+        kind = _task_type(notes, task)
+        metric = PRIMARY_METRIC[kind]
         for j, model in enumerate(models):
             ax = axes[i, j]
             rows = predictions[(predictions["task"] == task) & (predictions["model"] == model)]
-            ax.scatter(rows["measured"], rows["predicted"], s=POINT_SIZE, alpha=POINT_ALPHA)
-            r = metrics.get(task, {}).get(model, {}).get("pearson_r")
-            r_text = "n/a" if r is None else f"{r:.3f}"
-            ax.set_title(f"{task} / {model}\nr, mean over seeds = {r_text}", fontsize="small")
-            ax.set_xlabel("measured")
-            ax.set_ylabel("predicted")
-    fig.suptitle("Predicted vs measured, test rows of seed 0")
+            if kind == "classification":
+                for label, name in ((0, "negative"), (1, "positive")):
+                    ax.hist(rows.loc[rows["measured"] == label, "predicted"], bins=HIST_BINS, range=(0, 1),
+                            alpha=POINT_ALPHA, label=name)
+                ax.set_xlabel("predicted P(positive)")
+                ax.set_ylabel("test rows")
+                ax.legend(fontsize="x-small")
+            else:
+                ax.scatter(rows["measured"], rows["predicted"], s=POINT_SIZE, alpha=POINT_ALPHA)
+                ax.set_xlabel("measured")
+                ax.set_ylabel("predicted")
+            value = metrics.get(task, {}).get(model, {}).get(metric)
+            ax.set_title(f"{task} / {model}\n{metric} (mean over seeds) = {_fmt(value)}", fontsize="small")
+    fig.suptitle("Predicted vs measured: test rows of seed 0, full train split")
+    return _save(fig, path)
+
+
+def plot_low_data(low: pd.DataFrame, path: Path) -> Path:
+    """One panel per task: the primary metric against train rows (log scale), a line per model, 95% CI bars."""
+    tasks = list(dict.fromkeys(low["task"]))
+    fig = Figure(figsize=(PANEL_SIZE * 1.4 * len(tasks), PANEL_SIZE), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks):
+        rows = low[low["task"] == task]
+        for model, curve in rows.groupby("model", sort=False):
+            curve = curve.sort_values("n_train")
+            err = np.vstack([curve["mean"] - curve["lo"], curve["hi"] - curve["mean"]])
+            ax.errorbar(curve["n_train"], curve["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3, label=model)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+        ax.set_xlabel("train rows")
+        ax.set_ylabel(rows["metric"].iloc[0])
+        ax.set_title(task, fontsize="small")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("Low-data curves: mean over seeds, 95% CI")
+    return _save(fig, path)
+
+
+def plot_baselines(metrics: dict, notes: dict, path: Path) -> Path:
+    """One panel per task: each model's primary metric (95% CI), and isoclr - baseline paired (95% CI)."""
+    tasks = list(metrics)
+    fig = Figure(figsize=(PANEL_SIZE * 1.4 * len(tasks), PANEL_SIZE * 1.6), layout="constrained")
+    axes = fig.subplots(2, len(tasks), squeeze=False)
+    for j, task in enumerate(tasks):
+        metric = PRIMARY_METRIC[_task_type(notes, task)]
+        for i, (entries, title) in enumerate(((_model_entries(metrics[task]), metric),
+                                              (_paired_entries(metrics[task]), f"isoclr - baseline, {metric}"))):
+            ax = axes[i, j]
+            names = list(entries)
+            means = np.array([entries[n].get(metric) if entries[n].get(metric) is not None else np.nan for n in names])
+            ci = np.array([[v if v is not None else np.nan for v in (entries[n].get(f"{metric}_ci95") or [None, None])]
+                           for n in names]).reshape(len(names), 2)
+            err = np.nan_to_num(np.vstack([means - ci[:, 0], ci[:, 1] - means]))
+            ax.errorbar(means, np.arange(len(names)), xerr=err, fmt="o", capsize=3)
+            ax.set_yticks(np.arange(len(names)), names, fontsize="small")
+            if i == 1:
+                ax.axvline(0, color="grey", linewidth=1)
+            ax.set_title(f"{task}: {title}", fontsize="small")
+    fig.suptitle("Model vs baselines: mean over seeds, 95% CI (paired differences below)")
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
     return path
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def markdown_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeConfig) -> str:
+    """table.md: results, paired differences, low-data curves, label sets and remarks (Markdown)."""
+    parts = [
+        "# Linear probes", "", protocol_text(probe_cfg), "",
+        "## Results (full train split)", "", _display_results(metrics, notes).to_markdown(index=False), "",
+        "## Model vs baselines (paired, same splits)", "",
+        paired_table(metrics, notes).fillna("-").to_markdown(index=False), "",
+        "## Low-data curves", "", _display_low_data(low).fillna("-").to_markdown(index=False), "",
+        "## Label sets", "", _display_notes(notes).to_markdown(index=False), "",
+        "## Remarks", "", *[f"- {r}" for r in _remarks(metrics, notes, low)],
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _png_base64(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+    "th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%;border:1px solid #eee}"
+)
+
+
+def html_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeConfig, plots: dict[str, Path]) -> str:
+    """report.html: the Markdown report's tables and the three plots inlined, no external files."""
+
+    def table(frame: pd.DataFrame) -> str:
+        return frame.fillna("-").to_html(index=False, border=0, escape=True)
+
+    images = "".join(
+        f"<h3>{html.escape(name.replace('_', ' '))}</h3>"
+        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{_png_base64(path)}">'
+        for name, path in plots.items()
+    )
+    remarks = "".join(f"<li>{html.escape(r)}</li>" for r in _remarks(metrics, notes, low))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>IsoCLR linear probes</title>"
+        f"<style>{_STYLE}</style></head><body><h1>Linear probes</h1><p>{html.escape(protocol_text(probe_cfg))}</p>"
+        f"<h2>Results (full train split)</h2>{table(_display_results(metrics, notes))}"
+        f"<h2>Model vs baselines (paired, same splits)</h2>{table(paired_table(metrics, notes))}"
+        f"<h2>Low-data curves</h2>{table(_display_low_data(low))}"
+        f"<h2>Label sets</h2>{table(_display_notes(notes))}"
+        f"<h2>Remarks</h2><ul>{remarks}</ul><h2>Plots</h2>{images}</body></html>\n"
+    )
+
+
+def write_report(
+    metrics: dict, notes: dict, per_seed: pd.DataFrame, predictions: pd.DataFrame, probe_cfg: ProbeConfig,
+    out_dir: Path,
+) -> dict[str, Path]:
+    """table.csv, low_data.csv, plots/*.png, table.md and report.html under ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    low = low_data_table(per_seed, notes)
+    plots = {
+        "predicted_vs_measured": plot_predictions(predictions, metrics, notes, out_dir / "plots" / "predicted_vs_measured.png"),
+        "low_data": plot_low_data(low, out_dir / "plots" / "low_data.png"),
+        "model_vs_baselines": plot_baselines(metrics, notes, out_dir / "plots" / "model_vs_baselines.png"),
+    }
+    paths = {"table_csv": out_dir / "table.csv", "low_data_csv": out_dir / "low_data.csv",
+             "markdown": out_dir / "table.md", "html": out_dir / "report.html", **plots}
+    results_table(metrics).to_csv(paths["table_csv"], index=False)
+    low.to_csv(paths["low_data_csv"], index=False)
+    paths["markdown"].write_text(markdown_report(metrics, notes, low, probe_cfg))
+    paths["html"].write_text(html_report(metrics, notes, low, probe_cfg, plots))
+    return paths

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 from kfp import dsl
 
@@ -25,17 +26,50 @@ def _artifact(kind, path):
 def _results(tmp_path, r: float):
     results = _artifact(dsl.Dataset, tmp_path / "results")
     (tmp_path / "results").mkdir(exist_ok=True)
-    (tmp_path / "results" / "metrics.json").write_text(json.dumps({"halflife": {"isoclr": {"pearson_r": r}}}))
+    halflife = {"isoclr": {"pearson_r": r}, "isoclr_minus_random_init": {"pearson_r": 0.1}}
+    (tmp_path / "results" / "metrics.json").write_text(json.dumps({"halflife": halflife}))
     return results
 
 
 def test_gate_component_returns_the_verdict_and_writes_the_decision(tmp_path):
     decision = _artifact(dsl.Artifact, tmp_path / "decision.json")
-    params = {**_params(0.5), "registry": {"uri": f"file://{tmp_path / 'registry'}"}}
-    assert gate.python_func(params=params, results=_results(tmp_path, 0.6), decision=decision) == "passed"
+    verdict = _artifact(dsl.Markdown, tmp_path / "verdict.md")
+    registry = f"file://{tmp_path / 'registry'}"
+    run = dict(registry_uri=registry, decision=decision, verdict=verdict)
+    assert gate.python_func(params=_params(0.5), results=_results(tmp_path, 0.6), **run) == "passed"
     assert json.loads((tmp_path / "decision.json").read_text())["passed"] is True
-    assert decision.metadata["passed"] is True
-    assert gate.python_func(params={**params, **_params(0.7)}, results=_results(tmp_path, 0.6), decision=decision) == "failed"
+    assert decision.metadata["passed"] is True and decision.metadata["failed_rules"] == []
+    assert (tmp_path / "verdict.md").read_text().startswith("# Gate: passed")
+    assert gate.python_func(params=_params(0.7), results=_results(tmp_path, 0.6), **run) == "failed"
+    assert decision.metadata["failed_rules"] == ["threshold halflife pearson_r: 0.6000 < min 0.7"]
+    assert "| FAIL | threshold | halflife |" in (tmp_path / "verdict.md").read_text()
+
+
+@pytest.mark.slow
+def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
+    from components.probe.component import probe
+    from tests.code.test_probe import save_encoder, synthetic_inputs
+    from tests.conftest import tiny_params
+
+    params = tiny_params()
+    params["probe"]["tasks"] = params["probe"]["tasks"][:2]  # half-life and MRL suffice here
+    params["gate"]["rules"] = [r for r in params["gate"]["rules"] if r["task"] in ("halflife", "mrl")]
+    from isoclr.config import Config
+
+    model = save_encoder(Config.model_validate(params), 1, tmp_path / "model")
+    t_path, g_path = synthetic_inputs(tmp_path)
+    metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
+    probe.python_func(
+        params=params, data_dir=str(tmp_path / "data"), registry_uri=f"file://{tmp_path / 'registry'}",
+        transcripts=_artifact(dsl.Dataset, t_path), groups=_artifact(dsl.Dataset, g_path),
+        model=_artifact(dsl.Model, model), results=_artifact(dsl.Dataset, tmp_path / "results"), metrics=metrics,
+        report=_artifact(dsl.HTML, tmp_path / "report.html"), summary=_artifact(dsl.Markdown, tmp_path / "summary.md"),
+    )
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
+    assert (tmp_path / "summary.md").read_text().startswith("# Linear probes")
+    logged = metrics.metadata
+    assert "mrl.isoclr.pearson_r" in logged and "mrl.isoclr_minus_random_init.pearson_r" in logged
+    assert (tmp_path / "results" / "metrics.json").exists()
 
 
 def test_register_component_writes_a_version_and_champion(tmp_path):

@@ -1,98 +1,192 @@
-"""Gate decisions: pass, fail on a threshold, fail closed on a missing metric, no regression vs the champion."""
+"""Gate decisions: pass; fail on a threshold, on beating random init, on regression vs the champion; fail closed."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from isoclr.config import Config, GateConfig, GateRule
-from isoclr.gate import decide, run_gate
+from isoclr.gate import UNKNOWN, decide, markdown, run_gate
 from tests.conftest import tiny_params
 
-GATE = GateConfig(rules=[GateRule(task="halflife", min=0.05), GateRule(task="mrl", metric="spearman_r", min=0.1)])
+GATE = GateConfig(
+    rules=[GateRule(task="halflife", min=0.05), GateRule(task="mrl", metric="spearman_r", min=0.1)],
+    max_regression=0.02,
+    min_gain_over_random_init=0.0,
+)
+CHAMPION = "v1"
 
 
-def metrics(halflife: float = 0.3, mrl: float = 0.4, ci: tuple[float, float] | None = None) -> dict:
-    ci = list(ci) if ci else None
-    return {
-        "halflife": {"isoclr": {"pearson_r": halflife, "pearson_r_ci95": ci}, "kmer": {"pearson_r": 0.9}},
-        "mrl": {"isoclr": {"spearman_r": mrl, "spearman_r_ci95": ci}},
+def task_metrics(value: float, vs_random: float = 0.1, vs_champion: float | None = None, metric: str = "pearson_r",
+                 champion: str = CHAMPION) -> dict:
+    """One task's entries as isoclr.probe writes them (paired differences as isoclr_minus_<baseline>)."""
+    out = {
+        "isoclr": {metric: value, f"{metric}_ci95": [value - 0.05, value + 0.05]},
+        "random_init": {metric: value - vs_random},
+        "kmer": {metric: 0.9},
+        "isoclr_minus_random_init": {metric: vs_random, f"{metric}_ci95": [vs_random - 0.03, vs_random + 0.03]},
     }
+    if vs_champion is not None:
+        out["champion"] = {metric: value - vs_champion, "version": champion}
+        out["isoclr_minus_champion"] = {metric: vs_champion, f"{metric}_ci95": [vs_champion - 0.01, vs_champion + 0.01]}
+    return out
 
 
-def test_all_rules_met_passes():
-    decision = decide(GATE, metrics())
+def metrics(halflife: float = 0.3, mrl: float = 0.4, **paired) -> dict:
+    return {"halflife": task_metrics(halflife, **paired), "mrl": task_metrics(mrl, metric="spearman_r", **paired)}
+
+
+def failed(decision: dict) -> list[dict]:
+    return [r for r in decision["rules"] if not r["passed"]]
+
+
+def test_all_rules_met_passes_and_lists_every_rule_with_its_number():
+    decision = decide(GATE, metrics(vs_champion=0.0), CHAMPION)
     assert decision["passed"] is True
-    assert [r["passed"] for r in decision["rules"]] == [True, True]
-    assert decision["rules"][0] | {"reason": None} == {
-        "kind": "threshold", "task": "halflife", "metric": "pearson_r", "min": 0.05, "value": 0.3,
-        "passed": True, "reason": None,
+    assert [(r["kind"], r["task"]) for r in decision["rules"]] == [
+        ("threshold", "halflife"), ("beats_random_init", "halflife"), ("no_regression", "halflife"),
+        ("threshold", "mrl"), ("beats_random_init", "mrl"), ("no_regression", "mrl"),
+    ]
+    threshold, vs_random, vs_champion = decision["rules"][:3]
+    assert threshold | {"reason": None} == {
+        "kind": "threshold", "task": "halflife", "metric": "pearson_r", "value": 0.3, "min": 0.05,
+        "ci95": [0.25, 0.35], "passed": True, "reason": None,
     }
+    assert vs_random["value"] == 0.1 and vs_random["min"] == 0.0 and vs_random["ci95"] == [0.07, 0.13]
+    assert vs_champion["value"] == 0.0 and vs_champion["min"] == -0.02 and CHAMPION in vs_champion["reason"]
+    table = markdown(decision | {"champion": CHAMPION})
+    assert table.startswith("# Gate: passed") and table.count("| PASS |") == 6
 
 
-def test_one_rule_below_its_threshold_fails():
-    decision = decide(GATE, metrics(mrl=0.05))
+def test_first_model_passes_without_a_champion():
+    decision = decide(GATE, metrics(), None)
+    assert decision["passed"] is True
+    assert [r["reason"] for r in decision["rules"] if r["kind"] == "no_regression"] == [
+        "no champion yet: nothing to regress from"] * 2
+
+
+def test_one_metric_below_its_threshold_fails():
+    decision = decide(GATE, metrics(mrl=0.05), None)
     assert decision["passed"] is False
-    failed = [r for r in decision["rules"] if not r["passed"]]
-    assert len(failed) == 1 and failed[0]["task"] == "mrl"
-    assert "0.0500 < min 0.1" in failed[0]["reason"]
+    (rule,) = failed(decision)
+    assert (rule["kind"], rule["task"]) == ("threshold", "mrl") and "0.0500 < min 0.1" in rule["reason"]
 
 
-def test_missing_task_or_metric_fails_closed():
-    only_halflife = {"halflife": metrics()["halflife"]}
-    decision = decide(GATE, only_halflife)
-    assert decision["passed"] is False
-    mrl = decision["rules"][1]
-    assert mrl["passed"] is False and mrl["reason"] == "metric missing" and mrl["value"] is None
-    # a baseline's value is not the model's: halflife judged on the isoclr entry only
-    decision = decide(GATE, {"halflife": {"kmer": {"pearson_r": 0.9}}, "mrl": metrics()["mrl"]})
-    assert decision["rules"][0]["reason"] == "metric missing" and decision["passed"] is False
-
-
-def test_metric_that_could_not_be_computed_fails():
-    decision = decide(GATE, metrics(halflife=float("nan")))
-    assert decision["passed"] is False and "not a number" in decision["rules"][0]["reason"]
-    decision = decide(GATE, {**metrics(), "halflife": {"isoclr": {"pearson_r": None}}})
-    assert decision["rules"][0]["reason"] == "metric missing"
-
-
-def test_regression_below_the_champions_ci_fails():
-    champion = {"version": "v1", "metrics": metrics(halflife=0.5, mrl=0.5, ci=(0.4, 0.6))}
-    within_noise = decide(GATE, metrics(halflife=0.45, mrl=0.41), champion)
-    assert within_noise["passed"] is True
-    assert [r["kind"] for r in within_noise["rules"]] == ["threshold", "no_regression"] * 2
-    worse = decide(GATE, metrics(halflife=0.3, mrl=0.45), champion)
+def test_regression_against_the_champion_beyond_the_margin_fails():
+    within_margin = decide(GATE, metrics(vs_champion=-0.015), CHAMPION)
+    assert within_margin["passed"] is True
+    worse = decide(GATE, metrics(vs_champion=-0.05), CHAMPION)
     assert worse["passed"] is False
-    failed = [r for r in worse["rules"] if not r["passed"]]
-    assert len(failed) == 1 and failed[0]["kind"] == "no_regression" and "v1" in failed[0]["reason"]
+    assert {(r["kind"], r["task"]) for r in failed(worse)} == {("no_regression", "halflife"), ("no_regression", "mrl")}
+    assert "-0.0500 < (regression) -0.02" in failed(worse)[0]["reason"]
 
 
-def test_run_gate_writes_the_decision(tmp_path):
-    cfg = Config.model_validate(tiny_params())
-    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": str(tmp_path / "registry")})})
-    (tmp_path / "metrics.json").write_text(json.dumps({"halflife": {"isoclr": {"pearson_r": 0.2}}}))
+def test_not_beating_random_init_fails():
+    decision = decide(GATE, metrics(vs_random=-0.01), None)
+    assert decision["passed"] is False
+    assert {r["kind"] for r in failed(decision)} == {"beats_random_init"}
+    tie = decide(GATE, metrics(vs_random=0.0), None)  # equal is not better
+    assert tie["passed"] is False
+
+
+@pytest.mark.parametrize(
+    "broken, reason",
+    [
+        (lambda m: m.pop("mrl"), "metric missing"),
+        (lambda m: m["halflife"].pop("isoclr"), "metric missing"),
+        (lambda m: m["halflife"]["isoclr"].update(pearson_r=None), "metric missing"),
+        (lambda m: m["halflife"]["isoclr"].update(pearson_r=float("nan")), "metric missing"),
+        (lambda m: m["halflife"].pop("isoclr_minus_random_init"), "metric missing"),
+        (lambda m: m["halflife"].pop("isoclr_minus_champion"), "metric missing"),
+        (lambda m: m["halflife"]["champion"].update(version="v0"), "was not probed"),
+    ],
+)
+def test_a_missing_number_fails_closed_with_a_reason(broken, reason):
+    m = metrics(vs_champion=0.0)
+    broken(m)
+    decision = decide(GATE, m, CHAMPION)
+    assert decision["passed"] is False
+    assert any(reason in r["reason"] for r in failed(decision))
+
+
+def test_a_baseline_value_is_not_the_models():
+    decision = decide(GATE, {"halflife": {"kmer": {"pearson_r": 0.9}}, "mrl": metrics()["mrl"]}, None)
+    assert decision["passed"] is False
+    assert failed(decision)[0]["reason"].startswith("metric missing: metrics.json has no finite halflife.isoclr")
+
+
+def test_unreadable_champion_fails_closed():
+    decision = decide(GATE, metrics(vs_champion=0.0), UNKNOWN)
+    assert decision["passed"] is False
+    assert {r["kind"] for r in failed(decision)} == {"no_regression"}
+
+
+def test_no_rules_never_passes():
+    assert decide(GATE.model_copy(update={"rules": []}), metrics(), None)["passed"] is False
+
+
+def _cfg(uri: str) -> Config:
+    cfg = Config.model_validate({**tiny_params(), "registry": {"uri": uri}})
+    return cfg.model_copy(update={"gate": GATE})
+
+
+def test_run_gate_writes_the_decision_and_fails_closed_on_missing_input(tmp_path):
+    cfg = _cfg(f"file://{tmp_path / 'registry'}")
+    (tmp_path / "metrics.json").write_text(json.dumps({"halflife": task_metrics(0.2)}))
     decision = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "out" / "gate.json")
     assert json.loads((tmp_path / "out" / "gate.json").read_text()) == decision
     assert decision["passed"] is False  # mrl is missing
     assert decision["champion"] is None and decision["model"] == "isoclr"
+    assert decision["settings"] == {"max_regression": 0.02, "min_gain_over_random_init": 0.0}
     missing = run_gate(cfg, tmp_path / "nope.json", tmp_path / "gate2.json")
     assert missing["passed"] is False and "does not exist" in missing["rules"][0]["reason"]
 
 
-def test_run_gate_compares_with_the_registry_champion(tmp_path):
+def test_run_gate_holds_the_model_to_the_registry_champion(tmp_path):
     from isoclr.registry import register, set_champion
 
-    uri = str(tmp_path / "registry")
+    uri = f"file://{tmp_path / 'registry'}"
     model = tmp_path / "model"
     model.mkdir()
     (model / "encoder.pt").write_bytes(b"w")
-    champion_metrics = metrics(halflife=0.6, mrl=0.6, ci=(0.5, 0.7))
-    set_champion(uri, version := register(uri, model, {}, {"metrics": champion_metrics}))
-    cfg = Config.model_validate({**tiny_params(), "registry": {"uri": uri}})
-    gate_cfg = cfg.gate.model_copy(update={"rules": list(GATE.rules)})
-    cfg = cfg.model_copy(update={"gate": gate_cfg})
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics(halflife=0.3, mrl=0.55)))
-    decision = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "gate.json")
+    set_champion(uri, version := register(uri, model, {}, {"metrics": {}}))
+    cfg = _cfg(uri)
+    path = tmp_path / "metrics.json"
+
+    path.write_text(json.dumps(metrics(vs_champion=-0.1, champion=version)))
+    decision = run_gate(cfg, path, tmp_path / "gate.json")
     assert decision["champion"] == version and decision["passed"] is False
-    assert [r["task"] for r in decision["rules"] if not r["passed"]] == ["halflife"]
-    unchecked = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "gate.json", compare_champion=False)
+    assert {r["kind"] for r in failed(decision)} == {"no_regression"}
+
+    path.write_text(json.dumps(metrics(vs_champion=0.01, champion=version)))
+    assert run_gate(cfg, path, tmp_path / "gate.json")["passed"] is True
+    # metrics probed before a champion existed: the champion is not compared, so the gate fails closed
+    path.write_text(json.dumps(metrics()))
+    stale = run_gate(cfg, path, tmp_path / "gate.json")
+    assert stale["passed"] is False and "rerun the probe stage" in failed(stale)[0]["reason"]
+    unchecked = run_gate(cfg, path, tmp_path / "gate.json", compare_champion=False)
     assert unchecked["passed"] is True
+    assert {r["reason"] for r in unchecked["rules"] if r["kind"] == "no_regression"} == {"champion comparison switched off"}
+
+
+def test_unreadable_registry_fails_closed(tmp_path):
+    from isoclr.registry import CHAMPION as POINTER
+
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / POINTER).write_text('{"version": "ghost"}')  # points at no version
+    uri = f"file://{tmp_path / 'registry'}"
+    cfg = _cfg(uri)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics()))
+    decision = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "gate.json")
+    assert decision["passed"] is False
+    assert any("champion unreadable" in r["reason"] for r in failed(decision))
+
+
+def test_a_gate_metric_must_fit_its_task_type():
+    params = tiny_params()
+    params["gate"]["rules"].append({"task": "coding", "metric": "pearson_r", "min": 0.5})
+    with pytest.raises(ValueError, match="pearson_r is not a metric of a classification task"):
+        Config.model_validate(params)
+    params["gate"]["rules"][-1]["metric"] = "auroc"
+    assert Config.model_validate(params).gate.rules[-1].metric == "auroc"

@@ -12,7 +12,18 @@ import pandas as pd
 import pytest
 
 from isoclr.config import Config, ProbeConfig, ProbeTask
-from isoclr.probe import LabelJoinError, evaluate, kmer_features, probe_splits, task_table
+from isoclr.probe import (
+    LabelJoinError,
+    _fit_predict,
+    _ridge_select,
+    evaluate,
+    kmer_features,
+    low_data_rows,
+    mean_ci,
+    paired_difference,
+    probe_splits,
+    task_table,
+)
 from tests.conftest import tiny_params
 
 BASES = np.array(list("ACGT"))
@@ -71,6 +82,10 @@ def synthetic(n: int = 600, d: int = 12, seed: int = 0):
     return rng, x, groups
 
 
+def full_split(result: dict) -> pd.DataFrame:
+    return result["per_seed"].query("train_fraction == 1.0")
+
+
 def test_linear_target_is_recovered_and_noise_is_not():
     rng, x, groups = synthetic()
     y = x @ rng.normal(size=x.shape[1]) + 0.1 * rng.normal(size=len(x))
@@ -79,7 +94,7 @@ def test_linear_target_is_recovered_and_noise_is_not():
     assert good["pearson_r"] > 0.9 and good["spearman_r"] > 0.9
     lo, hi = good["pearson_r_ci95"]
     assert lo <= good["pearson_r"] <= hi
-    assert len(good["per_seed"]["pearson_r"]) == 3
+    assert full_split(good)["seed"].tolist() == [0, 1, 2]
     noise = evaluate(rng.normal(size=x.shape), y, groups, cfg)
     assert abs(noise["pearson_r"]) < 0.2
     assert noise["mse"] > 10 * good["mse"]
@@ -98,13 +113,99 @@ def test_no_group_in_two_splits_for_any_seed():
     assert (splits[0] != splits[1]).any()
     result = evaluate(x, x[:, 0], groups, cfg)
     assert result["predictions"]["index"] == np.flatnonzero(splits[0] == "test").tolist()
-    assert result["per_seed"]["n_test"] == [int((s == "test").sum()) for s in splits]
+    assert full_split(result)["n_test"].tolist() == [int((s == "test").sum()) for s in splits]
+    # fitted on the train rows only: val chooses the penalty, test scores
+    assert full_split(result)["n_train"].tolist() == [int((s == "train").sum()) for s in splits]
 
 
 def test_evaluate_rejects_too_few_groups():
     x = np.arange(10.0)[:, None]
     with pytest.raises(ValueError, match="too few groups"):
         evaluate(x, x[:, 0], np.zeros(10), probe_cfg())
+
+
+def test_penalty_is_chosen_on_val_and_features_are_scaled_on_train_only():
+    rng, x, groups = synthetic(n=400, d=6)
+    y = x[:, 0] + 0.5 * rng.normal(size=len(x))
+    cfg = probe_cfg(seeds=2)
+    split = probe_splits(groups, cfg)[0]
+    fit, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    pred, alpha = _fit_predict("regression", x, y, fit, val, test, cfg.alphas)
+    assert alpha in cfg.alphas
+    # Scaling a feature on val/test rows only changes nothing the fit saw: the same model, rescaled inputs.
+    shifted = x.copy()
+    shifted[test, 1] += 1000.0
+    pred_shifted, alpha_shifted = _fit_predict("regression", shifted, y, fit, val, test, cfg.alphas)
+    train_only = x.copy()
+    train_only[fit, 1] *= 3.0
+    _, alpha_train = _fit_predict("regression", train_only, y, fit, val, test, cfg.alphas)
+    assert alpha_shifted == alpha
+    assert not np.allclose(pred_shifted, pred)  # the test rows moved ...
+    np.testing.assert_allclose(pred_shifted - pred, (pred_shifted - pred)[0])  # ... by one constant shift
+    # and the val rows alone pick the penalty: a target the val rows cannot see picks the strongest one
+    y_noise = y.copy()
+    y_noise[val] = rng.normal(size=len(val))
+    _, alpha_noise = _fit_predict("regression", x, y_noise, fit, val, test, cfg.alphas)
+    assert alpha_noise >= alpha and alpha_train in cfg.alphas
+
+
+def test_ridge_path_matches_sklearn_ridge():
+    from sklearn.linear_model import Ridge
+
+    rng, x, _ = synthetic(n=120, d=8)
+    y = x @ rng.normal(size=8) + rng.normal(size=120)
+    xv, yv = rng.normal(size=(40, 8)), rng.normal(size=40)
+    alpha, w, b = _ridge_select(x - x.mean(0), y, xv, yv, [alpha_only := 3.0])
+    reference = Ridge(alpha=alpha_only).fit(x - x.mean(0), y)
+    assert alpha == alpha_only
+    np.testing.assert_allclose(w, reference.coef_, rtol=1e-8)
+    assert b == pytest.approx(reference.intercept_)
+
+
+def test_classification_reports_auroc_and_auprc():
+    rng, x, groups = synthetic()
+    y = (x[:, 0] + 0.3 * rng.normal(size=len(x)) > 0.5).astype(float)
+    cfg = probe_cfg(seeds=3)
+    good = evaluate(x, y, groups, cfg, task_type="classification")
+    assert good["auroc"] > 0.9 and good["auprc"] > 0.8 and "pearson_r" not in good
+    chance = evaluate(rng.normal(size=x.shape), y, groups, cfg, task_type="classification")
+    assert abs(chance["auroc"] - 0.5) < 0.1
+    assert chance["auprc"] < good["auprc"]
+    probabilities = np.asarray(good["predictions"]["predicted"])
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_low_data_points_share_subsets_across_models_and_skip_when_too_small():
+    rng, x, groups = synthetic(n=600)
+    y = x[:, 0] + rng.normal(size=len(x))
+    cfg = probe_cfg(seeds=3, train_fractions=[1.0, 0.1, 0.01], min_train_rows=20)
+    a = evaluate(x, y, groups, cfg)
+    b = evaluate(rng.normal(size=x.shape), y, groups, cfg)
+    # ~420 train rows: 0.1 leaves ~42 (runs), 0.01 leaves ~4 (skipped, with the reason)
+    assert set(a["per_seed"]["train_fraction"]) == {1.0, 0.1}
+    assert 0.01 in a["skipped"] and "min_train_rows 20" in a["skipped"][0.01]
+    tenth = a["per_seed"].query("train_fraction == 0.1")
+    full = full_split(a)
+    assert (tenth["n_train"].to_numpy() < full["n_train"].to_numpy() / 5).all()
+    assert (tenth["n_test"].to_numpy() == full["n_test"].to_numpy()).all()  # the test rows never change
+    # the same rows for every model: identical sizes seed by seed
+    assert a["per_seed"]["n_train"].tolist() == b["per_seed"]["n_train"].tolist()
+    train_rows = np.arange(100)
+    assert (low_data_rows(train_rows, 0.1, 0) == low_data_rows(train_rows, 0.1, 0)).all()
+    assert len(low_data_rows(train_rows, 0.1, 0)) == 10 and (low_data_rows(train_rows, 1.0, 3) == train_rows).all()
+
+
+def test_paired_difference_is_tighter_than_unpaired_when_splits_share_noise():
+    rng = np.random.default_rng(0)
+    split_noise = rng.normal(scale=0.1, size=10)  # what a hard or easy split does to both models
+    a = 0.5 + split_noise + rng.normal(scale=0.01, size=10)
+    b = 0.4 + split_noise + rng.normal(scale=0.01, size=10)
+    mean, lo, hi = paired_difference(a, b)
+    assert mean == pytest.approx(0.1, abs=0.02) and lo > 0.05
+    _, a_lo, a_hi = mean_ci(a)
+    assert hi - lo < (a_hi - a_lo) / 4
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference(a, b[:5])
 
 
 # --------------------------------------------------------------------------- label joins
@@ -150,7 +251,52 @@ def test_gene_id_join_strips_versions_and_takes_the_longest_isoform(tmp_path):
     assert list(by_gene["group"]) == ["H1", "H2", "H4"]
     assert notes["n"] == 3 and notes["dropped_na"] == 1 and notes["unmatched"] == 1
     assert notes["unmatched_examples"] == ["ENSG99"]
-    assert notes["split_kind"] == "homology_group"
+    assert notes["split_kind"] == "by homology group (genes known)"
+    assert notes["tracks"].startswith("annotation: CDS track on 1 of 3 rows")
+
+
+def annotated() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """transcripts_table() with gene names and biotypes."""
+    t, groups = transcripts_table()
+    t["gene_name"] = ["ONE", "ONE", "TWO", "FOUR", None]
+    t["biotype"] = ["protein_coding", "retained_intron", "lincRNA", "protein_coding", None]
+    return t, groups
+
+
+def test_transcript_id_and_gene_name_joins(tmp_path):
+    (tmp_path / "tx.csv").write_text("tx,y\nENST2,1.0\nENST3.7,2.0\nENST9,3.0\n")
+    task = ProbeTask(name="tx", file="tx.csv", join="transcript_id", id_column="tx", target="y")
+    table, notes = task_table(task, tmp_path, *annotated())
+    assert table["transcript_id"].tolist() == ["ENST2.1", "ENST3.2"] and notes["unmatched"] == 1
+    assert table["group"].tolist() == ["H1", "H2"]
+
+    (tmp_path / "sym.csv").write_text("symbol,y\nONE,1.0\nFOUR,2.0\nNOPE,3.0\n")
+    task = ProbeTask(name="sym", file="sym.csv", join="gene_name", id_column="symbol", target="y", group_by="none")
+    table, notes = task_table(task, tmp_path, *annotated())
+    assert dict(zip(table["id"], table["transcript_id"])) == {"ONE": "ENST2.1", "FOUR": "ENST4.1"}  # longest isoform
+    assert notes["split_kind"] == "random (no grouping known)" and table["group"].nunique() == 2
+
+
+def test_classification_task_from_the_annotation_with_sequence_only_tracks(tmp_path):
+    task = ProbeTask(
+        name="coding", source="annotation", join="transcript_id", id_column="transcript_id", target="biotype",
+        type="classification", positive=["protein_coding"], negative=["lincRNA"], tracks="sequence",
+    )
+    table, notes = task_table(task, tmp_path, *annotated())
+    assert dict(zip(table["transcript_id"], table["target"])) == {"ENST1.1": 1.0, "ENST3.2": 0.0, "ENST4.1": 1.0}
+    assert notes["dropped_other_class"] == 1 and notes["dropped_na"] == 1 and notes["n_positive"] == 2
+    # ENST1 has a CDS in the annotation: with tracks: sequence it must not reach the encoder
+    assert not {"cds_start", "cds_end", "exon_ends"} & set(table.columns)
+    assert notes["tracks"].startswith("sequence only") and notes["cds_track_rows"] == 0
+
+
+def test_task_declarations_are_checked():
+    with pytest.raises(ValueError, match="positive target values"):
+        ProbeTask(name="c", file="f", join="gene_id", id_column="g", target="t", type="classification")
+    with pytest.raises(ValueError, match="homology needs an annotation join"):
+        ProbeTask(name="s", file="f", join="sequence", id_column="s", target="t")
+    with pytest.raises(ValueError, match="takes no file"):
+        ProbeTask(name="a", source="annotation", file="f", join="transcript_id", id_column="t", target="b")
 
 
 def test_no_matching_id_raises_a_label_join_error(tmp_path):
@@ -232,7 +378,8 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
             tid = f"ENST{g:05d}{i}.1"
             rows.append(
                 {"transcript_id": tid, "gene_id": f"ENSG{g:011d}.4", "gene_name": f"G{g}", "annotation": "syn",
-                 "species": "homo_sapiens", "assembly": "none", "biotype": "protein_coding", "seq": seq,
+                 "species": "homo_sapiens", "assembly": "none", "seq": seq,
+                 "biotype": "protein_coding" if g % 2 else "lincRNA",
                  "length": len(seq), "cds_start": 3, "cds_end": 3 + 3 * ((len(seq) - 6) // 3),
                  "exon_ends": [len(seq) // 2, len(seq) - 1]}
             )
@@ -264,51 +411,82 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
     return root / "t.parquet", root / "g.parquet"
 
 
-@pytest.mark.slow
-def test_run_probes_end_to_end(tmp_path):
+def save_encoder(cfg: Config, seed: int, folder: Path) -> Path:
+    """A randomly initialised encoder saved as a trained one would be (a stand-in: no training here)."""
     import torch
 
     from isoclr import tracks
     from isoclr.embed import random_encoder
+
+    folder.mkdir(parents=True)
+    torch.save(
+        {"state_dict": random_encoder(cfg.model, seed=seed).state_dict(),
+         "model_config": cfg.model.model_dump(mode="json"), "channels": list(tracks.CHANNELS)},
+        folder / "encoder.pt",
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_run_probes_end_to_end(tmp_path):
     from isoclr.probe import run_probes
+    from isoclr.registry import register, set_champion
 
     params = tiny_params()
     params["probe"]["tasks"][2]["max_rows"] = 60
+    params["probe"]["seeds"] = 3
+    params["probe"]["min_train_rows"] = 5  # the tiny tasks then have a 0.1 point too
+    params["registry"] = {"uri": f"file://{tmp_path / 'registry'}"}
     cfg = Config.model_validate(params)
     t_path, g_path = synthetic_inputs(tmp_path)
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    encoder = random_encoder(cfg.model, seed=123)  # stands in for a trained encoder: not the random_init seed
-    torch.save(
-        {"state_dict": encoder.state_dict(), "model_config": cfg.model.model_dump(mode="json"),
-         "channels": list(tracks.CHANNELS)},
-        model_dir / "encoder.pt",
-    )
+    model_dir = save_encoder(cfg, 123, tmp_path / "model")  # not the random_init seed
+    champion = save_encoder(cfg, 456, tmp_path / "champion")
+    set_champion(cfg.registry.uri, version := register(cfg.registry.uri, champion, {}, {"metrics": {}}))
     out = tmp_path / "probe"
     metrics = run_probes(cfg, tmp_path / "data", t_path, g_path, model_dir, out)
 
-    assert set(metrics) == {"halflife", "mrl", "utr3_stability"}
-    for models in metrics.values():
-        assert set(models) == {"isoclr", "random_init", "kmer"}
-        for values in models.values():
-            assert {"pearson_r", "pearson_r_ci95", "spearman_r", "mse", "n"} <= set(values)
+    assert set(metrics) == {"halflife", "mrl", "utr3_stability", "coding"}
+    models = {"isoclr", "random_init", "kmer", "champion"}
+    paired = {"isoclr_minus_random_init", "isoclr_minus_kmer", "isoclr_minus_champion"}
+    for task, entries in metrics.items():
+        assert set(entries) == models | paired
+        metric = "auroc" if task == "coding" else "pearson_r"
+        for name in models:
+            assert {metric, f"{metric}_ci95", "n", "n_train", "n_test", "seeds"} <= set(entries[name])
+            assert entries[name]["seeds"] == 3
+        for name in paired:
+            assert entries[name]["paired"] is True and len(entries[name][f"{metric}_ci95"]) == 2
+        assert entries["champion"]["version"] == version
+        # the paired difference is the mean of per-seed differences on the same splits
+        assert entries["isoclr_minus_kmer"][metric] == pytest.approx(entries["isoclr"][metric] - entries["kmer"][metric])
     assert metrics["halflife"]["kmer"]["n"] == 48
     assert metrics["mrl"]["kmer"]["pearson_r"] > 0.5  # G content is a k-mer feature
     assert metrics["utr3_stability"]["kmer"]["n"] == 60
-    # the trained and random encoders are different features, evaluated on identical splits
-    assert metrics["mrl"]["isoclr"]["pearson_r"] != metrics["mrl"]["random_init"]["pearson_r"]
+    assert metrics["mrl"]["isoclr"]["pearson_r"] != metrics["mrl"]["champion"]["pearson_r"]
     assert metrics["mrl"]["isoclr"]["n_test"] == metrics["mrl"]["kmer"]["n_test"]
 
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert set(per_seed["model"]) == models and set(per_seed["train_fraction"]) >= {1.0, 0.1}
+    low = pd.read_csv(out / "low_data.csv")
+    assert set(low["task"]) == set(metrics) and (low.groupby(["task", "model"]).size() >= 1).all()
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions.columns) == ["task", "model", "measured", "predicted"]
-    assert set(predictions["model"]) == {"isoclr", "random_init", "kmer"}
-    table = pd.read_csv(out / "table.csv")
-    assert len(table) == 9
     notes = json.loads((out / "tasks.json").read_text())
     assert notes["utr3_stability"]["dropped_na"] == 1
-    assert "| utr3_stability |" in (out / "table.md").read_text()
-    assert (out / "predicted_vs_measured.png").stat().st_size > 0
+    assert notes["mrl"]["tracks"].startswith("sequence only") and notes["halflife"]["champion"] == version
+    assert "0.005" in notes["halflife"]["skipped_fractions"]
+
+    summary = (out / "table.md").read_text()
+    for heading in ("## Results", "## Model vs baselines (paired, same splits)", "## Low-data curves",
+                    "## Label sets", "## Remarks"):
+        assert heading in summary
+    assert "isoclr - champion" in summary and "skipped" in summary and "by homology group" in summary
+    report = (out / "report.html").read_text()
+    assert report.count('src="data:image/png;base64,') == 3
+    assert "http://" not in report and "https://" not in report  # self-contained
+    for plot in ("predicted_vs_measured", "low_data", "model_vs_baselines"):
+        assert (out / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_kmer_features_ignore_non_ascii_without_shifting_positions():
