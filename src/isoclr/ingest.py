@@ -13,6 +13,9 @@ Formats (``isoclr.config.Annotation.format``):
   ``UTR5:a-b|CDS:a-b|UTR3:a-b|`` fields (1-based closed). Exons are unknown.
 - ``gtf_transcript_fasta``: a GTF (exon, CDS, stop_codon features) plus the
   spliced transcript sequences, FASTA ids = transcript_id.
+- ``gtf_genome_fasta``: a GTF plus the genome FASTA (plain or bgzip, indexed
+  with ``.fai``/``.gzi``, built beside it when absent): exons are spliced from
+  the genome (:mod:`isoclr.genome`), minus strand reverse-complemented.
 
 Coordinates in the output are transcript coordinates, 0-based: CDS is
 half-open ``[cds_start, cds_end)``, ``exon_ends`` holds the last nucleotide of
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import polars as pl
@@ -42,6 +46,8 @@ from tqdm import tqdm
 
 from isoclr.atomic import write_atomic
 from isoclr.config import Annotation, Config
+from isoclr.genome import Exons, Genome, GenomeError, splice
+from isoclr.metrics import stage as metered
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
 
 log = logging.getLogger(__name__)
@@ -73,7 +79,8 @@ EXON, CDS, STOP_CODON = "exon", "CDS", "stop_codon"
 GTF_STRANDS = ("+", "-")
 # GTF frame (phase) of the 5'-most CDS piece: bases before the first whole codon.
 GTF_PHASES = ("0", "1", "2")
-GTF_ATTRIBUTES = ("transcript_id", "gene_id", "gene_name", "transcript_type", "gene_type")
+GTF_KEYS = ("transcript_id", "gene_id")  # read on every line: they place it and must agree
+GTF_DESCRIPTIVE = ("gene_name", "transcript_type", "gene_type")  # read once per transcript
 
 # GENCODE header: fixed fields (0-based) and the optional region fields.
 GENCODE_MIN_FIELDS = 7
@@ -207,8 +214,34 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
     return (
         rows.with_row_index("row")
         .filter(pl.col("feature").is_in([EXON, CDS, STOP_CODON]))
-        .with_columns(*(_attribute(a) for a in GTF_ATTRIBUTES))
+        .with_columns(*(_attribute(a) for a in GTF_KEYS))
     )
+
+
+def _descriptive_attributes(rows: pl.DataFrame) -> pl.DataFrame:
+    """transcript_id -> gene_name, transcript_type, gene_type: the first value on any of its lines.
+
+    A regex over millions of lines costs ~2 s per attribute at GENCODE scale, so
+    these are read from each transcript's first line, and only the lines of
+    transcripts that lack one there (and mention it at all) are searched further.
+    """
+    first = rows.group_by("transcript_id", maintain_order=True).agg(pl.col("attributes").first())
+    found = first.select("transcript_id", *(_attribute(a) for a in GTF_DESCRIPTIVE))
+    for name in GTF_DESCRIPTIVE:
+        lacking = found.filter(pl.col(name).is_null()).select("transcript_id")
+        if not lacking.height:
+            continue
+        later = (
+            rows.join(lacking, on="transcript_id", how="semi")
+            .filter(pl.col("attributes").str.contains(f"{name} ", literal=True))
+            .select("transcript_id", _attribute(name))
+            .group_by("transcript_id", maintain_order=True)
+            .agg(pl.col(name).drop_nulls().first())
+        )
+        found = found.join(later, on="transcript_id", how="left", suffix="_later").with_columns(
+            pl.coalesce(name, f"{name}_later").alias(name)
+        ).drop(f"{name}_later")
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -216,14 +249,17 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
 # ---------------------------------------------------------------------------
 
 
-def _gtf_transcripts(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+def _gtf_transcripts(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, bool, pl.DataFrame]:
     """Per-transcript exon structure and CDS from a GTF, plus quarantined lines.
 
     Returns (transcripts, line quarantine, whether the GTF has stop_codon
-    features at all). Transcript columns: transcript_id,
-    gene_id, gene_name, biotype, n_gene_ids, gene_id_missing_lines, strands,
-    n_exons, exon_total, bad_coordinates, overlap, exon_ends (list, transcript
-    order), cds_start, cds_end (0-based half-open, phase applied), cds_problem.
+    features at all, exons). Transcript columns: record_no (order of first
+    appearance), transcript_id, gene_id, gene_name, biotype, n_gene_ids,
+    gene_id_missing_lines, strands, contigs, n_exons, exon_total,
+    bad_coordinates, overlap, exon_ends (list, transcript order), cds_start,
+    cds_end (0-based half-open, phase applied), cds_problem. Exons: one row per
+    exon in transcript order (transcript_id, seqname, start, end, strand,
+    tx_offset), for splicing from a genome.
     """
     rows = _read_gtf_rows(path)
     has_stop_features = bool((rows["feature"] == STOP_CODON).any())
@@ -251,24 +287,27 @@ def _gtf_transcripts(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
         pl.col("gene_id").drop_nulls().first(),
         pl.col("gene_id").drop_nulls().n_unique().alias("n_gene_ids"),
         pl.col("row").filter(pl.col("gene_id").is_null()).alias("gene_id_missing_rows"),
-        pl.col("gene_name").drop_nulls().first(),
-        pl.coalesce("transcript_type", "gene_type").drop_nulls().first().alias("biotype"),
         pl.col("strand").fill_null("?").unique().sort().str.join(",").alias("strands"),
         pl.col("strand").fill_null("?").first().alias("strand"),
-    )
+        pl.col("seqname").unique().sort().str.join(",").alias("contigs"),
+    ).with_row_index("record_no", offset=1)
+    meta = meta.join(_descriptive_attributes(rows), on="transcript_id", how="left", maintain_order="left").with_columns(
+        biotype=pl.coalesce("transcript_type", "gene_type")
+    ).drop("transcript_type", "gene_type")
 
     exons = (
         rows.filter(pl.col("feature") == EXON)
-        .select("transcript_id", "start", "end")
-        .join(meta.select("transcript_id", "strand"), on="transcript_id")
-        .sort("transcript_id", "start")
+        .select("transcript_id", "seqname", "start", "end")
+        # Sorted and windowed by the integer record_no: string keys sort ~3x slower at GENCODE scale.
+        .join(meta.select("transcript_id", "strand", "record_no"), on="transcript_id")
+        .sort("record_no", "start")
         .with_columns(
             length=pl.col("end") - pl.col("start") + 1,
-            overlaps_previous=pl.col("start") <= pl.col("end").shift(1).over("transcript_id"),
+            overlaps_previous=pl.col("start") <= pl.col("end").shift(1).over("record_no"),
         )
         # Transcript order: 5' to 3', so a minus-strand transcript starts at its last genomic exon.
-        .sort("transcript_id", pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")))
-        .with_columns(tx_end=pl.col("length").cum_sum().over("transcript_id") - 1)
+        .sort("record_no", pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")))
+        .with_columns(tx_end=pl.col("length").cum_sum().over("record_no") - 1)
         .with_columns(tx_offset=pl.col("tx_end") - pl.col("length") + 1)
     )
     exon_summary = exons.group_by("transcript_id").agg(
@@ -299,7 +338,8 @@ def _gtf_transcripts(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     numbers = _gtf_line_numbers(path, missing_rows) if missing_rows else {}
     out["gene_id_missing_lines"] = [[numbers.get(r, r + 1) for r in rows_] for rows_ in out["gene_id_missing_rows"]]
     out["exon_ends"] = [None if e is None else [int(v) for v in e] for e in out["exon_ends"]]
-    return out.drop(columns=["gene_id_missing_rows", "strand"]), line_quarantine, has_stop_features
+    exons = exons.select("transcript_id", "seqname", "start", "end", "strand", "tx_offset")
+    return out.drop(columns=["gene_id_missing_rows", "strand"]), line_quarantine, has_stop_features, exons
 
 
 def _gtf_cds(rows: pl.DataFrame, exons: pl.DataFrame, meta: pl.DataFrame) -> pl.DataFrame:
@@ -584,9 +624,9 @@ def _read_gtf_fasta(ann: Annotation, data_root: Path, max_length: int) -> tuple[
     fasta, gtf = str(fasta_path), str(gtf_path)
     records = _fasta_ids(_read_fasta(fasta_path), split_bar=True)
     records, duplicates = _dedupe_fasta(records, fasta)
-    structure, line_quarantine, has_stop_features = _gtf_transcripts(gtf_path)
+    structure, line_quarantine, has_stop_features, _ = _gtf_transcripts(gtf_path)
 
-    table = records.merge(structure, on="transcript_id", how="outer", indicator="source")
+    table = records.merge(structure.drop(columns="record_no"), on="transcript_id", how="outer", indicator="source")
     table["record"] = table["record"].fillna(table["transcript_id"])
     table["cds_start"] = table["cds_start"].astype("Int64")
     table["cds_end"] = table["cds_end"].astype("Int64")
@@ -605,6 +645,28 @@ def _read_gtf_fasta(ann: Annotation, data_root: Path, max_length: int) -> tuple[
         lambda d: f"no FASTA record with this id in {fasta}",
     )
     _sequence_rules(triage, fasta)
+    _structure_rules(triage, gtf)
+    triage.drop(
+        "length_mismatch",
+        gtf,
+        lambda d: d["exon_total"] != d["seq"].str.len(),
+        lambda d: [
+            f"exons sum to {x} nt ({k} exons), FASTA record has {n} nt"
+            for x, k, n in zip(d["exon_total"], d["n_exons"], d["seq"].str.len())
+        ],
+    )
+    _too_long_rule(triage, fasta, max_length)
+    _gtf_cds_rules(triage, gtf)
+
+    kept = triage.alive
+    if not has_stop_features:
+        kept = _add_stop_codon(kept, gtf)
+    quarantine = pd.concat([duplicates, line_quarantine, triage.quarantine()], ignore_index=True)
+    return _finish(kept, ann), quarantine
+
+
+def _structure_rules(triage: _Triage, gtf: str) -> None:
+    """Rules on a transcript's GTF lines alone (both GTF formats)."""
     triage.drop(
         "missing_attribute",
         gtf,
@@ -632,16 +694,9 @@ def _read_gtf_fasta(ann: Annotation, data_root: Path, max_length: int) -> tuple[
         lambda d: "an exon has no start/end, end < start or start < 1",
     )
     triage.drop("overlapping_exons", gtf, lambda d: d["overlap"], lambda d: "two exons of the transcript overlap")
-    triage.drop(
-        "length_mismatch",
-        gtf,
-        lambda d: d["exon_total"] != d["seq"].str.len(),
-        lambda d: [
-            f"exons sum to {x} nt ({k} exons), FASTA record has {n} nt"
-            for x, k, n in zip(d["exon_total"], d["n_exons"], d["seq"].str.len())
-        ],
-    )
-    _too_long_rule(triage, fasta, max_length)
+
+
+def _gtf_cds_rules(triage: _Triage, gtf: str) -> None:
     triage.strip_cds(
         "cds_outside_exons",
         gtf,
@@ -656,11 +711,102 @@ def _read_gtf_fasta(ann: Annotation, data_root: Path, max_length: int) -> tuple[
     )
     _cds_frame_rule(triage, gtf)
 
+
+def _contig_problems(exons: pl.DataFrame, lengths: dict[str, int]) -> pl.DataFrame:
+    """Per transcript: the first exon on a contig the genome lacks, and the first past its contig's end."""
+    contigs = pl.DataFrame(
+        {"seqname": list(lengths), "contig_length": list(lengths.values())},
+        schema={"seqname": pl.String, "contig_length": pl.Int64},
+    )
+    located = exons.join(contigs, on="seqname", how="left").with_columns(
+        where=pl.format("{}:{}-{}", "seqname", "start", "end")
+    )
+    return located.group_by("transcript_id").agg(
+        pl.col("seqname").filter(pl.col("contig_length").is_null()).first().alias("absent_contig"),
+        pl.format("exon {} ends past the contig end ({} nt)", "where", "contig_length")
+        .filter(pl.col("end") > pl.col("contig_length"))
+        .first()
+        .alias("outside"),
+    )
+
+
+def _read_gtf_genome(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GTF + indexed genome FASTA: exons spliced in transcript order, minus strand reverse-complemented."""
+    gtf_path = _require(data_root / ann.gtf, ann)
+    genome_path = _require(data_root / ann.genome, ann)
+    gtf, genome_file = str(gtf_path), str(genome_path)
+    try:
+        genome = Genome(genome_path)
+    except GenomeError as err:
+        raise ValidationError(str(err)) from err
+    structure, line_quarantine, has_stop_features, exons = _gtf_transcripts(gtf_path)
+    problems = _contig_problems(exons, genome.lengths).to_pandas()
+    table = structure.merge(problems, on="transcript_id", how="left").assign(record=lambda d: d["transcript_id"])
+    table["cds_start"] = table["cds_start"].astype("Int64")
+    table["cds_end"] = table["cds_end"].astype("Int64")
+
+    triage = _Triage(table)
+    triage.drop("empty_sequence", gtf, lambda d: d["n_exons"] == 0, lambda d: "no exon lines for this transcript")
+    triage.drop(
+        "mixed_contigs",
+        gtf,
+        lambda d: d["contigs"].str.contains(",", regex=False),
+        lambda d: [f"lines on several contigs: {c}" for c in d["contigs"]],
+    )
+    _structure_rules(triage, gtf)
+    triage.drop(
+        "missing_sequence",
+        gtf,
+        lambda d: d["absent_contig"].notna(),
+        lambda d: [f"contig {c!r} is not in {genome_file}" for c in d["absent_contig"]],
+    )
+    triage.drop("exon_outside_contig", gtf, lambda d: d["outside"].notna(), lambda d: list(d["outside"]))
+    triage.drop(
+        "too_long",
+        gtf,
+        lambda d: d["exon_total"] > max_length,
+        lambda d: [f"length {n} > validate.max_length {max_length}" for n in d["exon_total"]],
+    )
+
+    alive = triage.alive
+    try:
+        seq, invalid = _spliced(genome, exons, alive)
+    except GenomeError as err:
+        raise ValidationError(str(err)) from err
+    finally:
+        genome.close()
+    triage.alive = alive.assign(seq=seq, invalid=invalid)
+    triage.drop(
+        "invalid_characters",
+        genome_file,
+        lambda d: d["invalid"],
+        lambda d: [f"characters outside {DNA_ALPHABET}/U: {_bad_characters(s)!r}" for s in d["seq"]],
+    )
+    _gtf_cds_rules(triage, gtf)
+
     kept = triage.alive
     if not has_stop_features:
         kept = _add_stop_codon(kept, gtf)
-    quarantine = pd.concat([duplicates, line_quarantine, triage.quarantine()], ignore_index=True)
+    quarantine = pd.concat([line_quarantine, triage.quarantine()], ignore_index=True)
     return _finish(kept, ann), quarantine
+
+
+def _spliced(genome: Genome, exons: pl.DataFrame, alive: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """The mature sequence of every transcript in ``alive`` (index kept, Arrow-backed strings), and
+    whether each holds a character outside the DNA alphabet."""
+    position = pl.DataFrame({"transcript_id": alive["transcript_id"].tolist()}).with_row_index("transcript")
+    picked = exons.join(position, on="transcript_id", how="inner").sort("transcript", "tx_offset")
+    contigs = picked["seqname"].unique().sort().to_list()
+    spec = Exons(
+        transcript=picked["transcript"].to_numpy().astype(np.int64),
+        contig=picked["seqname"].cast(pl.Enum(contigs)).to_physical().to_numpy(),
+        contigs=contigs,
+        start=picked["start"].to_numpy(),
+        end=picked["end"].to_numpy(),
+        minus=(picked["strand"] == "-").to_numpy(),
+    )
+    strings, invalid = splice(genome, spec, len(alive))
+    return pd.Series(strings.to_pandas().array, index=alive.index, name="seq"), invalid
 
 
 def _add_stop_codon(kept: pd.DataFrame, gtf: str) -> pd.DataFrame:
@@ -705,7 +851,11 @@ def _finish(kept: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
     return out[TRANSCRIPT_COLUMNS].reset_index(drop=True)
 
 
-_READERS = {"gencode_fasta": _read_gencode, "gtf_transcript_fasta": _read_gtf_fasta}
+_READERS = {
+    "gencode_fasta": _read_gencode,
+    "gtf_transcript_fasta": _read_gtf_fasta,
+    "gtf_genome_fasta": _read_gtf_genome,
+}
 
 
 def read_annotation(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -729,7 +879,7 @@ def _top_rules(quarantine: pd.DataFrame) -> str:
 
 
 def _files(ann: Annotation, data_root: Path) -> list[str]:
-    return [str(data_root / f) for f in (ann.gtf, ann.fasta) if f]
+    return [str(data_root / f) for f in ann.files()]
 
 
 def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -742,6 +892,7 @@ def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
         ) from err
 
 
+@metered("validate")
 def validate(
     cfg: Config, data_root: Path, transcripts_out: Path, quarantine_out: Path, summary_out: Path | None = None
 ) -> ValidateResult:
@@ -768,7 +919,7 @@ def validate(
         later = combined[dup & (combined["annotation"] == ann.name)]
         cross = pd.DataFrame(
             {
-                "file": str(data_root / ann.fasta),
+                "file": str(data_root / (ann.fasta or ann.gtf)),
                 "record": later["transcript_id"],
                 "rule": "duplicate_id",
                 "detail": [

@@ -5,15 +5,24 @@ as T), ``cds`` (1 at the first nucleotide of every codon of the CDS) and
 ``splice`` (1 at the last nucleotide of every exon, the final one included).
 Sequences are in transcript orientation already (the validate stage
 reverse-complements minus-strand transcripts).
+
+Packed form (the on-disk track store, :mod:`isoclr.store`): one byte per
+nucleotide, bits 0-1 the base (A C G T = 0 1 2 3), bit 2 set for N or any other
+code (base channels all zero), bit 3 the CDS codon-start track, bit 4 the
+splice track. :func:`pack` and :func:`unpack` convert; :func:`encode` is
+``unpack(pack(...))``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 CHANNELS = ("A", "C", "G", "T", "cds", "splice")
 N_CHANNELS = len(CHANNELS)
@@ -31,36 +40,56 @@ _BASE_OF_BYTE[ord("U")] = _BASE_OF_BYTE[ord("u")] = BASES.index("T")
 # (5, 4): identity for A C G T, zeros for everything else.
 _ONE_HOT = np.vstack([np.eye(len(BASES), dtype=np.float32), np.zeros((1, len(BASES)), dtype=np.float32)])
 
+# Packed byte layout.
+BASE_MASK = 0b11
+N_BIT = 1 << 2
+CDS_BIT = 1 << 3
+SPLICE_BIT = 1 << 4
+# Byte value -> packed base (0..3, or N_BIT).
+PACKED_BASE_OF_BYTE = np.where(_BASE_OF_BYTE == NO_BASE, N_BIT, _BASE_OF_BYTE).astype(np.uint8)
+
 
 def _unknown(value) -> bool:
     """None, NaN and pd.NA mean unknown; arrays and lists are values."""
     return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
 
 
-def encode(seq: str, cds_start: int | None, cds_end: int | None, exon_ends: Sequence[int] | None) -> np.ndarray:
-    """One transcript -> (6, length) float32 tracks, channels in CHANNELS order.
+def pack(seq: str, cds_start: int | None, cds_end: int | None, exon_ends: Sequence[int] | None) -> np.ndarray:
+    """One transcript -> (length,) uint8 packed bytes (layout in the module docstring).
 
     ``cds_start``/``cds_end`` are 0-based half-open transcript coordinates;
     ``exon_ends`` the 0-based last nucleotide of each exon. Unknown (None, NaN,
     pd.NA) leaves that track at zero.
     """
-    codes = _BASE_OF_BYTE[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
-    length = len(codes)
-    tracks = np.zeros((N_CHANNELS, length), dtype=np.float32)
-    tracks[: len(BASES)] = _ONE_HOT[codes].T
-
+    packed = PACKED_BASE_OF_BYTE[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
+    length = len(packed)
     if not (_unknown(cds_start) or _unknown(cds_end)):
         start, end = int(cds_start), int(cds_end)
         if not 0 <= start < end <= length:
             raise ValueError(f"CDS [{start}, {end}) is not inside a {length}-nt sequence")
-        tracks[CDS_CHANNEL, start:end:CODON] = 1.0
-
+        packed[start:end:CODON] |= CDS_BIT
     if not _unknown(exon_ends):
         ends = np.asarray(exon_ends, dtype=np.int64)
         if ends.size and (ends.min() < 0 or ends.max() >= length):
             raise ValueError(f"exon ends {ends.tolist()} fall outside a {length}-nt sequence")
-        tracks[SPLICE_CHANNEL, ends] = 1.0
+        packed[ends] |= SPLICE_BIT
+    return packed
+
+
+def unpack(packed: np.ndarray) -> np.ndarray:
+    """(length,) uint8 packed bytes -> (6, length) float32 tracks, channels in CHANNELS order."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    codes = np.where(packed & N_BIT, NO_BASE, packed & BASE_MASK)
+    tracks = np.empty((N_CHANNELS, len(packed)), dtype=np.float32)
+    tracks[: len(BASES)] = _ONE_HOT[codes].T
+    tracks[CDS_CHANNEL] = (packed & CDS_BIT) != 0
+    tracks[SPLICE_CHANNEL] = (packed & SPLICE_BIT) != 0
     return tracks
+
+
+def encode(seq: str, cds_start: int | None, cds_end: int | None, exon_ends: Sequence[int] | None) -> np.ndarray:
+    """One transcript -> (6, length) float32 tracks, channels in CHANNELS order (arguments as :func:`pack`)."""
+    return unpack(pack(seq, cds_start, cds_end, exon_ends))
 
 
 def encode_row(row) -> np.ndarray:
@@ -89,6 +118,8 @@ def batch(tracks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     Returns x (batch, 6, max_len) float32, zero-padded on the 3' side, and
     lengths (batch,) int64 with each track's real length.
     """
+    import torch  # here, not at module level: `isoclr validate`/`encode` need tracks but not torch
+
     if len(tracks) == 0:
         raise ValueError("batch needs at least one track")
     lengths = np.array([t.shape[-1] for t in tracks], dtype=np.int64)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from isoclr.config import load
 from isoclr.ingest import read_annotation, validate
+from isoclr.store import TrackStore, write_store
+from isoclr.tracks import encode_row
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
@@ -94,6 +98,17 @@ def test_cufflinks_sample_cds_is_a_reading_frame(cufflinks):
 def test_validate_on_sample_config(tmp_path):
     cfg = load(PARAMS)
     result = validate(cfg, DATA, tmp_path / "t.parquet", tmp_path / "q.tsv", tmp_path / "s.json")
-    assert result.by_rule.get("truncated_record") == 1
-    assert set(result.by_rule) <= {"truncated_record", "too_long"}
-    assert result.n_transcripts + result.n_quarantined == 1832 + 1092
+    assert result.by_rule == {"too_long": 8, "truncated_record": 1}  # max_length 12288
+    assert (result.n_transcripts, result.n_quarantined) == (2915, 9)
+
+
+def test_track_store_of_the_sample_equals_the_encoding_of_every_row(tmp_path):
+    cfg = load(PARAMS)
+    validate(cfg, DATA, tmp_path / "t.parquet", tmp_path / "q.tsv")
+    summary = write_store(tmp_path / "t.parquet", tmp_path / "tracks", shard_bytes=1 << 20)
+    table = pd.read_parquet(tmp_path / "t.parquet")
+    store = TrackStore(tmp_path / "tracks")
+    assert summary.n_bytes == table.length.sum() and len(summary.shards) > 1
+    assert store.ids == table.transcript_id.tolist()
+    for row in table.itertuples():
+        np.testing.assert_array_equal(store.tracks(row.transcript_id), encode_row(row._asdict()))

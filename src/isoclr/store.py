@@ -1,0 +1,242 @@
+"""The on-disk track store: every transcript packed once, read by training and embedding without re-parsing.
+
+Layout of a store directory (DVC tracks a few large files, not one per transcript):
+
+- ``shard-00000.u8`` ...: packed transcripts back to back, one byte per
+  nucleotide (:mod:`isoclr.tracks` packed layout: base, N, CDS codon start,
+  exon end), each shard at most ``shard_bytes`` plus one transcript;
+- ``index.parquet``: transcript_id -> shard, offset, length (:data:`STORE_INDEX`);
+- ``manifest.json``: format, version, byte layout, counts and shard sizes,
+  written last, so a directory without it is not a store.
+
+Reading memory-maps the shards: a batch touches only its transcripts' bytes,
+and the 6 float tracks are built per batch (:meth:`TrackStore.batch`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
+import pyarrow.parquet
+
+from isoclr import tracks
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "isoclr-track-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+INDEX = "index.parquet"
+SHARD_NAME = "shard-{:05d}.u8"
+DEFAULT_SHARD_BYTES = 1 << 28
+LAYOUT = {
+    "base_mask": tracks.BASE_MASK,
+    "bases": tracks.BASES,
+    "n_bit": tracks.N_BIT,
+    "cds_bit": tracks.CDS_BIT,
+    "splice_bit": tracks.SPLICE_BIT,
+}
+
+STORE_INDEX = pa.DataFrameSchema(
+    {
+        "transcript_id": pa.Column(str, unique=True),
+        "shard": pa.Column("int64", pa.Check.ge(0)),
+        "offset": pa.Column("int64", pa.Check.ge(0)),
+        "length": pa.Column("int64", pa.Check.gt(0)),
+    },
+    strict=True,
+    coerce=True,
+    name="store_index",
+)
+
+
+class StoreError(Exception):
+    """A store cannot be written from this table, or the directory is not a readable store."""
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    n_transcripts: int
+    n_bytes: int
+    shards: list[int]  # bytes per shard
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _int_column(table: pyarrow.Table, name: str, missing: int) -> np.ndarray:
+    return pc.fill_null(table[name].combine_chunks(), missing).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def pack_table(table: pyarrow.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A transcripts table (seq, cds_start, cds_end, exon_ends) -> all transcripts packed, vectorised.
+
+    Returns (packed (total length,) uint8, offsets (n + 1,) int64): row ``i`` is
+    ``packed[offsets[i]:offsets[i + 1]]``, equal to
+    ``tracks.pack(seq, cds_start, cds_end, exon_ends)`` of that row.
+    """
+    n = table.num_rows
+    seq = table["seq"].combine_chunks().cast(pyarrow.large_string())
+    if seq.null_count:
+        raise StoreError("transcripts table has rows without a sequence")
+    raw_offsets = np.frombuffer(seq.buffers()[1], dtype=np.int64)[seq.offset : seq.offset + n + 1]
+    data = np.frombuffer(seq.buffers()[2], dtype=np.uint8) if n else np.zeros(0, np.uint8)
+    packed = tracks.PACKED_BASE_OF_BYTE[data[raw_offsets[0] : raw_offsets[-1]]]
+    offsets = raw_offsets - raw_offsets[0]
+    starts, lengths = offsets[:-1], np.diff(offsets)
+
+    cds_start, cds_end = _int_column(table, "cds_start", -1), _int_column(table, "cds_end", -1)
+    coding = (cds_start >= 0) & (cds_end >= 0)
+    bad = coding & ~((cds_start < cds_end) & (cds_end <= lengths))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise StoreError(f"row {row}: CDS [{cds_start[row]}, {cds_end[row]}) is not inside a {lengths[row]}-nt sequence")
+    # One strided slice per coding transcript: an index array of every codon start would take ~1 GB at GENCODE scale.
+    for a, b in zip((starts + cds_start)[coding].tolist(), (starts + cds_end)[coding].tolist()):
+        packed[a:b:tracks.CODON] |= tracks.CDS_BIT
+
+    ends = table["exon_ends"].combine_chunks()
+    counts = pc.fill_null(pc.list_value_length(ends), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(ends).to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = np.repeat(np.arange(n), counts)
+    outside = (values < 0) | (values >= lengths[rows])
+    if outside.any():
+        row = int(rows[np.flatnonzero(outside)[0]])
+        raise StoreError(f"row {row}: exon ends fall outside its {lengths[row]}-nt sequence")
+    packed[starts[rows] + values] |= tracks.SPLICE_BIT
+    return packed, offsets
+
+
+def write_store(transcripts: Path, out_dir: Path, shard_bytes: int = DEFAULT_SHARD_BYTES) -> StoreSummary:
+    """Pack the validated transcripts table (parquet) into a store at ``out_dir``, replacing any old one.
+
+    The store is built beside ``out_dir`` and moved into place, so a killed run
+    never leaves a half-written store under the final name.
+    """
+    if shard_bytes <= 0:
+        raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+    out_dir = Path(out_dir)
+    table = pyarrow.parquet.read_table(transcripts, columns=["transcript_id", "seq", "cds_start", "cds_end", "exon_ends"])
+    packed, offsets = pack_table(table)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    # Transcript i goes to the shard its first byte falls in; renumbered so no shard is empty.
+    _, shard = np.unique(starts // shard_bytes, return_inverse=True)
+    bounds = np.flatnonzero(np.diff(shard, prepend=-1)) if len(shard) else np.zeros(0, np.int64)
+    shard_start = starts[bounds] if len(bounds) else np.zeros(0, np.int64)
+    index = pd.DataFrame(
+        {
+            "transcript_id": table["transcript_id"].to_pandas(),
+            "shard": shard.astype(np.int64),
+            "offset": starts - shard_start[shard] if len(shard) else starts,
+            "length": lengths,
+        }
+    )
+    index = STORE_INDEX.validate(index)
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    edges = list(shard_start) + [len(packed)]
+    sizes = []
+    for k in range(len(bounds)):
+        packed[edges[k] : edges[k + 1]].tofile(tmp / SHARD_NAME.format(k))
+        sizes.append(int(edges[k + 1] - edges[k]))
+    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(index, preserve_index=False), tmp / INDEX)
+    summary = StoreSummary(n_transcripts=len(index), n_bytes=int(len(packed)), shards=sizes)
+    manifest = {"format": FORMAT, "version": VERSION, "layout": LAYOUT, "channels": list(tracks.CHANNELS), **summary.to_dict()}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return summary
+
+
+class TrackStore:
+    """Read side: transcript id -> packed bytes (memory-mapped) -> 6 tracks per batch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.is_file():
+            raise StoreError(f"{self.path}: not a track store (no {MANIFEST}); run `isoclr encode`")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION or manifest.get("layout") != LAYOUT:
+            raise StoreError(
+                f"{self.path}: store format {manifest.get('format')} v{manifest.get('version')} with layout "
+                f"{manifest.get('layout')}; this code reads {FORMAT} v{VERSION} {LAYOUT}: re-run `isoclr encode`"
+            )
+        self.index = STORE_INDEX.validate(pd.read_parquet(self.path / INDEX))
+        self._row = pd.Index(self.index["transcript_id"])
+        self._shard = self.index["shard"].to_numpy()
+        self._offset = self.index["offset"].to_numpy()
+        self._length = self.index["length"].to_numpy()
+        self._sizes = manifest["shards"]
+        self._maps: dict[int, np.memmap] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, transcript_id: str) -> bool:
+        return transcript_id in self._row
+
+    @property
+    def ids(self) -> list[str]:
+        return self.index["transcript_id"].tolist()
+
+    def length(self, transcript_id: str) -> int:
+        return int(self._length[self._position(transcript_id)])
+
+    def _position(self, transcript_id: str) -> int:
+        try:
+            return int(self._row.get_loc(transcript_id))
+        except KeyError:
+            raise KeyError(f"{transcript_id!r} is not in the track store {self.path}") from None
+
+    def _map(self, shard: int) -> np.memmap:
+        if shard not in self._maps:
+            path = self.path / SHARD_NAME.format(shard)
+            if path.stat().st_size != self._sizes[shard]:
+                raise StoreError(f"{path}: {path.stat().st_size} bytes, manifest says {self._sizes[shard]}: re-run encode")
+            self._maps[shard] = np.memmap(path, dtype=np.uint8, mode="r")
+        return self._maps[shard]
+
+    def packed(self, transcript_id: str) -> np.ndarray:
+        """(length,) uint8 packed bytes, a read-only view into the memory-mapped shard."""
+        i = self._position(transcript_id)
+        return self._map(int(self._shard[i]))[self._offset[i] : self._offset[i] + self._length[i]]
+
+    def tracks(self, transcript_id: str) -> np.ndarray:
+        """(6, length) float32, equal to :func:`isoclr.tracks.encode_row` of the validated row."""
+        return tracks.unpack(self.packed(transcript_id))
+
+    def batch(
+        self, transcript_ids: Sequence[str], max_length: int | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tracks of a batch, padded to its longest member (:func:`isoclr.tracks.batch`).
+
+        ``max_length`` crops each transcript as :func:`isoclr.tracks.crop` does
+        (a random window with ``rng``, else the 5' start), before unpacking.
+        Returns x (batch, 6, max_len) float32 and lengths (batch,) int64.
+        """
+        views = []
+        for tid in transcript_ids:
+            packed = self.packed(tid)[None, :]
+            if max_length is not None:
+                packed = tracks.crop(packed, max_length, rng)
+            views.append(tracks.unpack(packed[0]))
+        return tracks.batch(views)

@@ -1,0 +1,235 @@
+"""GTF + genome FASTA ingest on hand-made genomes with known answers, and each bad-input rule."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+from Bio import bgzf
+
+from isoclr.config import Annotation
+from isoclr.ingest import ValidationError, read_annotation
+from isoclr.schemas import QUARANTINE, TRANSCRIPTS
+from isoclr.tracks import CHANNELS, encode_row
+
+MAX_LENGTH = 1000
+CDS_CH, SPLICE_CH = CHANNELS.index("cds"), CHANNELS.index("splice")
+
+# chrT (plus strand P, minus strand non-coding M2 on the same exons):
+#   1-10 CCATGAAACC | 11-20 intron | 21-30 CTGATTAGGG
+#   P: exons 1-10, 21-30; CDS 3-10 + 21-21 across the junction; stop_codon 22-24 outside
+#   the CDS features -> tx "CCATGAAACC" + "CTGATTAGGG", CDS [2, 14), exon ends [9, 19].
+# chrM (minus strand M): 1-10 GCCCTAAAAA | 11-15 intron | 16-25 CTTGCCATGC
+#   transcript = revcomp(16-25) + revcomp(1-10) = GCATGGCAAG + TTTTTAGGGC;
+#   CDS 16-23 (frame 0) + 7-10 (frame 1), stop_codon 4-6 -> CDS [2, 17), exon ends [9, 19].
+# chrS: single exon 1-15, CDS 2-15 with frame 2 (5' incomplete) -> CDS [3, 15), exon ends [14].
+CHR_T = "CCATGAAACC" + "gtaagtttag" + "CTGATTAGGG" + "AAAAA"  # soft-masked intron
+CHR_M = "GCCCTAAAAA" + "CTTAC" + "CTTGCCATGC"
+CHR_S = "TTGCATGCCCGGGAA"
+GENOME = {"chrT": CHR_T, "chrM": CHR_M, "chrS": CHR_S}
+EXPECTED = {
+    "P": ("CCATGAAACCCTGATTAGGG", (2, 14), [9, 19]),
+    "M": ("GCATGGCAAGTTTTTAGGGC", (2, 17), [9, 19]),
+    "M2": ("CCCTAATCAGGGTTTCATGG", None, [9, 19]),
+    "F": ("TTGCATGCCCGGGAA", (3, 15), [14]),
+}
+
+
+def line(tid, start, end, strand="+", feature="exon", gene="G", frame=".", contig="chrT", extra="") -> str:
+    attrs = "".join(f'{k} "{v}"; ' for k, v in (("transcript_id", tid), ("gene_id", gene)) if v is not None)
+    return f"{contig}\tt\t{feature}\t{start}\t{end}\t.\t{strand}\t{frame}\t{attrs}{extra}".rstrip() + "\n"
+
+
+GOOD_GTF = (
+    line("P", 1, 10, gene="GP", extra='gene_name "GENEP"; transcript_type "protein_coding";')
+    + line("P", 21, 30, gene="GP")
+    + line("P", 3, 10, feature="CDS", gene="GP", frame="0")
+    + line("P", 21, 21, feature="CDS", gene="GP", frame="0")
+    + line("P", 22, 24, feature="stop_codon", gene="GP", frame="0")
+    + line("M", 16, 25, "-", gene="GM", contig="chrM")
+    + line("M", 16, 23, "-", feature="CDS", gene="GM", frame="0", contig="chrM")
+    + line("M", 1, 10, "-", gene="GM", contig="chrM")
+    + line("M", 7, 10, "-", feature="CDS", gene="GM", frame="1", contig="chrM")
+    + line("M", 4, 6, "-", feature="stop_codon", gene="GM", frame="0", contig="chrM")
+    + line("M2", 21, 30, "-", gene="GN", extra='gene_type "lncRNA";')
+    + line("M2", 1, 10, "-", gene="GN")
+    + line("F", 1, 15, gene="GF", contig="chrS")
+    + line("F", 2, 15, feature="CDS", gene="GF", frame="2", contig="chrS")
+)
+
+
+def fasta_text(contigs: dict[str, str], width: int = 7) -> str:
+    return "".join(f">{n} some description\n" + "".join(s[i : i + width] + "\n" for i in range(0, len(s), width)) for n, s in contigs.items())
+
+
+def genome_annotation(tmp_path, gtf: str, contigs: dict[str, str], bgzip=False, gzip_gtf=False, name="g") -> Annotation:
+    gtf_file = tmp_path / f"{name}.gtf"
+    gtf_file.write_bytes(gzip.compress(gtf.encode()) if gzip_gtf else gtf.encode())
+    genome = tmp_path / (f"{name}.fa.gz" if bgzip else f"{name}.fa")
+    if bgzip:
+        with bgzf.BgzfWriter(str(genome), "wb") as fh:
+            fh.write(fasta_text(contigs).encode())
+    else:
+        genome.write_text(fasta_text(contigs))
+    return Annotation(name=name, format="gtf_genome_fasta", gtf=gtf_file.name, genome=genome.name, species="homo_sapiens", assembly="toy")
+
+
+@pytest.fixture(params=["plain", "bgzip+gzip_gtf"])
+def good(tmp_path, request):
+    packed = request.param != "plain"
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME, bgzip=packed, gzip_gtf=packed)
+    transcripts, quarantine = read_annotation(ann, tmp_path, MAX_LENGTH)
+    return transcripts.set_index("transcript_id"), quarantine
+
+
+@pytest.mark.parametrize("tid", EXPECTED)
+def test_spliced_sequence_cds_and_exon_ends_known_answers(good, tid):
+    transcripts, quarantine = good
+    seq, cds, ends = EXPECTED[tid]
+    row = transcripts.loc[tid]
+    assert quarantine.empty
+    assert row.seq == seq and row.length == len(seq)
+    assert list(row.exon_ends) == ends
+    if cds is None:
+        assert pd.isna(row.cds_start) and pd.isna(row.cds_end)
+    else:
+        assert (row.cds_start, row.cds_end) == cds
+    assert (row.annotation, row.species, row.assembly) == ("g", "homo_sapiens", "toy")
+
+
+def test_transcripts_in_gtf_order_and_schema_valid(good):
+    transcripts, _ = good
+    assert list(transcripts.index) == ["P", "M", "M2", "F"]
+    TRANSCRIPTS.validate(transcripts.reset_index())
+
+
+@pytest.mark.parametrize(
+    "tid, cds_at, splice_at",
+    [
+        ("P", [2, 5, 8, 11], [9, 19]),  # CDS across the junction, stop codon from its own feature
+        ("M", [2, 5, 8, 11, 14], [9, 19]),  # minus strand
+        ("M2", [], [9, 19]),  # non-coding: CDS track all zero
+        ("F", [3, 6, 9, 12], [14]),  # single exon, CDS phase 2
+    ],
+)
+def test_tracks_of_hand_made_transcripts(good, tid, cds_at, splice_at):
+    x = encode_row(good[0].loc[tid])
+    assert list(np.flatnonzero(x[CDS_CH])) == cds_at
+    assert list(np.flatnonzero(x[SPLICE_CH])) == splice_at
+    assert (x[:4].sum(axis=0) == 1).all()
+
+
+def test_index_built_beside_a_genome_that_has_none(tmp_path):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME, bgzip=True)
+    read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert (tmp_path / "g.fa.gz.fai").is_file() and (tmp_path / "g.fa.gz.gzi").is_file()
+
+
+# --------------------------------------------------------------------------
+# Bad input: each rule, with file, record and rule
+# --------------------------------------------------------------------------
+
+BAD_CONTIGS = {"chr1": "ACGT" * 50, "chr2": "ACGTRACGT*" + "ACGT" * 10}
+
+
+@pytest.fixture
+def bad(tmp_path):
+    lines = [
+        "#!genome-build toy\n",  # line 1
+        line("OK", 1, 30, contig="chr1"),  # 2
+        line("NC", 1, 30, contig="chrZ"),  # 3: contig absent from the genome
+        line("OC", 190, 230, contig="chr1"),  # 4: past the 200-nt contig
+        line("US", 1, 30, strand=".", contig="chr1"),  # 5
+        line("OV", 1, 30, contig="chr1") + line("OV", 20, 40, contig="chr1"),  # 6-7
+        line(None, 1, 30, contig="chr1"),  # 8: no transcript_id
+        line("NG", 1, 10, contig="chr1") + line("NG", 21, 30, gene=None, contig="chr1"),  # 9-10
+        line("DU", 1, 10, gene="G1", contig="chr1") + line("DU", 21, 30, gene="G2", contig="chr1"),  # one id, two genes
+        line("CN", 1, 30, contig="chr1") + line("CN", 2, 11, feature="CDS", contig="chr1"),  # 10-nt CDS
+        line("IC", 1, 12, contig="chr2"),  # R and * in the genome
+        line("TL", 1, 200, contig="chr1") + line("TL", 1, 10, contig="chr2"),  # also on two contigs
+        line("LG", 1, 200, contig="chr1") + line("LG", 11, 50, contig="chr2"),  # long, but on two contigs
+        line("EM", 2, 11, feature="CDS", contig="chr1"),  # no exon lines
+        line("BC", 30, 1, contig="chr1"),
+    ]
+    ann = genome_annotation(tmp_path, "".join(lines), BAD_CONTIGS)
+    transcripts, quarantine = read_annotation(ann, tmp_path, 150)
+    return transcripts.set_index("transcript_id"), quarantine
+
+
+@pytest.mark.parametrize(
+    "record, rule, action, file",
+    [
+        ("NC", "missing_sequence", "dropped", "g.gtf"),
+        ("OC", "exon_outside_contig", "dropped", "g.gtf"),
+        ("US", "unknown_strand", "dropped", "g.gtf"),
+        ("OV", "overlapping_exons", "dropped", "g.gtf"),
+        ("line 8", "missing_attribute", "dropped", "g.gtf"),
+        ("NG", "missing_attribute", "dropped", "g.gtf"),
+        ("DU", "duplicate_id", "dropped", "g.gtf"),
+        ("CN", "cds_not_multiple_of_3", "kept_without_cds", "g.gtf"),
+        ("IC", "invalid_characters", "dropped", "g.fa"),
+        ("TL", "mixed_contigs", "dropped", "g.gtf"),
+        ("LG", "mixed_contigs", "dropped", "g.gtf"),
+        ("EM", "empty_sequence", "dropped", "g.gtf"),
+        ("BC", "invalid_coordinates", "dropped", "g.gtf"),
+    ],
+)
+def test_bad_input_quarantined_with_file_record_rule(bad, record, rule, action, file):
+    transcripts, quarantine = bad
+    got = {r.record: (r.rule, r.action, r.file.rsplit("/", 1)[-1]) for r in quarantine.itertuples()}
+    assert got[record] == (rule, action, file)
+    if action == "dropped":
+        assert record not in transcripts.index
+    else:
+        assert pd.isna(transcripts.loc[record].cds_start)
+
+
+def test_too_long_counted_not_an_error(tmp_path):
+    ann = genome_annotation(tmp_path, line("OK", 1, 30, contig="chr1") + line("TL", 1, 200, contig="chr1"), BAD_CONTIGS)
+    transcripts, quarantine = read_annotation(ann, tmp_path, 150)
+    assert list(transcripts.transcript_id) == ["OK"]
+    assert quarantine.set_index("record").loc["TL", "rule"] == "too_long"
+    assert "200 > validate.max_length 150" in quarantine.set_index("record").loc["TL", "detail"]
+
+
+def test_every_bad_record_reported_once_and_details_name_the_problem(bad):
+    transcripts, quarantine = bad
+    QUARANTINE.validate(quarantine)
+    assert not quarantine.record.duplicated().any()
+    assert sorted(transcripts.index) == ["CN", "OK"]
+    detail = quarantine.set_index("record")["detail"]
+    assert "chrZ" in detail["NC"] and "chr1:190-230" in detail["OC"] and "200 nt" in detail["OC"]
+    assert "R" in detail["IC"] and "*" in detail["IC"]
+
+
+@pytest.mark.parametrize("name", ["g.fa.gz", "g.fa"])
+def test_plain_gzip_genome_asks_for_bgzip(tmp_path, name):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": name})
+    (tmp_path / name).write_bytes(gzip.compress(fasta_text(GENOME).encode()))
+    with pytest.raises(ValidationError, match=f"{name}.*bgzip"):
+        read_annotation(ann, tmp_path, MAX_LENGTH)
+
+
+def test_genome_shorter_than_its_index_stops_the_run(tmp_path):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME)
+    read_annotation(ann, tmp_path, MAX_LENGTH)  # builds g.fa.fai
+    fai = tmp_path / "g.fa.fai"
+    text = fai.read_text()
+    (tmp_path / "g.fa").write_text(fasta_text({**GENOME, "chrS": CHR_S[:9]}))
+    fai.write_text(text)  # a stale index, newer than the genome, is kept by pyfaidx
+    with pytest.raises(ValidationError, match="chrS.*truncated"):
+        read_annotation(ann, tmp_path, MAX_LENGTH)
+
+
+def test_missing_genome_file_is_named(tmp_path):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME)
+    (tmp_path / "g.fa").unlink()
+    with pytest.raises(ValidationError, match="g.fa.*not found"):
+        read_annotation(ann, tmp_path, MAX_LENGTH)
+
+
+def test_annotation_needs_gtf_and_genome():
+    with pytest.raises(ValueError, match="needs a genome file"):
+        Annotation(name="x", format="gtf_genome_fasta", gtf="a.gtf", species="s", assembly="a")

@@ -1,0 +1,125 @@
+"""The on-disk track store: packing equals the 6-track encoding, sharding, index, memory-mapped batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow
+import pyarrow.parquet
+import pytest
+from typer.testing import CliRunner
+
+from isoclr import tracks
+from isoclr.cli import app
+from isoclr.store import INDEX, MANIFEST, StoreError, TrackStore, pack_table, write_store
+
+ROWS = pd.DataFrame(
+    {
+        "transcript_id": ["P", "M", "N", "F", "X"],
+        "seq": ["CCATGAAACCCTGATTAGGG", "GCATGGCAAGTTTTTAGGGC", "ACGTNRACGT", "TTGCATGCCCGGGAA", "A" * 40],
+        "cds_start": pd.array([2, 2, None, 3, 1], dtype="Int64"),
+        "cds_end": pd.array([14, 17, None, 15, 40], dtype="Int64"),  # X: CDS not a multiple of 3 (last codon partial)
+        "exon_ends": [[9, 19], [9, 19], None, [14], [4, 39]],
+    }
+)
+
+
+def write_table(path, rows: pd.DataFrame = ROWS):
+    schema = pyarrow.schema(
+        [
+            ("transcript_id", pyarrow.string()),
+            ("seq", pyarrow.string()),
+            ("cds_start", pyarrow.int64()),
+            ("cds_end", pyarrow.int64()),
+            ("exon_ends", pyarrow.list_(pyarrow.int64())),
+        ]
+    )
+    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(rows, schema=schema, preserve_index=False), path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    write_store(write_table(tmp_path / "t.parquet"), tmp_path / "tracks", shard_bytes=32)
+    return TrackStore(tmp_path / "tracks")
+
+
+def test_pack_table_equals_pack_of_each_row():
+    table = pyarrow.Table.from_pandas(ROWS, preserve_index=False)
+    packed, offsets = pack_table(table)
+    assert packed.dtype == np.uint8 and len(packed) == ROWS.seq.str.len().sum()
+    for i, row in enumerate(ROWS.itertuples()):
+        expected = tracks.pack(row.seq, row.cds_start, row.cds_end, row.exon_ends)
+        np.testing.assert_array_equal(packed[offsets[i] : offsets[i + 1]], expected)
+
+
+@pytest.mark.parametrize("row", range(len(ROWS)))
+def test_store_tracks_equal_encode_row(store, row):
+    expected = tracks.encode_row(ROWS.iloc[row])
+    np.testing.assert_array_equal(store.tracks(ROWS.transcript_id[row]), expected)
+
+
+def test_one_byte_per_nucleotide_in_few_shards_with_index(store, tmp_path):
+    manifest = json.loads((tmp_path / "tracks" / MANIFEST).read_text())
+    assert manifest["n_bytes"] == ROWS.seq.str.len().sum()
+    assert sum(manifest["shards"]) == manifest["n_bytes"]
+    # 32-byte shards: each holds at most 32 bytes plus the one transcript that crosses the boundary.
+    assert len(manifest["shards"]) > 1 and max(manifest["shards"]) < 32 + 40
+    index = pd.read_parquet(tmp_path / "tracks" / INDEX)
+    assert list(index.columns) == ["transcript_id", "shard", "offset", "length"]
+    assert list(index.length) == list(ROWS.seq.str.len())
+    assert len(store) == 5 and store.ids == list(ROWS.transcript_id)
+    assert isinstance(store.packed("M").base, np.memmap) or isinstance(store.packed("M"), np.memmap)
+
+
+def test_batch_pads_and_crops(store):
+    x, lengths = store.batch(["P", "X", "N"])
+    assert x.shape == (3, 6, 40) and lengths.tolist() == [20, 40, 10]
+    np.testing.assert_array_equal(x[0, :, :20].numpy(), tracks.encode_row(ROWS.iloc[0]))
+    assert not x[0, :, 20:].any() and not x[2, :, 10:].any()
+    x, lengths = store.batch(["X", "P"], max_length=16, rng=np.random.default_rng(0))
+    assert x.shape == (2, 6, 16) and lengths.tolist() == [16, 16]
+    x5, _ = store.batch(["P"], max_length=16)  # no rng: the 5' start
+    np.testing.assert_array_equal(x5[0].numpy(), tracks.encode_row(ROWS.iloc[0])[:, :16])
+
+
+def test_unknown_id_and_missing_store_are_clear(store, tmp_path):
+    with pytest.raises(KeyError, match="nope"):
+        store.tracks("nope")
+    with pytest.raises(StoreError, match="not a track store"):
+        TrackStore(tmp_path)
+
+
+def test_layout_change_is_refused(store, tmp_path):
+    path = tmp_path / "tracks" / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["layout"]["cds_bit"] = 64
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="re-run `isoclr encode`"):
+        TrackStore(tmp_path / "tracks")
+
+
+def test_rewrite_replaces_the_old_store(tmp_path):
+    t = write_table(tmp_path / "t.parquet")
+    write_store(t, tmp_path / "tracks", shard_bytes=16)
+    write_table(t, ROWS.iloc[:2])
+    summary = write_store(t, tmp_path / "tracks")
+    assert summary.n_transcripts == 2 and len(summary.shards) == 1
+    assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["index.parquet", "manifest.json", "shard-00000.u8"]
+    assert TrackStore(tmp_path / "tracks").ids == ["P", "M"]
+
+
+def test_cds_outside_sequence_is_an_error(tmp_path):
+    rows = ROWS.iloc[:1].assign(cds_end=pd.array([99], dtype="Int64"))
+    with pytest.raises(StoreError, match="row 0: CDS"):
+        write_store(write_table(tmp_path / "t.parquet", rows), tmp_path / "tracks")
+
+
+def test_encode_command(tmp_path):
+    t = write_table(tmp_path / "t.parquet")
+    result = CliRunner().invoke(app, ["encode", "--transcripts", str(t), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "5 transcripts" in result.output
+    assert TrackStore(tmp_path / "s").length("X") == 40
