@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 registry_app = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
+pipeline_app = typer.Typer(help="Compile the Kubeflow pipeline, submit a run, schedule retraining.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="The pipeline configuration.", exists=True, dir_okay=False)]
 DataDir = Annotated[
@@ -74,9 +76,11 @@ def validate(
     """Parse and check the annotation sets into one transcripts table.
 
     Inputs are the annotation sets under `data.annotations` in params.yaml: a
-    GENCODE transcript FASTA, or a GTF with its spliced transcript FASTA (plain
-    or gzip). Each transcript becomes a row with its sequence, CDS and exon ends
-    (transcript coordinates, strand resolved). A record that breaks a rule
+    GENCODE transcript FASTA, a GTF with its spliced transcript FASTA, or a GTF
+    with the genome FASTA (plain or bgzip, with its .fai; exons are spliced and
+    minus-strand transcripts reverse-complemented). Any file may be gzipped. Each
+    transcript becomes a row with its sequence, CDS and exon ends (transcript
+    coordinates, strand resolved), species and assembly. A record that breaks a rule
     (truncated, duplicate id, bad characters, too long, ...) goes to the
     quarantine file with the rule; the command fails only when too few usable
     transcripts remain or too large a share was rejected (thresholds under
@@ -92,6 +96,53 @@ def validate(
     typer.echo(f"{result.n_transcripts} transcripts -> {transcripts}; {result.n_quarantined} quarantined -> {quarantine}")
     for rule, count in sorted(result.by_rule.items()):
         typer.echo(f"  {rule}: {count}")
+
+
+@app.command()
+def encode(
+    params: Params = Path("params.yaml"),
+    transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
+    store: Annotated[Path, typer.Option(help="Output: the track store directory (shards + index).")] = OUT / "tracks",
+) -> None:
+    """Pack the validated transcripts into the on-disk track store.
+
+    One byte per nucleotide (base, N, CDS codon start, exon end) in a few large
+    memory-mapped shards of at most `validate.shard_bytes`, with an index from
+    transcript id to shard, offset and length; training and embedding build the
+    6 tracks per batch from it without re-parsing.
+    """
+    cfg = _config(params)
+    from isoclr.store import StoreError, write_store
+
+    try:
+        summary = write_store(transcripts, store, cfg.validate_.shard_bytes)
+    except (StoreError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(f"{summary.n_transcripts} transcripts, {summary.n_bytes:,} bytes in {len(summary.shards)} shard(s) -> {store}")
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write annotation.gtf[.gz], genome.fa[.gz] (+ .fai), paralog_pairs.csv.")],
+    transcripts: Annotated[int, typer.Option(min=1, help="At least this many transcripts.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Same seed and options: byte-identical files.")] = 0,
+    contigs: Annotated[int, typer.Option(min=1, help="Number of contigs in the genome.")] = 4,
+    gzip_gtf: Annotated[bool, typer.Option("--gzip-gtf", help="Write annotation.gtf.gz.")] = False,
+    bgzip_genome: Annotated[bool, typer.Option("--bgzip-genome", help="Write a bgzip genome.fa.gz.")] = False,
+) -> None:
+    """Write a generated annotation of realistic shape, for benchmarks and tests.
+
+    Genes with 1-20 isoforms, GENCODE-like exon counts and lengths, coding genes
+    with start/stop codons in frame, paralog families (paralog_pairs.csv keyed by
+    gene symbol) and a genome FASTA. Use it as a `gtf_genome_fasta` annotation set.
+    """
+    from isoclr.synth import synth as run
+
+    result = run(out_dir, transcripts, seed=seed, n_contigs=contigs, gzip_gtf=gzip_gtf, bgzip_genome=bgzip_genome)
+    typer.echo(
+        f"{result.n_genes} genes, {result.n_transcripts} transcripts, {result.n_gtf_rows} GTF rows -> {result.gtf}; "
+        f"{result.genome_length:,} nt -> {result.genome}; paralog pairs -> {result.paralogs}"
+    )
 
 
 @app.command()
@@ -121,13 +172,38 @@ def train(
     transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
     groups: Annotated[Path, typer.Option(help="Input: groups table from `isoclr pairs`.")] = OUT / "groups.parquet",
     model_dir: Annotated[Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")] = OUT / "model",
-    log: Annotated[Path, typer.Option(help="Output: per-step loss, learning rate, samples/s (CSV).")] = OUT / "train_log.csv",
+    log: Annotated[
+        Path,
+        typer.Option("--log", "--train-log", help="Output: per-step loss, learning rate, samples/s (CSV); "
+                     "under torchrun spell it --train-log (torchrun reads --log as its own --log-dir)."),
+    ] = OUT / "train_log.csv",
+    metrics: Annotated[Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")] = OUT / "train.json",
+    checkpoint_dir: Annotated[
+        Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
+    ] = OUT / "checkpoints",
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
+    ] = False,
 ) -> None:
-    """Contrastive pretraining of the encoder on isoform and paralog pairs (train split)."""
+    """Contrastive pretraining of the encoder on isoform and paralog pairs (train split).
+
+    Runs as one process, or on N processes with
+    `torchrun --nproc_per_node=N -m isoclr.train OPTIONS` (these options; DDP, gloo on CPU, NCCL on GPU;
+    train.batch_genes is per process). With --resume a killed run continues
+    from its last checkpoint and ends with the weights of an uninterrupted run.
+    """
     cfg = _config(params)
     from isoclr.train import train as run
 
-    typer.echo(json.dumps(run(cfg, transcripts, groups, model_dir, log), indent=2))
+    try:
+        summary = run(
+            cfg, transcripts, groups, model_dir, log,
+            checkpoint_dir=checkpoint_dir, resume=resume, metrics_path=metrics,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    if summary:  # rank 0 only
+        typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
@@ -137,38 +213,50 @@ def probe(
     transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
     groups: Annotated[Path, typer.Option(help="Input: groups table.")] = OUT / "groups.parquet",
     model_dir: Annotated[Path, typer.Option(help="Input: trained model folder.")] = OUT / "model",
-    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, table.csv/.md, predictions.csv, plots.")] = OUT / "probe",
+    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = OUT / "probe",
 ) -> None:
-    """Linear probes on frozen embeddings, beside a k-mer and a random-init baseline.
+    """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
 
-    Each task under `probe.tasks` is split by group (homology group, parent
-    sequence or shared prefix) over `probe.seeds` seeds; the table gives mean
-    and 95% CI of Pearson r, Spearman r and MSE.
+    Each task under `probe.tasks` (regression: ridge, Pearson/Spearman/MSE;
+    classification: logistic, AUROC/AUPRC) is split by group (homology group
+    where genes are known; parent UTR, shared prefix or random where not) over
+    `probe.seeds` seeds, with a low-data curve over `probe.train_fractions`.
+    Every model is probed on the same splits, so `isoclr_minus_<baseline>` is a
+    paired difference with its 95% CI. The registry's champion (`registry.uri`)
+    is probed too, for the gate's no-regression rule. Writes a Markdown summary
+    (table.md) and a self-contained HTML report (report.html).
     """
     cfg = _config(params)
-    from isoclr.probe import run_probes
+    from isoclr.probe import LabelJoinError, run_probes
 
-    run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir)
+    try:
+        run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir)
+    except (LabelJoinError, FileNotFoundError) as err:
+        _fail(str(err))
     typer.echo((out_dir / "table.md").read_text())
+    typer.echo(f"report: {out_dir / 'report.html'}")
 
 
 @app.command()
 def gate(
     params: Params = Path("params.yaml"),
     metrics: Annotated[Path, typer.Option(help="Input: probe metrics.json.")] = OUT / "probe" / "metrics.json",
-    decision: Annotated[Path, typer.Option(help="Output: pass/fail with the reason per rule (JSON).")] = OUT / "gate.json",
+    decision: Annotated[Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")] = OUT / "gate.json",
+    compare_champion: Annotated[bool, typer.Option(help="Hold the model to the registry's champion (no regression).")] = True,
 ) -> None:
     """Decide whether the model may be registered (rules under `gate` in params.yaml).
 
-    A failed gate is a result, not an error: the command exits 0 and the
-    decision file says which rule failed and why.
+    Per gated task and metric: the threshold, beating the random-init encoder
+    (paired), and no regression against the registry's champion (paired, same
+    splits). A failed gate is a result, not an error: the command exits 0 and
+    the decision file says which rule failed and why.
     """
     cfg = _config(params)
     from isoclr.gate import run_gate
 
-    result = run_gate(cfg, metrics, decision)
+    result = run_gate(cfg, metrics, decision, compare_champion=compare_champion)
     for rule in result["rules"]:
-        typer.echo(f"{'PASS' if rule['passed'] else 'FAIL'}  {rule['task']} {rule['metric']}: {rule['reason']}")
+        typer.echo(f"{'PASS' if rule['passed'] else 'FAIL'}  {rule['kind']:<17} {rule['task']} {rule['metric']}: {rule['reason']}")
     typer.echo(f"gate: {'passed' if result['passed'] else 'failed'}")
 
 
@@ -209,41 +297,149 @@ def summary(
     typer.echo(f"registration: {json.loads(record.read_text())}")
 
 
-Uri = Annotated[str, typer.Option("--registry", help="Registry URI.")]
+Uri = Annotated[
+    str | None,
+    typer.Option("--registry", help="Registry URI, file://PATH or gs://BUCKET/PREFIX (default: registry.uri in params.yaml)."),
+]
+CHAMPION_ALIAS = "champion"
+
+
+def _registry_call(registry: str | None, call):
+    """Run ``call(uri)``; a RegistryError becomes one `error:` line and exit 1."""
+    from isoclr.registry import RegistryError
+
+    uri = registry if registry is not None else _config(Path("params.yaml")).registry.uri
+    try:
+        return call(uri)
+    except RegistryError as err:
+        _fail(str(err))
+
+
+def _resolve(uri: str, version: str) -> str:
+    """A version id, or the champion's for the word `champion`."""
+    from isoclr.registry import RegistryError, champion
+
+    if version != CHAMPION_ALIAS:
+        return version
+    current = champion(uri)
+    if current is None:
+        raise RegistryError(f"{uri} has no champion yet")
+    return current
 
 
 @registry_app.command("list")
-def registry_list(registry: Uri = "file://registry") -> None:
-    """List the complete (manifest-verified) model versions, oldest first."""
-    from isoclr.registry import champion, list_versions
+def registry_list(registry: Uri = None) -> None:
+    """List the complete (manifest-verified) model versions, oldest first; `*` marks the champion."""
+    from isoclr.registry import list_versions
 
-    current = champion(registry)
-    for version in list_versions(registry):
-        mark = "*" if version["version"] == current else " "
-        typer.echo(f"{mark} {version['version']}")
+    for version in _registry_call(registry, list_versions):
+        typer.echo(f"{'*' if version['champion'] else ' '} {version['version']}")
 
 
 @registry_app.command("champion")
-def registry_champion(registry: Uri = "file://registry") -> None:
+def registry_champion(registry: Uri = None) -> None:
     """Print the champion version id."""
-    from isoclr.registry import champion
+    typer.echo(_registry_call(registry, lambda uri: _resolve(uri, CHAMPION_ALIAS)))
 
-    current = champion(registry)
-    if current is None:
-        _fail(f"{registry} has no champion yet")
-    typer.echo(current)
+
+@registry_app.command("show")
+def registry_show(
+    version: Annotated[str, typer.Argument(help="Version id, or `champion`.")], registry: Uri = None
+) -> None:
+    """Print a version's manifest and metadata (provenance, config, metrics, gate decision) as JSON."""
+    from isoclr.registry import verify, version_metadata
+
+    def show(uri: str) -> dict:
+        resolved = _resolve(uri, version)
+        return {"manifest": verify(uri, resolved), "metadata": version_metadata(uri, resolved)}
+
+    typer.echo(json.dumps(_registry_call(registry, show), indent=2))
+
+
+@registry_app.command("fetch")
+def registry_fetch(
+    version: Annotated[str, typer.Argument(help="Version id, or `champion`.")],
+    dest: Annotated[Path, typer.Option(help="Folder to write the model files to (checksums verified).")] = Path("model"),
+    registry: Uri = None,
+) -> None:
+    """Download a version's model folder (encoder.pt, meta.json) after verifying every checksum."""
+    from isoclr.registry import download
+
+    resolved = _registry_call(registry, lambda uri: _resolve(uri, version))
+    _registry_call(registry, lambda uri: download(uri, resolved, dest))
+    typer.echo(f"{resolved} -> {dest}")
 
 
 @registry_app.command("rollback")
-def registry_rollback(version: Annotated[str, typer.Argument(help="Version id to make champion.")], registry: Uri = "file://registry") -> None:
-    """Move the champion pointer to an earlier version."""
-    from isoclr.registry import RegistryError, set_champion
+def registry_rollback(
+    version: Annotated[str, typer.Argument(help="Version id to make champion.")], registry: Uri = None
+) -> None:
+    """Move the champion pointer to another (earlier) trusted version; the move is kept in its history."""
+    from isoclr.registry import set_champion
 
-    try:
-        set_champion(registry, version)
-    except RegistryError as err:
-        _fail(str(err))
+    _registry_call(registry, lambda uri: set_champion(uri, version))
     typer.echo(f"champion -> {version}")
+
+
+Package = Annotated[Path, typer.Option(help="Compiled pipeline YAML.")]
+Host = Annotated[str | None, typer.Option(help="KFP API URL (default: kubeflow.host in params.yaml).")]
+RunArgs = Annotated[
+    list[str] | None, typer.Option("--arg", "-a", help="Run parameter NAME=VALUE (value parsed as YAML), repeatable.")
+]
+PIPELINE_YAML = Path("pipelines/isoclr_pipeline.yaml")
+
+
+def _run_arguments(pairs: list[str] | None) -> dict:
+    import yaml
+
+    arguments = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            _fail(f"--arg takes NAME=VALUE, got {pair!r}")
+        arguments[name] = yaml.safe_load(value)
+    return arguments
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(package: Package = PIPELINE_YAML) -> None:
+    """Compile the pipeline (defaults from params.yaml) to YAML for the Kubeflow UI or `submit`."""
+    from pipelines.isoclr_pipeline import compile_pipeline
+
+    typer.echo(compile_pipeline(package))
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    params: Params = Path("params.yaml"),
+    package: Package = PIPELINE_YAML,
+    host: Host = None,
+    arg: RunArgs = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name shown in the UI.")] = None,
+) -> None:
+    """Start one run on Kubeflow Pipelines, as the service account in params.yaml (kubeflow block)."""
+    from isoclr.kubeflow import kfp_client, submit
+
+    cfg = _config(params)
+    client = kfp_client(host or cfg.kubeflow.host, cfg.kubeflow.namespace)
+    typer.echo(submit(client, package, cfg, arguments=_run_arguments(arg), run_name=run_name))
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    params: Params = Path("params.yaml"),
+    package: Package = PIPELINE_YAML,
+    host: Host = None,
+    arg: RunArgs = None,
+    name: Annotated[str, typer.Option(help="Recurring run name.")] = "isoclr-retraining",
+    cron: Annotated[str | None, typer.Option(help="6-field cron, seconds first (default: kubeflow.schedule_cron).")] = None,
+) -> None:
+    """Create the recurring retraining run: cron schedule, one run at a time, no catch-up, no cache."""
+    from isoclr.kubeflow import kfp_client, schedule
+
+    cfg = _config(params)
+    client = kfp_client(host or cfg.kubeflow.host, cfg.kubeflow.namespace)
+    typer.echo(schedule(client, package, cfg, name=name, cron=cron, arguments=_run_arguments(arg)))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from isoclr.config import Config, SplitsConfig
+from isoclr.metrics import stage as metered
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.splits import split_by_group
 
@@ -102,6 +103,7 @@ def build_groups(transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsC
     return table, summary
 
 
+@metered("pairs")
 def run_pairs(cfg: Config, data_root: Path, transcripts_path: Path, groups_out: Path, summary_out: Path | None = None) -> PairsSummary:
     """Read the validated transcripts and the paralog file; write the groups table."""
     transcripts = TRANSCRIPTS.validate(pd.read_parquet(transcripts_path))
