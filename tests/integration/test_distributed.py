@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,16 @@ from isoclr.models import ContrastiveModel
 from isoclr.sampling import Batch, PairSampler
 from isoclr.train import batch_loss, make_loss, read_training_set
 from tests.code.test_train import tables, tiny_config  # noqa: F401  (fixture)
-from tests.conftest import free_port
 
 WORLD = 2
 PAIRS = 8  # global batch: 4 pairs per rank
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _global_batch(paths) -> Batch:
@@ -63,7 +69,7 @@ def _worker(rank: int, port: int, paths, out: str) -> None:
 def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path):  # noqa: F811
     out = str(tmp_path / "rank")
     # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and can deadlock in its first op.
-    mp.start_processes(_worker, args=(free_port(), tables, out), nprocs=WORLD, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(_free_port(), tables, out), nprocs=WORLD, join=True, start_method="spawn")
     torch.manual_seed(0)
     loss, grads = _loss_and_grads(ContrastiveModel(tiny_config().model), _global_batch(tables))
     for rank in range(WORLD):
