@@ -1,10 +1,10 @@
 """Spliced transcript sequences from an indexed genome FASTA (plain or bgzip).
 
-Random access goes through pyfaidx (``.fai``, and ``.gzi`` for bgzip, built
-beside the genome when absent). Each contig is read once as bytes and the
-exons on it are sliced from it (DESIGN §7: per-transcript random access is
-~4x slower), so the cost is one pass over the contigs plus a few over the
-exonic bases.
+The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip, built beside
+the genome when absent). The exons of a contig are sliced from it in one go
+(DESIGN §7: per-transcript random access is ~4x slower): from the memory-mapped
+file when it is uncompressed, so only exonic bytes are read, else from the
+contig read whole through pyfaidx.
 
 Coordinates in: GTF, 1-based closed. Out: an Arrow string array with every
 transcript's mature sequence in transcript orientation (minus strand
@@ -13,6 +13,7 @@ reverse-complemented), upper case, U read as T.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,11 @@ import pyfaidx
 GZIP_MAGIC = b"\x1f\x8b"
 
 # Upper case with U read as T; complement of IUPAC DNA (either case, to upper case). Other
-# bytes stay as written, so the validate stage can name them.
-_UPPER = bytes.maketrans(b"acgtunrykmbvdhswU", b"ACGTTNRYKMBVDHSWT")
+# ASCII bytes stay as written, so the validate stage can name them; non-ASCII bytes become "?"
+# (as a text read with errors="replace" would), so every sequence is valid UTF-8.
+_NON_ASCII = bytes(range(128, 256))
+_UPPER = bytes.maketrans(b"acgtunrykmbvdhswU" + _NON_ASCII, b"ACGTTNRYKMBVDHSWT" + b"?" * len(_NON_ASCII))
+_LINE_BREAKS = b"\r\n"
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHacgturykmbvdh", b"TGCAAYRMKVBHDTGCAAYRMKVBHD")
 VALID = b"ACGTN"
 
@@ -66,6 +70,7 @@ class Genome:
         except (pyfaidx.FastaIndexingError, ValueError, OSError) as err:
             raise GenomeError(f"{self.path}: cannot be indexed as FASTA ({err})") from err
         self.lengths = {name: int(rec.rlen) for name, rec in self._faidx.index.items()}
+        self._map: mmap.mmap | None = None
 
     def contig(self, name: str) -> bytes:
         """The whole contig as written (case and alphabet are normalised on the exonic bases only)."""
@@ -82,7 +87,52 @@ class Genome:
             )
         return seq
 
+    def exons(self, name: str, start: np.ndarray, end: np.ndarray, minus: np.ndarray) -> bytes:
+        """The exons on contig ``name`` one after another, each in transcript orientation (minus strand
+        reverse-complemented), upper case, U read as T: what :func:`splice` cuts into transcripts.
+
+        ``start``/``end`` are 1-based closed and must lie inside the contig. An uncompressed genome is
+        memory-mapped and only the exons' bytes are touched (line breaks deleted after joining: they
+        carry no base, so reversing them with a minus-strand exon changes nothing); a bgzip genome is
+        read a contig at a time.
+        """
+        first, last = np.asarray(start, dtype=np.int64) - 1, np.asarray(end, dtype=np.int64)
+        if self._faidx._bgzf:
+            seq = self.contig(name)
+        else:
+            seq, rec = self._mapped(name), self._faidx.index[name]
+            # Byte of base p (0-based) in the file: offset + (p // lenc) * lenb + p % lenc (as samtools faidx).
+            first = rec.offset + (first // rec.lenc) * rec.lenb + first % rec.lenc
+            last = rec.offset + ((last - 1) // rec.lenc) * rec.lenb + (last - 1) % rec.lenc + 1
+        pieces = [
+            seq[a:b][::-1].translate(_COMPLEMENT) if m else seq[a:b]
+            for a, b, m in zip(first.tolist(), last.tolist(), np.asarray(minus).tolist())
+        ]
+        joined = b"".join(pieces).translate(_UPPER, _LINE_BREAKS)
+        if not self._faidx._bgzf and len(first):
+            # Give the touched pages back (the page cache keeps them), so RSS holds one contig's exons, not the genome.
+            page_start = int(first.min()) // mmap.PAGESIZE * mmap.PAGESIZE
+            self._map.madvise(mmap.MADV_DONTNEED, page_start, int(last.max()) - page_start)
+        return joined
+
+    def _mapped(self, name: str) -> mmap.mmap:
+        """The uncompressed genome memory-mapped, after checking it holds all of contig ``name``."""
+        if self._map is None:
+            with self.path.open("rb") as fh:
+                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        rec = self._faidx.index[name]
+        line_breaks = ((rec.rlen - 1) // rec.lenc) * (rec.lenb - rec.lenc) if rec.lenc else 0
+        if rec.offset + rec.rlen + line_breaks > len(self._map):
+            raise GenomeError(
+                f"{self.path}: contig {name!r} runs past the end of the file (the index says {rec.rlen} nt); "
+                "the file is truncated or the .fai is stale (delete it to rebuild)"
+            )
+        return self._map
+
     def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         self._faidx.close()
 
 
@@ -91,24 +141,16 @@ def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.La
     (n_transcripts,) bool: the sequence holds a byte outside ACGTN.
 
     Exons must lie inside their contig (checked by the caller's rules). Each
-    contig is read once; each exon is one bytes slice (reversed from the
-    complemented contig on the minus strand), joined per contig, so the cost is
-    one pass over the genome plus a few over the exonic bases.
+    exon is one bytes slice (:meth:`Genome.exons`), joined per contig, so the
+    cost is a few passes over the exonic bases.
     """
     chunks, order, invalid = [], [], []
     codes = np.asarray(exons.contig)
     for code in np.unique(codes):
         on_contig = np.flatnonzero(codes == code)
-        seq = genome.contig(exons.contigs[code])
-        # Minus-strand exons: reversed, then complemented (the table also upper-cases).
-        pieces = [
-            seq[start - 1 : end][::-1].translate(_COMPLEMENT) if minus else seq[start - 1 : end]
-            for start, end, minus in zip(
-                exons.start[on_contig].tolist(), exons.end[on_contig].tolist(), exons.minus[on_contig].tolist()
-            )
-        ]
-        joined = b"".join(pieces).translate(_UPPER)
-        del seq, pieces
+        joined = genome.exons(
+            exons.contigs[code], exons.start[on_contig], exons.end[on_contig], exons.minus[on_contig]
+        )
         transcript = exons.transcript[on_contig]
         lengths = exons.end[on_contig] - exons.start[on_contig] + 1
         first = np.flatnonzero(np.diff(transcript, prepend=-1))

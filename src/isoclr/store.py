@@ -61,6 +61,10 @@ STORE_INDEX = pa.DataFrameSchema(
     name="store_index",
 )
 
+# Byte value -> packed base byte, as a bytes.translate table.
+_PACK_TABLE = tracks.PACKED_BASE_OF_BYTE.astype(np.uint8).tobytes()
+_PACK_CHUNK = 1 << 24  # bytes translated per step
+
 
 class StoreError(Exception):
     """A store cannot be written from this table, or the directory is not a readable store."""
@@ -80,6 +84,16 @@ def _int_column(table: pyarrow.Table, name: str, missing: int) -> np.ndarray:
     return pc.fill_null(table[name].combine_chunks(), missing).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _pack_bases(data: np.ndarray) -> np.ndarray:
+    """(n,) sequence bytes -> (n,) packed base bytes. bytes.translate per chunk runs ~3x faster than a
+    numpy lookup at GENCODE scale, and the chunks bound the temporary copies."""
+    packed = np.empty(len(data), dtype=np.uint8)
+    view = memoryview(data)
+    for i in range(0, len(data), _PACK_CHUNK):
+        packed[i : i + _PACK_CHUNK] = np.frombuffer(bytes(view[i : i + _PACK_CHUNK]).translate(_PACK_TABLE), np.uint8)
+    return packed
+
+
 def pack_table(table: pyarrow.Table) -> tuple[np.ndarray, np.ndarray]:
     """A transcripts table (seq, cds_start, cds_end, exon_ends) -> all transcripts packed, vectorised.
 
@@ -93,7 +107,7 @@ def pack_table(table: pyarrow.Table) -> tuple[np.ndarray, np.ndarray]:
         raise StoreError("transcripts table has rows without a sequence")
     raw_offsets = np.frombuffer(seq.buffers()[1], dtype=np.int64)[seq.offset : seq.offset + n + 1]
     data = np.frombuffer(seq.buffers()[2], dtype=np.uint8) if n else np.zeros(0, np.uint8)
-    packed = tracks.PACKED_BASE_OF_BYTE[data[raw_offsets[0] : raw_offsets[-1]]]
+    packed = _pack_bases(data[raw_offsets[0] : raw_offsets[-1]])
     offsets = raw_offsets - raw_offsets[0]
     starts, lengths = offsets[:-1], np.diff(offsets)
 
@@ -154,7 +168,7 @@ def write_store(transcripts: Path, out_dir: Path, shard_bytes: int = DEFAULT_SHA
         packed[edges[k] : edges[k + 1]].tofile(tmp / SHARD_NAME.format(k))
         sizes.append(int(edges[k + 1] - edges[k]))
     pyarrow.parquet.write_table(pyarrow.Table.from_pandas(index, preserve_index=False), tmp / INDEX)
-    summary = StoreSummary(n_transcripts=len(index), n_bytes=int(len(packed)), shards=sizes)
+    summary = StoreSummary(n_transcripts=len(index), n_bytes=len(packed), shards=sizes)
     manifest = {"format": FORMAT, "version": VERSION, "layout": LAYOUT, "channels": list(tracks.CHANNELS), **summary.to_dict()}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     old = out_dir.with_name(f".{out_dir.name}.old")

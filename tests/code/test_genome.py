@@ -233,3 +233,31 @@ def test_missing_genome_file_is_named(tmp_path):
 def test_annotation_needs_gtf_and_genome():
     with pytest.raises(ValueError, match="needs a genome file"):
         Annotation(name="x", format="gtf_genome_fasta", gtf="a.gtf", species="s", assembly="a")
+
+
+def test_windows_line_breaks_in_a_plain_genome(tmp_path):
+    """The plain-FASTA fast path reads the bases pyfaidx would: CRLF line breaks are no bases."""
+    gtf = line("OK", 1, 20, contig="chrA") + line("NA", 21, 30, contig="chrA")
+    contig = b"ACGTACGTACGTACGTACGT" + b"ACGTA*CGTA"  # a stray character inside NA's exon
+    ann = genome_annotation(tmp_path, gtf, {"chrA": "X"})
+    body = b"".join(contig[i : i + 7] + b"\r\n" for i in range(0, len(contig), 7))
+    (tmp_path / "g.fa").write_bytes(b">chrA\r\n" + body)
+    transcripts, quarantine = read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert transcripts.set_index("transcript_id").loc["OK", "seq"] == contig[:20].decode()
+    bad = quarantine.set_index("record").loc["NA"]
+    assert bad.rule == "invalid_characters" and "'*'" in bad.detail
+
+
+def test_attribute_order_does_not_change_the_table(tmp_path, good):
+    """Lines starting gene_id ...; transcript_id ... (GENCODE order) take a faster path: same table, with
+    lines in either order mixed in one file."""
+    reordered = "".join(
+        text.replace(f'transcript_id "{t}"; gene_id "{g}";', f'gene_id "{g}"; transcript_id "{t}";') if i % 2 else text
+        for i, text in enumerate(GOOD_GTF.splitlines(keepends=True))
+        for t, g in [(text.split('transcript_id "')[1].split('"')[0], text.split('gene_id "')[1].split('"')[0])]
+    )
+    assert reordered != GOOD_GTF
+    folder = tmp_path / "reordered"
+    folder.mkdir()
+    transcripts, _ = read_annotation(genome_annotation(folder, reordered, GENOME), folder, MAX_LENGTH)
+    pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])

@@ -7,6 +7,7 @@ import json
 import random
 
 import pandas as pd
+import pandera.errors
 import pyarrow
 import pyarrow.parquet
 import pytest
@@ -404,3 +405,31 @@ def test_fasta_not_starting_with_a_header_is_an_error(tmp_path):
     ann = gtf_annotation(tmp_path, GOOD_GTF, "ACGTACGT\n" + fasta(SEQS))
     with pytest.raises(ValidationError, match="toy.fa.*'>'"):
         read_annotation(ann, tmp_path, MAX_LENGTH)
+
+
+@pytest.mark.parametrize("bad", ["", "ACGU", "acgt", "ACG-T", "ACGT\u00e9"])
+def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
+    """The vectorised alphabet check keeps the contract of the regex ^[ACGTN]+$, row by row."""
+    seqs = ["ACGTN", bad, "NNNA" * 50]
+    frame = pd.DataFrame(
+        {
+            "transcript_id": ["a", "b", "c"],
+            "gene_id": "g",
+            "gene_name": None,
+            "annotation": "x",
+            "species": "s",
+            "assembly": "a",
+            "biotype": None,
+            "seq": seqs,
+            "length": [len(s) for s in seqs],
+            "cds_start": pd.array([None] * 3, dtype="Int64"),
+            "cds_end": pd.array([None] * 3, dtype="Int64"),
+            "exon_ends": None,
+        }
+    )
+    TRANSCRIPTS.validate(frame.drop(index=1))
+    with pytest.raises(pandera.errors.SchemaErrors) as err:
+        TRANSCRIPTS.validate(frame, lazy=True)
+    cases = err.value.failure_cases
+    seq_cases = cases[cases["column"] == "seq"]
+    assert seq_cases["failure_case"].tolist() == [bad] and seq_cases["index"].tolist() == [1]

@@ -123,3 +123,13 @@ def test_encode_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "5 transcripts" in result.output
     assert TrackStore(tmp_path / "s").length("X") == 40
+
+
+def test_packing_in_chunks_equals_one_pass(monkeypatch):
+    """Bases are translated a chunk at a time; chunk edges inside a transcript change nothing."""
+    table = pyarrow.Table.from_pandas(ROWS, preserve_index=False)
+    whole, offsets = pack_table(table)
+    monkeypatch.setattr("isoclr.store._PACK_CHUNK", 7)
+    chunked, chunked_offsets = pack_table(table)
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_array_equal(chunked_offsets, offsets)
