@@ -16,6 +16,7 @@ from kfp.dsl import Dataset, Input, Model
 
 from components import IMAGE
 from components.configure.component import configure
+from components.encode.component import encode
 from components.gate.component import gate
 from components.pairs.component import pairs
 from components.probe.component import probe
@@ -46,12 +47,19 @@ def evaluate_and_register(
     registry_uri: str,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
+    tracks: Input[Dataset],
     model: Input[Model],
 ):
     """Everything after training, as one sub-pipeline each training branch calls (kfp's local
     runner has no dsl.OneOf to join the branches' models)."""
     probed = probe(
-        params=params, data_dir=data_dir, registry_uri=registry_uri, transcripts=transcripts, groups=groups, model=model
+        params=params,
+        data_dir=data_dir,
+        registry_uri=registry_uri,
+        transcripts=transcripts,
+        groups=groups,
+        tracks=tracks,
+        model=model,
     )
     _with_volumes(probed.set_display_name("Linear probes").set_caching_options(True))
     # The gate compares with the registry's current champion: never from cache.
@@ -66,7 +74,7 @@ def evaluate_and_register(
         ).set_display_name("Register model").set_caching_options(False).set_retry(KF.retries)
 
 
-@dsl.pipeline(name="isoclr", description="Validate annotation, build isoform/paralog pairs, train, probe, gate and register an IsoCLR encoder.")
+@dsl.pipeline(name="isoclr", description="Validate annotation, pack the track store, build isoform/paralog pairs, train, probe, gate and register an IsoCLR encoder.")
 def isoclr_pipeline(
     params: dict = DEFAULTS.to_dict(),
     data_version: str = "",
@@ -98,6 +106,9 @@ def isoclr_pipeline(
 
     validated = validate(params=run_params, data_dir=data_dir)
     _with_volumes(validated.set_display_name("Validate annotation").set_caching_options(True))
+    encoded = encode(params=run_params, transcripts=validated.outputs["transcripts"])
+    encoded.set_display_name("Track store").set_caching_options(True)
+    tracks = encoded.outputs["tracks"]
     grouped = pairs(params=run_params, data_dir=data_dir, transcripts=validated.outputs["transcripts"])
     _with_volumes(grouped.set_display_name("Isoform and paralog groups").set_caching_options(True))
 
@@ -106,6 +117,7 @@ def isoclr_pipeline(
             params=run_params,
             transcripts=validated.outputs["transcripts"],
             groups=grouped.outputs["groups"],
+            tracks=tracks,
             checkpoint_dir=planned.outputs["run_dir"],
         )
         single.set_display_name("Contrastive training (1 GPU)").set_caching_options(True).set_retry(KF.retries)
@@ -120,6 +132,7 @@ def isoclr_pipeline(
             registry_uri=registry_uri,
             transcripts=validated.outputs["transcripts"],
             groups=grouped.outputs["groups"],
+            tracks=tracks,
             model=single.outputs["model"],
         ).set_display_name("Evaluate and register")
     with dsl.Else(name="trainjob"):
@@ -132,6 +145,7 @@ def isoclr_pipeline(
             image=IMAGE,
             transcripts=validated.outputs["transcripts"],
             groups=grouped.outputs["groups"],
+            tracks=tracks,
         )
         several.set_display_name("Contrastive training (Kubeflow Trainer TrainJob)").set_caching_options(True).set_retry(KF.retries)
         kubernetes.mount_pvc(several, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
@@ -141,6 +155,7 @@ def isoclr_pipeline(
             registry_uri=registry_uri,
             transcripts=validated.outputs["transcripts"],
             groups=grouped.outputs["groups"],
+            tracks=tracks,
             model=several.outputs["model"],
         ).set_display_name("Evaluate and register")
 

@@ -11,6 +11,7 @@ def probe(
     registry_uri: str,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
+    tracks: Input[Dataset],
     model: Input[Model],
     results: Output[Dataset],
     metrics: Output[Metrics],
@@ -31,7 +32,9 @@ def probe(
     cfg = Config.model_validate(params)
     cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry_uri})})
     out = Path(results.path)
-    scores = run_probes(cfg, Path(data_dir), Path(transcripts.path), Path(groups.path), Path(model.path), out)
+    scores = run_probes(
+        cfg, Path(data_dir), Path(transcripts.path), Path(groups.path), Path(model.path), out, Path(tracks.path)
+    )
     for task, by_model in scores.items():
         for name, values in by_model.items():
             for metric, value in values.items():

@@ -9,12 +9,14 @@ def train(
     params: dict,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
+    tracks: Input[Dataset],
     model: Output[Model],
     log: Output[Dataset],
     checkpoint_dir: str = "",
 ):
-    """Contrastive pretraining in this pod (one GPU, or CPU); the model artifact is a folder with
-    encoder.pt and meta.json. With a ``checkpoint_dir`` (on the checkpoints PVC) a retried task resumes."""
+    """Contrastive pretraining in this pod (one GPU, or CPU), reading views from the ``tracks`` store; the model
+    artifact is a folder with encoder.pt and meta.json. With a ``checkpoint_dir`` (on the checkpoints PVC) a
+    retried task resumes."""
     from pathlib import Path
 
     from isoclr.config import Config
@@ -29,6 +31,7 @@ def train(
         Path(log.path),
         checkpoint_dir=checkpoints,
         resume=checkpoints is not None,
+        tracks_path=Path(tracks.path),
     )
     model.metadata.update(summary)
 
@@ -43,11 +46,13 @@ def train_distributed(
     image: str,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
+    tracks: Input[Dataset],
     model: Output[Model],
     log: Output[Dataset],
 ):
     """Train on several GPUs or nodes: a Kubeflow Trainer TrainJob runs `isoclr train` under torchrun
     on inputs staged in ``run_dir`` (checkpoints PVC); this task streams its log and waits for it."""
+    import os
     import shutil
     from pathlib import Path
 
@@ -63,6 +68,10 @@ def train_distributed(
     staged.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(transcripts.path, staged / "transcripts.parquet")
     shutil.copyfile(groups.path, staged / "groups.parquet")
+    if not (staged / "tracks").is_dir():  # once per run, whole or not at all: a retried launcher's job may be reading it
+        shutil.rmtree(staged / ".tracks.tmp", ignore_errors=True)
+        shutil.copytree(tracks.path, staged / ".tracks.tmp")
+        os.replace(staged / ".tracks.tmp", staged / "tracks")
     (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     client = trainer_client(cfg.kubeflow.namespace)

@@ -34,6 +34,8 @@ DataDir = Annotated[
     Path | None, typer.Option(help="Folder with the input files named in params.yaml (default: data.dir there).")
 ]
 OUT = Path("outputs")
+Tracks = Annotated[Path, typer.Option(help="Input: the track store from `isoclr encode`.")]
+NoTracks = Annotated[bool, typer.Option("--no-tracks", help="Encode from the transcripts table instead of the track store.")]
 
 
 def _config(params: Path) -> Config:
@@ -50,6 +52,15 @@ def _fail(message: str) -> None:
 
 def _data_root(cfg: Config, data_dir: Path | None) -> Path:
     return data_dir if data_dir is not None else Path(cfg.data.dir)
+
+
+def _tracks(path: Path, off: bool) -> Path | None:
+    """The track store to read, or None with --no-tracks; a missing store says how to build it."""
+    if off:
+        return None
+    if not path.exists():
+        _fail(f"{path}: no track store; run `isoclr encode` first (or pass --no-tracks to encode from the table)")
+    return path
 
 
 def _version(show: bool) -> None:
@@ -184,6 +195,8 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
     ] = False,
+    tracks: Tracks = OUT / "tracks",
+    no_tracks: NoTracks = False,
 ) -> None:
     """Contrastive pretraining of the encoder on isoform and paralog pairs (train split).
 
@@ -191,16 +204,20 @@ def train(
     `torchrun --nproc_per_node=N -m isoclr.train OPTIONS` (these options; DDP, gloo on CPU, NCCL on GPU;
     train.batch_genes is per process). With --resume a killed run continues
     from its last checkpoint and ends with the weights of an uninterrupted run.
+    Views are read from the track store of `isoclr encode` (--tracks), which must
+    hold every training transcript.
     """
     cfg = _config(params)
+    tracks_path = _tracks(tracks, no_tracks)
+    from isoclr.store import StoreError
     from isoclr.train import train as run
 
     try:
         summary = run(
             cfg, transcripts, groups, model_dir, log,
-            checkpoint_dir=checkpoint_dir, resume=resume, metrics_path=metrics,
+            checkpoint_dir=checkpoint_dir, resume=resume, metrics_path=metrics, tracks_path=tracks_path,
         )
-    except ValueError as err:
+    except (ValueError, StoreError) as err:
         _fail(str(err))
     if summary:  # rank 0 only
         typer.echo(json.dumps(summary, indent=2))
@@ -214,6 +231,8 @@ def probe(
     groups: Annotated[Path, typer.Option(help="Input: groups table.")] = OUT / "groups.parquet",
     model_dir: Annotated[Path, typer.Option(help="Input: trained model folder.")] = OUT / "model",
     out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = OUT / "probe",
+    tracks: Tracks = OUT / "tracks",
+    no_tracks: NoTracks = False,
 ) -> None:
     """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
 
@@ -227,11 +246,13 @@ def probe(
     (table.md) and a self-contained HTML report (report.html).
     """
     cfg = _config(params)
+    tracks_path = _tracks(tracks, no_tracks)
     from isoclr.probe import LabelJoinError, run_probes
+    from isoclr.store import StoreError
 
     try:
-        run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir)
-    except (LabelJoinError, FileNotFoundError) as err:
+        run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir, tracks_path)
+    except (LabelJoinError, FileNotFoundError, StoreError) as err:
         _fail(str(err))
     typer.echo((out_dir / "table.md").read_text())
     typer.echo(f"report: {out_dir / 'report.html'}")
@@ -295,6 +316,71 @@ def summary(
     for rule in verdict["rules"]:
         typer.echo(f"  {'PASS' if rule['passed'] else 'FAIL'}  {rule['task']} {rule['metric']}: {rule['reason']}")
     typer.echo(f"registration: {json.loads(record.read_text())}")
+
+
+@app.command()
+def embed(
+    model: Annotated[str, typer.Option(help="Model folder (with encoder.pt), or registry URI file://PATH, gs://BUCKET/PREFIX.")],
+    out: Annotated[Path, typer.Option(help="Output: .parquet (transcript_id, embedding), or .npy (+ ids file).")],
+    gtf: Annotated[Path | None, typer.Option(help="Input: GTF (exon lines; CDS lines where known).", exists=True, dir_okay=False)] = None,
+    fasta: Annotated[Path | None, typer.Option(help="Input: spliced transcript FASTA (ids = GTF transcript_id), or alone.", exists=True, dir_okay=False)] = None,
+    genome: Annotated[Path | None, typer.Option(help="Input: genome FASTA to splice the GTF's exons from.", exists=True, dir_okay=False)] = None,
+    table: Annotated[Path | None, typer.Option(help="Input: a transcripts table (parquet), e.g. from `isoclr validate`.", exists=True, dir_okay=False)] = None,
+    version: Annotated[str, typer.Option(help="Registry version id, or `champion` (ignored for a model folder).")] = "champion",
+    ids: Annotated[Path | None, typer.Option(help="With .npy output: the ids file [default: OUT.ids.txt].")] = None,
+    skipped: Annotated[Path | None, typer.Option(help="Output: what was not embedded, and why [default: OUT.skipped.tsv].")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Transcripts per batch, sorted by length.")] = None,
+    max_length: Annotated[int | None, typer.Option(min=1, help="Longer transcripts are listed, not embedded.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any transcript was not embedded.")] = False,
+) -> None:
+    """Embed your own transcripts (e.g. novel isoforms of a long-read assembly) with a trained encoder.
+
+    Give a GTF with its transcript FASTA or genome FASTA, a FASTA alone, or a
+    transcripts table. Runs on CPU unless --device cuda. Transcripts that cannot
+    be embedded (bad characters, CDS or exons outside the sequence, too long,
+    ...) are listed with the reason in the skipped file, never dropped silently.
+    """
+    from collections import Counter
+
+    import pandas as pd
+
+    import isoclr.embed as embedding
+    from isoclr.ingest import ValidationError
+    from isoclr.registry import RegistryError
+
+    if out.suffix not in (".parquet", ".npy"):
+        _fail(f"--out {out}: use a .parquet or .npy file name")
+    try:
+        if (Path(model) / embedding.CHECKPOINT).is_file():
+            encoder = embedding.Encoder.from_dir(Path(model), device=device)
+        else:
+            encoder = embedding.Encoder.from_registry(model, version=version, device=device)
+        result = encoder.embed(
+            table=pd.read_parquet(table) if table is not None else None,
+            gtf=gtf, fasta=fasta, genome=genome, progress=True,
+            batch_size=batch_size or embedding.DEFAULT_BATCH_SIZE, max_length=max_length or embedding.DEFAULT_MAX_LENGTH,
+        )
+    except (ValueError, FileNotFoundError, RegistryError, ValidationError, RuntimeError) as err:
+        _fail(str(err))
+    skipped_path = skipped or embedding.default_skipped_path(out)
+    embedding.write_skipped(result.skipped, skipped_path)
+    not_embedded = result.skipped[result.skipped["action"] == embedding.NOT_EMBEDDED]
+    if not len(result):
+        _fail(f"no transcript could be embedded ({len(not_embedded)} rejected, reasons in {skipped_path})")
+    written = embedding.write_embeddings(result, out, ids)
+    source = f"{model} version {encoder.version}" if encoder.version else model
+    typer.echo(f"{len(result)} transcripts embedded ({encoder.out_dim}-d, model {source}) -> {', '.join(map(str, written))}")
+    if len(result.skipped):
+        reasons = Counter(r.split(":", 1)[0] for r in not_embedded["reason"])
+        typer.secho(
+            f"warning: {len(not_embedded)} transcript(s) not embedded"
+            + (f" ({', '.join(f'{k}: {n}' for k, n in reasons.most_common(5))})" if reasons else "")
+            + f", {len(result.skipped) - len(not_embedded)} embedded without CDS; listed with reasons in {skipped_path}",
+            fg=typer.colors.YELLOW, err=True,
+        )
+        if strict and len(not_embedded):
+            raise typer.Exit(2)
 
 
 Uri = Annotated[

@@ -131,8 +131,8 @@ def trainjob_shape(gpu_count: int, gpus_per_node: int) -> tuple[int, int]:
 
 
 def train_command(run_dir: str) -> list[str]:
-    """The TrainJob's command: ``isoclr train`` under torchrun, on files staged in ``run_dir``,
-    checkpointing there so a restarted job resumes.
+    """The TrainJob's command: ``isoclr train`` under torchrun, on files staged in ``run_dir``
+    (transcripts, groups, the track store, params), checkpointing there so a restarted job resumes.
 
     The torch-distributed runtime sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``,
     ``PET_NODE_RANK`` and the master address, which torchrun reads.
@@ -145,6 +145,7 @@ def train_command(run_dir: str) -> list[str]:
         "--params", str(run / "params.yaml"),
         "--transcripts", str(run / "transcripts.parquet"),
         "--groups", str(run / "groups.parquet"),
+        "--tracks", str(run / "tracks"),
         "--model-dir", str(run / "model"),
         "--train-log", str(run / "train_log.csv"),  # torchrun would read --log as its own
         "--checkpoint-dir", str(run / "checkpoints"),

@@ -45,11 +45,13 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (batch, channels, length) -> same shape."""
-        mean = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight[None, :, None] + self.bias[None, :, None]
+        """x: (batch, channels, length) -> same shape (a transposed view; convs take it as it is).
+
+        The fused ``layer_norm`` over the channels-last view is ~4x faster on CPU
+        than mean/var over the channel axis (benchmarks/embed.py) and equal to it
+        to float rounding (~1e-6).
+        """
+        return F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, self.eps).transpose(1, 2)
 
 
 class ConvUnit(nn.Module):
@@ -111,16 +113,39 @@ class DilatedResNet(nn.Module):
             raise ValueError(f"expected input (batch, {self.in_channels}, length), got {tuple(x.shape)}")
         if lengths.shape != (x.shape[0],):
             raise ValueError(f"expected lengths ({x.shape[0]},), got {tuple(lengths.shape)}")
-        if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[2]:
+        # Reading the lengths back to the host syncs the GPU and breaks a torch.compile graph: checked in eager only.
+        if not torch.compiler.is_compiling() and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[2]):
             raise ValueError("every length must be at least 1 and at most the padded length")
-        lengths = lengths.to(x.device)
+        h, lengths = self._trunk(x, lengths.to(x.device))
+        return self.pool_positions(h, lengths)
+
+    def positions(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The unpooled representation: x (batch, in_channels, length), lengths (batch,) int ->
+        h (batch, out_dim, ceil(length / STEM_POOL)), zero past each sequence's end, and its lengths (batch,)
+        ``ceil(lengths / STEM_POOL)`` (one position per STEM_POOL nucleotides, after the stem's max-pool).
+
+        ``pool_positions(*positions(x, lengths))`` equals ``forward(x, lengths)``.
+        """
+        if x.ndim != 3 or x.shape[1] != self.in_channels or lengths.shape != (x.shape[0],):
+            raise ValueError(f"expected input (batch, {self.in_channels}, length) and lengths (batch,), "
+                             f"got {tuple(x.shape)} and {tuple(lengths.shape)}")
+        return self._trunk(x, lengths.to(x.device))
+
+    @staticmethod
+    def pool_positions(h: Tensor, lengths: Tensor) -> Tensor:
+        """Masked global average: h (batch, out_dim, positions), lengths (batch,) -> (batch, out_dim)."""
+        mask = length_mask(lengths, h.shape[2])
+        return (h * mask).sum(dim=2) / lengths[:, None].to(h.dtype)
+
+    def _trunk(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Stem, masked max-pool, tower: (batch, in_channels, length) -> (batch, out_dim, positions), lengths."""
         mask = length_mask(lengths, x.shape[2])
         h = self.stem(x * mask, mask)
         h, lengths = self._pool(h, lengths)
         mask = length_mask(lengths, h.shape[2])
         for block in self.tower:
             h = block(h, mask)
-        return (h * mask).sum(dim=2) / lengths[:, None].to(h.dtype)
+        return h, lengths
 
     @staticmethod
     def _pool(h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -557,7 +557,13 @@ def same_weights(a, b) -> bool:
 
 
 def run_probes(
-    cfg: Config, data_root: Path, transcripts_path: Path, groups_path: Path, model_dir: Path, out_dir: Path
+    cfg: Config,
+    data_root: Path,
+    transcripts_path: Path,
+    groups_path: Path,
+    model_dir: Path,
+    out_dir: Path,
+    tracks_path: Path | None = None,
 ) -> dict:
     """Probe every task with the trained encoder, the baselines and the champion; write results and the report.
 
@@ -567,9 +573,14 @@ def run_probes(
     (self-contained), tasks.json (per-task notes: rows dropped and why, split,
     tracks, skipped low-data points, champion), predictions.csv (seed 0 test rows)
     and plots/ (PNG: predicted vs measured, low-data curves, model vs baselines).
+    With ``tracks_path`` (the store of ``isoclr encode``), rows of annotated
+    transcripts are embedded from the memory-mapped store instead of re-encoded.
     Returns the metrics dict.
     """
     from isoclr import embed, report  # torch and matplotlib load only when the stage runs
+    from isoclr.store import TrackStore
+
+    store = TrackStore(Path(tracks_path)) if tracks_path is not None else None
 
     transcripts = schemas.TRANSCRIPTS.validate(pd.read_parquet(transcripts_path))
     groups = schemas.GROUPS.validate(pd.read_parquet(groups_path))
@@ -599,7 +610,9 @@ def run_probes(
             if name == CHAMPION and same_weights(encoder, encoders[CANDIDATE]):
                 features[name] = features[CANDIDATE]  # the champion is this very model: same embeddings
                 continue
-            features[name] = embed.embed_table(encoder, table, batch_size=cfg.probe.embed_batch_size, progress=True)
+            features[name] = embed.embed_table(
+                encoder, table, batch_size=cfg.probe.embed_batch_size, progress=True, store=store
+            )
         features["kmer"] = kmer_features(table["seq"].tolist(), cfg.probe.kmer_k)
         y, task_groups = table["target"].to_numpy(), table["group"].to_numpy()
         results = {name: evaluate(features[name], y, task_groups, cfg.probe, task.type) for name in models}

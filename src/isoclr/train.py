@@ -40,6 +40,7 @@ from isoclr.metrics import stage as metered, training_reporter
 from isoclr.models import ContrastiveModel, count_parameters
 from isoclr.sampling import Batch, PairSampler, StepBatches
 from isoclr.schemas import GROUPS, TRANSCRIPTS
+from isoclr.store import StoreError, TrackStore
 
 # The reported final loss is the mean over the last steps: one step's loss is noisy.
 FINAL_LOSS_WINDOW = 10
@@ -47,6 +48,8 @@ LOG_COLUMNS = ("step", "loss", "lr", "samples_per_s")
 # Views per gene: the two sides of a positive pair.
 VIEWS = 2
 CHECKPOINT = "last.pt"
+# Transcript ids named in the message about a stale track store.
+STALE_EXAMPLES = 5
 # Train settings that may change between a checkpoint and its resumption (they do not change the result).
 RESUMABLE_CHANGES = frozenset({"checkpoint_every", "loader_workers", "compile"})
 
@@ -73,6 +76,32 @@ def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame
     if table["homology_group"].nunique() < 2:
         raise ValueError(f"{groups_path}: the train split has one homology group, so no negatives")
     return table.sort_values("transcript_id", ignore_index=True)
+
+
+def open_training_store(path: Path, table: pd.DataFrame) -> TrackStore:
+    """The track store at ``path``, checked to hold every training transcript at its table length.
+
+    Raises:
+        StoreError: not a store, or a stale one (transcripts absent or of another length).
+    """
+    store = TrackStore(path)
+    ids = table["transcript_id"]
+    present = ids.isin(store.index["transcript_id"])
+    if not present.all():
+        missing = ids[~present].tolist()
+        raise StoreError(
+            f"{path}: {len(missing)} of {len(ids)} training transcripts are not in the track store "
+            f"(e.g. {', '.join(missing[:STALE_EXAMPLES])}); it is stale: rerun `isoclr encode`"
+        )
+    stored = store.index.set_index("transcript_id")["length"].reindex(ids).to_numpy()
+    differ = stored != table["seq"].str.len().to_numpy()
+    if differ.any():
+        changed = ids[differ].tolist()
+        raise StoreError(
+            f"{path}: {len(changed)} training transcripts have another length in the track store "
+            f"(e.g. {', '.join(changed[:STALE_EXAMPLES])}); it is stale: rerun `isoclr encode`"
+        )
+    return store
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -253,6 +282,7 @@ def train(
     resume: bool = False,
     metrics_path: Path | None = None,
     on_step: Callable[[dict], None] | None = None,
+    tracks_path: Path | None = None,
 ) -> dict:
     """Train the encoder; write ``model_dir/encoder.pt``, ``model_dir/meta.json`` and the step log CSV.
 
@@ -261,6 +291,8 @@ def train(
     ``train.checkpoint_every`` steps; with ``resume`` too, training continues
     from the checkpoint there (if any) and the log keeps the steps before it.
     ``on_step`` gets every log row on rank 0 (for metrics exporters).
+    With ``tracks_path`` (the store of ``isoclr encode``) the views are read from
+    the memory-mapped store instead of encoded from the table (same batches).
     The same config gives the same weights on CPU. Returns steps, final_loss,
     first_loss, seconds, parameters, out_dim, resumed_from, world_size.
     """
@@ -270,7 +302,8 @@ def train(
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank)
+    store = open_training_store(Path(tracks_path), table) if tracks_path is not None else None
+    sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank, store=store)
     model = ContrastiveModel(cfg.model, in_channels=len(tracks.CHANNELS))
     optimiser, schedule = make_optimiser(model, tc)
     n_params = count_parameters(model.encoder)
@@ -323,9 +356,12 @@ def train(
         losses = pd.read_csv(log_path)["loss"]
         final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
         model.cpu()
+        # Format, versions, channels and track layout: what `isoclr embed` needs to rebuild and check it.
+        from isoclr.embed import checkpoint_header
+
         meta = {
+            **checkpoint_header(),
             "model_config": cfg.model.model_dump(mode="json"),
-            "channels": list(tracks.CHANNELS),
             "isoclr_version": __version__,
             "train_config": tc.model_dump(mode="json"),
             "provenance": provenance.collect(),

@@ -62,3 +62,29 @@ def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path
     assert not (out / "t.parquet").exists()
     quarantined = (out / "q.tsv").read_text()
     assert "ENST2" in quarantined and "truncated_record" in quarantined  # nothing lost: the reject is on file
+
+
+@pytest.mark.parametrize("stage", ["train", "probe"])
+def test_a_missing_track_store_says_to_run_encode(stage, tmp_path):
+    result = runner.invoke(app, [stage, "--tracks", str(tmp_path / "tracks")])
+    assert result.exit_code == 1
+    assert str(tmp_path / "tracks") in result.output and "isoclr encode" in result.output and "--no-tracks" in result.output
+
+
+def test_a_stale_track_store_fails_training_with_the_missing_ids(tmp_path):
+    from isoclr.store import write_store
+    from tests.code.test_train import synthetic_annotation
+
+    transcripts, groups = synthetic_annotation()
+    transcripts.to_parquet(tmp_path / "t.parquet")
+    groups.to_parquet(tmp_path / "g.parquet")
+    transcripts.iloc[1:].to_parquet(tmp_path / "older.parquet")
+    write_store(tmp_path / "older.parquet", tmp_path / "tracks")
+    result = runner.invoke(
+        app,
+        ["train", "--transcripts", str(tmp_path / "t.parquet"), "--groups", str(tmp_path / "g.parquet"),
+         "--tracks", str(tmp_path / "tracks"), "--model-dir", str(tmp_path / "model")],
+    )
+    assert result.exit_code == 1
+    assert transcripts["transcript_id"].iloc[0] in result.output and "isoclr encode" in result.output
+    assert not (tmp_path / "model").exists()

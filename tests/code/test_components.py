@@ -9,6 +9,7 @@ from kfp import dsl
 from components.gate.component import gate
 from components.register.component import register
 from isoclr.registry import champion
+from isoclr.store import TrackStore, write_store
 from tests.conftest import ROOT
 
 
@@ -58,10 +59,12 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
 
     model = save_encoder(Config.model_validate(params), 1, tmp_path / "model")
     t_path, g_path = synthetic_inputs(tmp_path)
+    write_store(t_path, tmp_path / "tracks")
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
     probe.python_func(
         params=params, data_dir=str(tmp_path / "data"), registry_uri=f"file://{tmp_path / 'registry'}",
         transcripts=_artifact(dsl.Dataset, t_path), groups=_artifact(dsl.Dataset, g_path),
+        tracks=_artifact(dsl.Dataset, tmp_path / "tracks"),
         model=_artifact(dsl.Model, model), results=_artifact(dsl.Dataset, tmp_path / "results"), metrics=metrics,
         report=_artifact(dsl.HTML, tmp_path / "report.html"), summary=_artifact(dsl.Markdown, tmp_path / "summary.md"),
     )
@@ -87,3 +90,21 @@ def test_register_component_writes_a_version_and_champion(tmp_path):
         record=_artifact(dsl.Artifact, tmp_path / "record.json"),
     )
     assert version and champion(registry) == version
+
+
+def test_encode_component_writes_the_track_store_folder(tmp_path):
+    from components.encode.component import encode
+    from isoclr import tracks as track_codec
+    from tests.code.test_train import synthetic_annotation
+
+    transcripts, _ = synthetic_annotation()
+    transcripts.to_parquet(tmp_path / "transcripts.parquet")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["validate"]["shard_bytes"] = 2_000  # several shards from ~40 short transcripts
+    store = _artifact(dsl.Dataset, tmp_path / "out" / "tracks")
+    encode.python_func(params=params, transcripts=_artifact(dsl.Dataset, tmp_path / "transcripts.parquet"), tracks=store)
+    opened = TrackStore(tmp_path / "out" / "tracks")
+    assert opened.ids == transcripts["transcript_id"].tolist()
+    assert store.metadata["n_transcripts"] == len(transcripts) and store.metadata["shards"] > 1
+    row = transcripts.iloc[7]
+    assert (opened.tracks(row["transcript_id"]) == track_codec.encode_row(row)).all()

@@ -493,3 +493,19 @@ def test_kmer_features_ignore_non_ascii_without_shifting_positions():
     f = kmer_features(["AßC", "ACGT"], k=2)  # "ß".upper() is "SS": must not shift the next sequence
     assert not f[0].any()
     np.testing.assert_allclose(f[1, [1, 6, 11]], 1 / 3)
+
+
+def test_run_probes_reads_rows_from_the_track_store(tmp_path):
+    """The probes embed annotated rows from the store: one built before a sequence changed is refused as stale."""
+    from isoclr.probe import run_probes
+    from isoclr.store import write_store
+
+    cfg = Config.model_validate(tiny_params())  # the first task, half-life, joins its rows to the annotation
+    t_path, g_path = synthetic_inputs(tmp_path)
+    model_dir = save_encoder(cfg, 123, tmp_path / "model")
+    older = pd.read_parquet(t_path)
+    older.loc[0, "seq"] += "ACG"
+    older.to_parquet(tmp_path / "older.parquet")
+    write_store(tmp_path / "older.parquet", tmp_path / "tracks")
+    with pytest.raises(ValueError, match=rf"{older.loc[0, 'transcript_id']}.*stale"):
+        run_probes(cfg, tmp_path / "data", t_path, g_path, model_dir, tmp_path / "probe", tmp_path / "tracks")

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from isoclr import tracks
-from isoclr.sampling import PairSampler, StepBatches, mask_bases
+from isoclr.sampling import PairSampler, StepBatches, length_buckets, mask_bases
+from isoclr.store import TrackStore
 from isoclr.train import read_training_set
-from tests.code.test_train import tables, tiny_config  # noqa: F401  (fixture)
+from tests.code.test_train import tables, tiny_config, track_store  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -59,6 +60,25 @@ def test_length_bucketing_pads_less_than_random_batches(table):
     assert padding(bucketed) < 0.5 * padding(plain)
 
 
+def test_length_buckets_cut_the_sorted_pool_into_shuffled_batches():
+    longest = np.random.default_rng(0).lognormal(7, 1, 64)
+    batches = length_buckets(longest, 8, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(64)) and {len(b) for b in batches} == {8}
+    # each batch is a run of the sorted pool: no other length falls between a batch's shortest and longest
+    for b in batches:
+        inside = (longest >= longest[b].min()) & (longest <= longest[b].max())
+        assert inside.sum() == len(b)
+    assert [b.tolist() for b in batches] == [b.tolist() for b in length_buckets(longest, 8, np.random.default_rng(1))]
+    assert [b.tolist() for b in batches] != [b.tolist() for b in sorted(batches, key=lambda b: longest[b].max())]
+
+    def padding(pool_batches):
+        pool = np.random.default_rng(2).lognormal(7, 1, pool_batches * 8)
+        cut = length_buckets(pool, 8, np.random.default_rng(3))
+        return sum(pool[b].max() * len(b) - pool[b].sum() for b in cut) / sum(pool[b].max() * len(b) for b in cut)
+
+    assert padding(64) < 0.5 * padding(8)  # larger pools pad less
+
+
 def test_views_are_cropped_masked_padded_and_batched(table):
     cfg = tiny_config(max_length=100, mask_prob=0.3, batch_genes=5, pad_multiple=64).train
     batch = PairSampler(table, cfg).sample(0)
@@ -91,3 +111,15 @@ def test_mask_bases_masks_a_share_of_positions_in_the_base_channels_only():
     assert (masked[:4, ~uniform] == track[:4, ~uniform]).all()
     assert (masked[4:] == track[4:]).all()
     assert track.max() == 1.0 and (track[:4].sum(axis=0) == 1).all()  # input untouched
+
+
+def test_the_track_store_gives_the_same_batches(table, track_store):  # noqa: F811
+    cfg = tiny_config(batch_genes=3, bucket_batches=2, max_length=100, mask_prob=0.2).train  # crops and masks
+    store = TrackStore(track_store)
+    plain, stored = PairSampler(table, cfg, seed=7), PairSampler(table, cfg, seed=7, store=store)
+    for row in range(len(table)):
+        np.testing.assert_array_equal(stored.track(row), tracks.encode_row(table.iloc[row]))
+        np.testing.assert_array_equal(plain.track(row), tracks.encode_row(table.iloc[row]))
+    for step in range(4):
+        assert all(torch.equal(a, b) for a, b in zip(plain.sample(step), stored.sample(step), strict=True))
+    assert stored._packed == {}  # read through the memory map, not cached

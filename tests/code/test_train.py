@@ -14,6 +14,7 @@ from isoclr.config import Config
 from isoclr.models import ContrastiveModel
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.sampling import PairSampler
+from isoclr.store import StoreError, write_store
 from isoclr.train import (
     CHECKPOINT,
     LOG_COLUMNS,
@@ -95,6 +96,13 @@ def tables(tmp_path):
     transcripts.to_parquet(paths[0])
     groups.to_parquet(paths[1])
     return paths
+
+
+@pytest.fixture
+def track_store(tables, tmp_path):
+    """The track store of the tables' transcripts, as `isoclr encode` writes it."""
+    write_store(tables[0], tmp_path / "tracks")
+    return tmp_path / "tracks"
 
 
 def test_train_writes_checkpoint_meta_and_log(tables, tmp_path, capsys):
@@ -232,3 +240,33 @@ def test_loader_workers_give_the_same_weights(tables, tmp_path):
     a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_training_from_the_track_store_gives_the_same_weights(tables, track_store, tmp_path):
+    train(tiny_config(steps=3), *tables, tmp_path / "a", tmp_path / "a.csv", progress=False)
+    # DataLoader workers read the memory-mapped shards too.
+    train(tiny_config(steps=3, loader_workers=2), *tables, tmp_path / "b", tmp_path / "b.csv", progress=False,
+          tracks_path=track_store)
+    a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stale_track_store_is_an_error_naming_the_transcripts(tables, tmp_path):
+    transcripts, _ = synthetic_annotation()
+    transcripts[~transcripts["transcript_id"].isin(["T00_1", "T05_2"])].to_parquet(tmp_path / "fewer.parquet")
+    write_store(tmp_path / "fewer.parquet", tmp_path / "fewer")
+    with pytest.raises(StoreError, match=r"2 of \d+ training transcripts are not in the track store.*T00_1, T05_2.*isoclr encode"):
+        train(tiny_config(steps=1), *tables, tmp_path / "m", tmp_path / "l.csv", progress=False,
+              tracks_path=tmp_path / "fewer")
+    transcripts.loc[transcripts["transcript_id"] == "T03_1", "seq"] += "ACGT"  # re-validated since the store was built
+    transcripts.to_parquet(tmp_path / "longer.parquet")
+    write_store(tmp_path / "longer.parquet", tmp_path / "longer")
+    with pytest.raises(StoreError, match="1 training transcripts have another length.*T03_1"):
+        train(tiny_config(steps=1), *tables, tmp_path / "m", tmp_path / "l.csv", progress=False,
+              tracks_path=tmp_path / "longer")
+    with pytest.raises(StoreError, match="isoclr encode"):
+        train(tiny_config(steps=1), *tables, tmp_path / "m", tmp_path / "l.csv", progress=False,
+              tracks_path=tmp_path / "none")
+    assert not (tmp_path / "m").exists()

@@ -99,6 +99,29 @@ def test_more_than_one_gpu_trains_in_a_trainjob_and_both_branches_evaluate_their
         assert evaluate["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == trainer
 
 
+def test_the_track_store_is_built_once_after_validate_and_read_by_both_trainers_and_the_probes():
+    spec, _ = _compiled()
+    tasks = _tasks(spec)
+    encode = tasks["encode"]["inputs"]["artifacts"]["transcripts"]["taskOutputArtifact"]
+    assert encode == {"outputArtifactKey": "transcripts", "producerTask": "validate"}
+    assert [name for name in tasks if name.startswith("encode")] == ["encode"]
+    # The branches' group takes encode's output; inside, every group and task passes it on by name.
+    branches = spec["root"]["dag"]["tasks"]["condition-branches-1"]["inputs"]["artifacts"]
+    assert branches["pipelinechannel--encode-tracks"]["taskOutputArtifact"] == {"outputArtifactKey": "tracks", "producerTask": "encode"}
+    inner = {name: component["dag"]["tasks"] for name, component in spec["components"].items() if name.startswith("comp-condition")}
+    passed_on = {"componentInputArtifact": "pipelinechannel--encode-tracks"}
+    fed = {
+        task["componentRef"]["name"]
+        for group in inner.values()
+        for task in group.values()
+        if passed_on in task.get("inputs", {}).get("artifacts", {}).values()
+    }
+    assert fed >= {"comp-train", "comp-train-distributed", "comp-evaluate-and-register", "comp-evaluate-and-register-2"}
+    for name in ("comp-evaluate-and-register", "comp-evaluate-and-register-2"):
+        probe = spec["components"][name]["dag"]["tasks"]["probe"]
+        assert probe["inputs"]["artifacts"]["tracks"] == {"componentInputArtifact": "tracks"}
+
+
 def test_caching_is_explicit_and_display_names_are_human():
     spec, _ = _compiled()
     for name, task in _tasks(spec).items():

@@ -151,5 +151,6 @@ def test_torchrun_and_isoclr_train_both_accept_the_trainjob_command(tmp_path):
     train = typer.main.get_command(app).commands["train"]
     ctx = train.make_context("train", list(launcher.training_script_args))
     assert ctx.params["model_dir"] == tmp_path / "model" and ctx.params["resume"] is True
+    assert ctx.params["tracks"] == tmp_path / "tracks" and ctx.params["no_tracks"] is False  # staged by train_distributed
     template = yaml.safe_load((ROOT / "k8s" / "base" / "trainjob-template.yaml").read_text())
     assert get_args_parser().parse_args(template["spec"]["trainer"]["command"][1:]).training_script == "isoclr.train"

@@ -1,0 +1,131 @@
+"""The public embedding API: `from isoclr import Encoder`, same embeddings as the pipeline, clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from isoclr import Encoder, embed
+from isoclr.store import TrackStore, write_store
+from isoclr.train import train
+from tests.code.test_train import synthetic_annotation, tiny_config
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A model folder written by the train stage (2 steps of the tiny config)."""
+    root = tmp_path_factory.mktemp("model")
+    transcripts, groups = synthetic_annotation()
+    transcripts.to_parquet(root / "t.parquet")
+    groups.to_parquet(root / "g.parquet")
+    paths = root / "t.parquet", root / "g.parquet", root / "model", root / "log.csv"
+    train(tiny_config(steps=2), *paths, progress=False)
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    """Held-out transcripts (another seed) with CDS for some and exon ends for all, shuffled."""
+    return synthetic_annotation(seed=5)[0].sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def test_import_isoclr_stays_light():
+    code = "import sys, isoclr; assert 'torch' not in sys.modules; from isoclr import Encoder; print(Encoder.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "Encoder\n"
+
+
+@pytest.mark.slow
+def test_api_equals_the_pipeline_embedding(model_dir, table, tmp_path):
+    encoder = Encoder.from_dir(model_dir)
+    result = encoder.embed(table=table)
+    assert result.ids == table["transcript_id"].tolist() and result.skipped.empty
+    assert result.pooled.shape == (len(table), encoder.out_dim) and result.pooled.dtype == np.float32
+    # The probe stage's path: embed_table over the loaded module, with and without the track store.
+    pipeline = embed.embed_table(embed.load_encoder(model_dir), table, batch_size=embed.DEFAULT_BATCH_SIZE)
+    np.testing.assert_array_equal(result.pooled, pipeline)
+    table.to_parquet(tmp_path / "t.parquet")
+    write_store(tmp_path / "t.parquet", tmp_path / "store")
+    from_store = embed.embed_table(embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE,
+                                   store=TrackStore(tmp_path / "store"))
+    np.testing.assert_array_equal(result.pooled, from_store)
+    # The same transcripts as plain sequences with CDS and exon boundaries.
+    cds = [None if pd.isna(s) else (int(s), int(e)) for s, e in zip(table["cds_start"], table["cds_end"])]
+    plain = encoder.embed(dict(zip(table["transcript_id"], table["seq"])), cds=cds, exon_ends=list(table["exon_ends"]))
+    np.testing.assert_array_equal(plain.pooled, result.pooled)
+    # Deterministic, and independent of the batch it is in (to float rounding).
+    np.testing.assert_array_equal(encoder.embed(table=table).pooled, result.pooled)
+    one_by_one = encoder.embed(table=table.head(8), batch_size=1).pooled
+    np.testing.assert_allclose(one_by_one, result.pooled[:8], atol=1e-5, rtol=0)
+
+
+def test_per_position_output(model_dir, table):
+    encoder = Encoder.from_dir(model_dir)
+    rows = table.iloc[:5]
+    result = encoder.embed(table=rows, per_position=True, batch_size=2)
+    for seq, positions, pooled in zip(rows["seq"], result.positions, result.pooled):
+        assert positions.shape == (-(-len(seq) // 2), encoder.out_dim)  # one vector per 2 nt
+        np.testing.assert_allclose(positions.mean(axis=0), pooled, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(result.pooled, encoder.embed(table=rows, batch_size=2).pooled)
+    assert encoder.embed(table=rows).positions is None
+
+
+def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
+    encoder = Encoder.from_dir(model_dir)
+    result = encoder.embed(
+        ["ACGT" * 20, "ACGU" * 20 + "RYN", "", "ACGTX!", "ACGT" * 10, "ACGT" * 10, "A" * 150],
+        ids=["ok", "iupac", "empty", "junk", "cds_out", "ok", "long"],
+        cds=[None, None, None, None, (3, 400), None, None],
+        max_length=100,
+    )
+    assert result.ids == ["ok", "iupac"]  # U and IUPAC ambiguity codes are embedded (as T and N)
+    reasons = dict(zip(result.skipped["transcript_id"], result.skipped["reason"]))
+    assert set(reasons) == {"empty", "junk", "cds_out", "ok", "long"}
+    assert reasons["empty"] == "empty sequence"
+    assert "'!X'" in reasons["junk"] and "CDS [3, 400)" in reasons["cds_out"] and "max_length 100" in reasons["long"]
+    assert "duplicate" in reasons["ok"]
+    assert (result.skipped["action"] == embed.NOT_EMBEDDED).all()
+    with pytest.raises(ValueError, match="exactly one"):
+        encoder.embed(["ACGT"], table=pd.DataFrame({"seq": ["ACGT"]}))
+
+
+def _resave(model_dir, tmp_path, **changes):
+    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
+    checkpoint.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del checkpoint[key]
+    (tmp_path / "m").mkdir(exist_ok=True)
+    torch.save(checkpoint, tmp_path / "m" / embed.CHECKPOINT)
+    return tmp_path / "m"
+
+
+def test_checkpoint_records_what_rebuilds_it(model_dir):
+    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
+    assert {k: checkpoint[k] for k in embed.checkpoint_header()} == embed.checkpoint_header()
+    needed = {"state_dict", "model_config", "channels", "track_layout", "format_version", "isoclr_version"}
+    assert needed <= set(checkpoint)
+
+
+def test_incompatible_checkpoints_fail_clearly(model_dir, tmp_path):
+    from isoclr import __version__
+
+    newer = _resave(model_dir, tmp_path, format_version=embed.FORMAT_VERSION + 1, isoclr_version="0.9.0")
+    message = rf"checkpoint format {embed.FORMAT_VERSION + 1}.*isoclr 0\.9\.0"
+    with pytest.raises(embed.IncompatibleModelError, match=message):
+        Encoder.from_dir(newer)
+    major = int(__version__.split(".")[0]) + 1
+    other_major = _resave(model_dir, tmp_path, isoclr_version=f"{major}.0.0")
+    with pytest.raises(embed.IncompatibleModelError, match="compatible within a major version"):
+        Encoder.from_dir(other_major)
+    with pytest.raises(embed.IncompatibleModelError, match="track layout"):
+        embed.load_encoder(_resave(model_dir, tmp_path, isoclr_version=__version__, track_layout={"n_bit": 8}))
+    # Written before the format fields existed (format 1 layout): still loads, to the same embeddings.
+    legacy = _resave(model_dir, tmp_path, format=None, format_version=None, track_layout=None)
+    seqs = ["ACGTTGCA" * 20]
+    expected = Encoder.from_dir(model_dir).embed(seqs).pooled
+    np.testing.assert_array_equal(Encoder.from_dir(legacy).embed(seqs).pooled, expected)
