@@ -3,12 +3,19 @@
 torchrun (and Kubeflow Trainer's torch-distributed runtime) sets RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without them training
 runs as one process. The backend is NCCL on GPUs and gloo on CPU.
+
+Rendezvous is by default through the TCP store at MASTER_ADDR:MASTER_PORT
+(``env://``). Callers that start the ranks themselves (tests) can pass a
+``file://`` init method instead: a FileStore needs no port, so nothing can race
+for one between choosing it and binding it; and a ``timeout`` that bounds the
+rendezvous and every collective, so a missing rank fails instead of hanging.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -23,7 +30,7 @@ class Context:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -35,8 +42,13 @@ class Context:
         return self.world_size > 1
 
 
-def setup() -> Context:
-    """Join the process group torchrun describes in the environment (one process without it)."""
+def setup(init_method: str | None = None, timeout: timedelta | None = None) -> Context:
+    """Join the process group torchrun describes in the environment (one process without it).
+
+    ``init_method`` (default ``env://``) and ``timeout`` (default torch's: 30 min
+    for gloo, 10 min for NCCL) go to :func:`torch.distributed.init_process_group`;
+    rank and world size always come from RANK and WORLD_SIZE.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
@@ -44,7 +56,13 @@ def setup() -> Context:
     if cuda:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo",
+            init_method=init_method,
+            timeout=timeout,
+            rank=int(os.environ["RANK"]),
+            world_size=world_size,
+        )
     rank = dist.get_rank() if dist.is_initialized() else 0
     return Context(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 

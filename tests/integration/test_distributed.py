@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -18,18 +19,18 @@ import yaml
 from isoclr import distributed
 from isoclr.models import ContrastiveModel
 from isoclr.sampling import Batch, PairSampler
+from isoclr.store import write_store
 from isoclr.train import batch_loss, make_loss, read_training_set
 from tests.code.test_train import tables, tiny_config  # noqa: F401  (fixture)
 
 WORLD = 2
 PAIRS = 8  # global batch: 4 pairs per rank
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The ranks normally finish in ~20 s; past these a stuck rank fails the test with a message
+# (well inside pytest's 480 s per-test timeout) instead of hanging it.
+COLLECTIVE_TIMEOUT = timedelta(seconds=120)
+JOIN_DEADLINE_S = 300
+JOIN_POLL_S = 1.0
 
 
 def _global_batch(paths) -> Batch:
@@ -52,10 +53,13 @@ def _loss_and_grads(model, batch) -> tuple[float, dict]:
     return loss.item(), {k: p.grad.clone() for k, p in params}
 
 
-def _worker(rank: int, port: int, paths, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
-    ctx = distributed.setup()
+def _worker(rank: int, rendezvous: str, paths, out: str) -> None:
+    # Rendezvous through a FileStore in tmp_path: no port to probe and then race for (a probed
+    # ephemeral port can be taken, or self-connected to, before rank 0 binds it). Gloo's own pair
+    # sockets bind port 0 on loopback. One thread per rank: two ranks on two cores.
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
+    ctx = distributed.setup(init_method=f"file://{rendezvous}", timeout=COLLECTIVE_TIMEOUT)
     try:
         torch.manual_seed(0)
         model = torch.nn.parallel.DistributedDataParallel(ContrastiveModel(tiny_config().model))
@@ -65,11 +69,30 @@ def _worker(rank: int, port: int, paths, out: str) -> None:
         distributed.teardown()
 
 
+def run_ranks(fn, args: tuple, deadline_s: float = JOIN_DEADLINE_S) -> None:
+    """Run ``fn(rank, *args)`` in WORLD spawned processes; fail if one fails or all have not ended by the deadline.
+
+    spawn, not fork: a forked child inherits the parent's OpenMP thread pool and can deadlock in its first op.
+    A rank that raises or dies makes ``join`` kill the others and raise; a rank that hangs is killed here.
+    """
+    context = mp.start_processes(fn, args=args, nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + deadline_s
+    try:
+        while not context.join(timeout=JOIN_POLL_S):
+            if time.monotonic() > deadline:
+                alive = [rank for rank, p in enumerate(context.processes) if p.is_alive()]
+                pytest.fail(f"DDP ranks {alive} still running after {deadline_s} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
 @pytest.mark.slow
 def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path):  # noqa: F811
     out = str(tmp_path / "rank")
-    # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and can deadlock in its first op.
-    mp.start_processes(_worker, args=(_free_port(), tables, out), nprocs=WORLD, join=True, start_method="spawn")
+    run_ranks(_worker, (str(tmp_path / "rendezvous"), tables, out))
     torch.manual_seed(0)
     loss, grads = _loss_and_grads(ContrastiveModel(tiny_config().model), _global_batch(tables))
     for rank in range(WORLD):
@@ -90,8 +113,12 @@ def write_params(path: Path, **train) -> Path:
 
 
 def train_command(params: Path, tables, out: Path, *extra: str) -> list[str]:  # noqa: F811
+    """`isoclr train` options for the tables, reading the track store beside them (built on first use)."""
+    store = Path(tables[0]).with_name("tracks")
+    if not store.exists():
+        write_store(tables[0], store)
     return [
-        "--params", str(params), "--transcripts", str(tables[0]), "--groups", str(tables[1]),
+        "--params", str(params), "--transcripts", str(tables[0]), "--groups", str(tables[1]), "--tracks", str(store),
         "--model-dir", str(out / "model"), "--train-log", str(out / "log.csv"), "--metrics", str(out / "train.json"),
         "--checkpoint-dir", str(out / "checkpoints"), *extra,
     ]
@@ -105,7 +132,7 @@ def test_torchrun_trains_on_two_processes(tables, tmp_path):  # noqa: F811
     result = subprocess.run(
         [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "isoclr.train",
          *train_command(params, tables, tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "train.json").read_text())
