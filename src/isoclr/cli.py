@@ -18,8 +18,9 @@ from isoclr.config import Config, load
 
 app = typer.Typer(
     help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
-    "Stages run in order: validate -> pairs -> train -> probe -> gate -> register. "
-    "`dvc repro` runs them all with the defaults shown in each command's --help.",
+    "Stages run in order: validate -> encode -> pairs -> train -> probe -> gate -> register. "
+    "`dvc repro` runs them all with the defaults shown in each command's --help; "
+    "`isoclr embed` embeds your own transcripts with a trained model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from isoclr import __version__, tracks
 from isoclr.config import ModelConfig
 from isoclr.models import DilatedResNet
-from isoclr.store import LAYOUT, TrackStore
+from isoclr.store import LAYOUT, StoreError, TrackStore
 
 CHECKPOINT = "encoder.pt"
 # The optional columns that fill the CDS and splice tracks.
@@ -228,7 +228,7 @@ def embed_table(
     instead of re-encoded: the same tracks, since the store packs the validated
     rows. Only when ``table`` carries all three track columns (a sequence-only
     table means empty CDS/splice tracks, which the store would not give); a
-    stored length that differs from the row's sequence is a stale store (ValueError).
+    stored length that differs from the row's sequence is a stale store (StoreError).
 
     Returns:
         (n, out_dim) float32.
@@ -257,7 +257,7 @@ def _stored_rows(rows: pd.DataFrame, lengths: np.ndarray, store: TrackStore | No
     for i, tid in enumerate(rows["transcript_id"].tolist()):
         if isinstance(tid, str) and tid in store:
             if store.length(tid) != lengths[i]:
-                raise ValueError(
+                raise StoreError(
                     f"{tid}: {lengths[i]} nt in the table, {store.length(tid)} in the track store {store.path}: "
                     "the store is stale, re-run `isoclr encode`"
                 )

@@ -6,10 +6,10 @@ from isoclr.cli import app
 from tests.conftest import ROOT
 
 runner = CliRunner()
-STAGES = ["validate", "pairs", "train", "probe", "gate", "register"]
+STAGES = ["validate", "encode", "pairs", "train", "probe", "gate", "register"]
 
 
-@pytest.mark.parametrize("command", [*STAGES, "summary", "registry list", "registry rollback"])
+@pytest.mark.parametrize("command", [*STAGES, "embed", "synth", "summary", "registry list", "registry rollback"])
 def test_every_command_explains_itself(command):
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output

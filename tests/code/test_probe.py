@@ -24,6 +24,7 @@ from isoclr.probe import (
     probe_splits,
     task_table,
 )
+from isoclr.store import StoreError
 from tests.conftest import tiny_params
 
 BASES = np.array(list("ACGT"))
@@ -507,5 +508,5 @@ def test_run_probes_reads_rows_from_the_track_store(tmp_path):
     older.loc[0, "seq"] += "ACG"
     older.to_parquet(tmp_path / "older.parquet")
     write_store(tmp_path / "older.parquet", tmp_path / "tracks")
-    with pytest.raises(ValueError, match=rf"{older.loc[0, 'transcript_id']}.*stale"):
+    with pytest.raises(StoreError, match=rf"{older.loc[0, 'transcript_id']}.*stale"):
         run_probes(cfg, tmp_path / "data", t_path, g_path, model_dir, tmp_path / "probe", tmp_path / "tracks")

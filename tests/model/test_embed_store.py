@@ -9,7 +9,7 @@ import pytest
 from isoclr import tracks
 from isoclr.config import ModelConfig
 from isoclr.embed import embed_table, random_encoder
-from isoclr.store import TrackStore, write_store
+from isoclr.store import StoreError, TrackStore, write_store
 from tests.code.test_train import synthetic_annotation
 
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
@@ -72,5 +72,5 @@ def test_sequence_only_tables_ignore_the_store(stored):
 def test_a_stale_store_is_an_error(stored):
     table, store = stored
     longer = table.iloc[:1].assign(seq=lambda d: d["seq"] + "ACGT")
-    with pytest.raises(ValueError, match="stale"):
+    with pytest.raises(StoreError, match="stale"):
         embed_table(random_encoder(TINY, seed=0), longer, batch_size=1, store=store)
