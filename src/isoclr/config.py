@@ -142,6 +142,10 @@ class ModelConfig(_Strict):
         return self
 
 
+# train.compile: the most padded lengths (each one a compile) a run may meet.
+MAX_COMPILED_LENGTHS = 8
+
+
 class TrainConfig(_Strict):
     """Contrastive training: batches, loss, optimiser, checkpoints and GPU options.
 
@@ -168,6 +172,24 @@ class TrainConfig(_Strict):
     loader_workers: int = Field(0, ge=0)  # DataLoader worker processes building batches
     precision: Literal["fp32", "bf16"] = "bf16"  # autocast dtype on GPU; CPU always runs fp32
     compile: bool = False  # torch.compile the model on GPU; ignored on CPU
+
+    @property
+    def padded_lengths(self) -> int:
+        """How many padded batch lengths training can meet: views are at most ``max_length``, rounded up
+        to a multiple of ``pad_multiple``."""
+        return -(-self.max_length // self.pad_multiple)
+
+    @model_validator(mode="after")
+    def _compiles_few_lengths(self) -> TrainConfig:
+        # The encoder's masked max-pool pins a compiled graph to its padded length: every length
+        # is a compile of its own (~30 s for small on an H100, benchmarks/gpu_train.py).
+        if self.compile and self.padded_lengths > MAX_COMPILED_LENGTHS:
+            raise ValueError(
+                f"train.compile with max_length {self.max_length} and pad_multiple {self.pad_multiple} "
+                f"compiles up to {self.padded_lengths} padded lengths; at most {MAX_COMPILED_LENGTHS} are "
+                f"allowed: set pad_multiple >= {-(-self.max_length // MAX_COMPILED_LENGTHS)}"
+            )
+        return self
 
 
 class ProbeTask(_Strict):

@@ -200,6 +200,21 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     return contextlib.nullcontext()
 
 
+def compile_per_length(net: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """``torch.compile`` with one static graph per padded length.
+
+    The masked max-pool (ceil mode) pins a graph to its length, so ``dynamic=True``
+    only recompiled per length and, past dynamo's recompile limit, fell back to
+    eager without a word. ``pad_multiple`` bounds the lengths (the config refuses
+    more than :data:`~isoclr.config.MAX_COMPILED_LENGTHS`) and the limit is raised
+    to that bound, so every length runs compiled.
+    """
+    dynamo = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo, limit, max(getattr(dynamo, limit), cfg.padded_lengths))
+    return torch.compile(net, dynamic=False)
+
+
 def train_loop(
     model: ContrastiveModel,
     sampler: PairSampler,
@@ -226,7 +241,7 @@ def train_loop(
         optimiser, schedule = make_optimiser(model, cfg)
     net: nn.Module = DistributedDataParallel(model) if ctx.distributed else model
     if cfg.compile and ctx.device.type == "cuda":
-        net = torch.compile(net, dynamic=True)
+        net = compile_per_length(net, cfg)
     loss_fn = make_loss(cfg)
     loader = DataLoader(
         StepBatches(sampler, cfg.steps),

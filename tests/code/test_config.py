@@ -48,3 +48,12 @@ def test_gtf_format_needs_gtf():
     del raw["data"]["annotations"][1]["gtf"]
     with pytest.raises(ValueError, match="needs a gtf"):
         Config.model_validate(raw)
+
+
+def test_compile_is_refused_when_it_would_meet_many_padded_lengths():
+    raw = _raw()
+    raw["train"].update(compile=True, max_length=2048, pad_multiple=1)
+    with pytest.raises(ValueError, match="pad_multiple >= 256"):
+        Config.model_validate(raw)
+    raw["train"]["pad_multiple"] = 256
+    assert Config.model_validate(raw).train.padded_lengths == 8

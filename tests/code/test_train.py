@@ -19,6 +19,7 @@ from isoclr.train import (
     CHECKPOINT,
     LOG_COLUMNS,
     batch_loss,
+    compile_per_length,
     load_checkpoint,
     lr_factor,
     make_loss,
@@ -270,3 +271,19 @@ def test_a_stale_track_store_is_an_error_naming_the_transcripts(tables, tmp_path
         train(tiny_config(steps=1), *tables, tmp_path / "m", tmp_path / "l.csv", progress=False,
               tracks_path=tmp_path / "none")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_compiled_model_runs_every_padded_length_compiled_and_equal_to_eager():
+    cfg = tiny_config(compile=True, max_length=64, pad_multiple=32)
+    torch._dynamo.reset()
+    model = ContrastiveModel(cfg.model).eval()
+    compiled = compile_per_length(model, cfg.train)
+    with torch.no_grad():
+        for length in (32, 64):  # both padded lengths this config can meet
+            x = torch.zeros(2, len(tracks.CHANNELS), length)
+            x[:, 0] = 1.0
+            lengths = torch.tensor([length, length - 5])
+            torch.testing.assert_close(compiled(x, lengths), model(x, lengths), rtol=1e-4, atol=1e-5)
+    # one graph per length, none dropped to eager by the recompile limit
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
