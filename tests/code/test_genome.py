@@ -10,6 +10,7 @@ import pytest
 from Bio import bgzf
 
 from isoclr.config import Annotation
+from isoclr.genome import Exons, Genome, splice
 from isoclr.ingest import ValidationError, read_annotation
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
 from isoclr.tracks import CHANNELS, encode_row
@@ -261,3 +262,39 @@ def test_attribute_order_does_not_change_the_table(tmp_path, good):
     folder.mkdir()
     transcripts, _ = read_annotation(genome_annotation(folder, reordered, GENOME), folder, MAX_LENGTH)
     pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
+
+
+def reverse_complement(seq: str) -> str:
+    return seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+
+
+@pytest.mark.parametrize("batch", [1 << 20, 4])
+def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypatch, batch):
+    """Transcripts alternate between contigs (as in a GTF not sorted by contig), one has no exons, one a bad
+    byte; a plain genome is cut in transcript order (in batches of ``batch`` bases), a bgzip one per contig."""
+    monkeypatch.setattr("isoclr.genome.SPLICE_BATCH_BASES", batch)
+    contigs = {"chrA": "ACGTACGTTTGGCCAAacgtaCGTA", "chrB": "GGGCCCATATNNTTAAGGCXTT"}
+    plain = genome_annotation(tmp_path, "", contigs)
+    packed = genome_annotation(tmp_path, "", contigs, bgzip=True, name="z")
+    # transcript, contig, start, end, minus (1-based closed; exons in transcript order)
+    spec = [
+        (0, 1, 1, 4, False),
+        (0, 1, 8, 10, False),
+        (1, 0, 20, 25, True),
+        (1, 0, 3, 6, True),
+        (3, 1, 18, 22, False),
+        (4, 0, 9, 16, False),
+    ]
+    names = ["chrA", "chrB"]
+    expected = []
+    for t in range(5):
+        parts = [(contigs[names[c]][s - 1 : e].upper(), m) for tt, c, s, e, m in spec if tt == t]
+        expected.append("".join(reverse_complement(p) if m else p for p, m in parts) if parts else None)
+    transcript, contig, start, end, minus = (np.array(column) for column in zip(*spec))
+    exons = Exons(transcript=transcript, contig=contig, contigs=names, start=start, end=end, minus=minus)
+    for ann in (plain, packed):
+        genome = Genome(tmp_path / ann.genome)
+        strings, invalid = splice(genome, exons, 5)
+        genome.close()
+        assert strings.to_pylist() == expected
+        assert invalid.tolist() == [False, False, False, True, False]

@@ -133,3 +133,26 @@ def test_packing_in_chunks_equals_one_pass(monkeypatch):
     chunked, chunked_offsets = pack_table(table)
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(chunked_offsets, offsets)
+
+
+def test_a_pickled_store_reopens_its_shards_instead_of_carrying_them(store):
+    import pickle
+
+    first = store.ids[0]
+    expected = store.tracks(first)  # maps a shard
+    assert store._maps
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy._maps == {}  # a memmap would pickle its whole shard
+    np.testing.assert_array_equal(copy.tracks(first), expected)
+
+
+def test_table_in_several_chunks_packs_as_one(tmp_path):
+    """validate writes row groups, which read back as several Arrow chunks (one empty here): same bytes."""
+    table = pyarrow.Table.from_pandas(ROWS, preserve_index=False)
+    whole, offsets = pack_table(table)
+    pieces = [table.slice(0, 2), table.slice(2, 0), table.slice(2, 3)]
+    chunked = pyarrow.concat_tables(pieces)
+    assert chunked["seq"].num_chunks == len(pieces)
+    packed, chunked_offsets = pack_table(chunked)
+    np.testing.assert_array_equal(packed, whole)
+    np.testing.assert_array_equal(chunked_offsets, offsets)
