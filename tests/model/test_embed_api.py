@@ -12,20 +12,14 @@ import torch
 
 from isoclr import Encoder, embed
 from isoclr.store import TrackStore, write_store
-from isoclr.train import train
-from tests.code.test_train import synthetic_annotation, tiny_config
+from tests.code.test_embed import trained  # noqa: F401  (fixture)
+from tests.code.test_train import synthetic_annotation
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(trained):  # noqa: F811
     """A model folder written by the train stage (2 steps of the tiny config)."""
-    root = tmp_path_factory.mktemp("model")
-    transcripts, groups = synthetic_annotation()
-    transcripts.to_parquet(root / "t.parquet")
-    groups.to_parquet(root / "g.parquet")
-    paths = root / "t.parquet", root / "g.parquet", root / "model", root / "log.csv"
-    train(tiny_config(steps=2), *paths, progress=False)
-    return root / "model"
+    return trained[0]
 
 
 @pytest.fixture(scope="module")
