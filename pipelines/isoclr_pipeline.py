@@ -112,6 +112,18 @@ def isoclr_pipeline(
     grouped = pairs(params=run_params, data_dir=data_dir, transcripts=validated.outputs["transcripts"])
     _with_volumes(grouped.set_display_name("Isoform and paralog groups").set_caching_options(True))
 
+    def evaluate(model) -> None:
+        # Each training branch ends in the same evaluation (the local runner has no dsl.OneOf to join them).
+        evaluate_and_register(
+            params=run_params,
+            data_dir=data_dir,
+            registry_uri=registry_uri,
+            transcripts=validated.outputs["transcripts"],
+            groups=grouped.outputs["groups"],
+            tracks=tracks,
+            model=model,
+        ).set_display_name("Evaluate and register")
+
     with dsl.If(gpu_count == 1, name="one-gpu"):
         single = train(
             params=run_params,
@@ -126,15 +138,7 @@ def isoclr_pipeline(
         kubernetes.add_node_selector_json(single, planned.outputs["node_selector"])
         kubernetes.add_toleration_json(single, [t.model_dump(exclude_none=True) for t in KF.tolerations])
         kubernetes.mount_pvc(single, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
-        evaluate_and_register(
-            params=run_params,
-            data_dir=data_dir,
-            registry_uri=registry_uri,
-            transcripts=validated.outputs["transcripts"],
-            groups=grouped.outputs["groups"],
-            tracks=tracks,
-            model=single.outputs["model"],
-        ).set_display_name("Evaluate and register")
+        evaluate(model=single.outputs["model"])
     with dsl.Else(name="trainjob"):
         several = train_distributed(
             params=run_params,
@@ -149,15 +153,7 @@ def isoclr_pipeline(
         )
         several.set_display_name("Contrastive training (Kubeflow Trainer TrainJob)").set_caching_options(True).set_retry(KF.retries)
         kubernetes.mount_pvc(several, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
-        evaluate_and_register(
-            params=run_params,
-            data_dir=data_dir,
-            registry_uri=registry_uri,
-            transcripts=validated.outputs["transcripts"],
-            groups=grouped.outputs["groups"],
-            tracks=tracks,
-            model=several.outputs["model"],
-        ).set_display_name("Evaluate and register")
+        evaluate(model=several.outputs["model"])
 
 
 def compile_pipeline(package_path: Path = PACKAGE) -> Path:
