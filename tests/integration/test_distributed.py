@@ -65,6 +65,7 @@ def _worker(rank: int, rendezvous: str, paths, out: str) -> None:
         model = torch.nn.parallel.DistributedDataParallel(ContrastiveModel(tiny_config().model))
         loss, grads = _loss_and_grads(model, _rank_slice(_global_batch(paths), ctx.rank))
         torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+        del model  # its reducer holds the process group: freed before teardown, as train() does
     finally:
         distributed.teardown()
 
