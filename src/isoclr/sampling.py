@@ -154,9 +154,7 @@ class PairSampler:
 
     def view(self, row: int, rng: np.random.Generator) -> np.ndarray:
         """One augmented view: random crop to ``max_length``, then base masking."""
-        # Cropped while packed: only the window is expanded to float tracks.
-        window = tracks.crop(self.packed(row)[None, :], self.cfg.max_length, rng)[0]
-        return mask_bases(tracks.unpack(window), self.cfg.mask_prob, rng)
+        return mask_bases(tracks.unpack_window(self.packed(row), self.cfg.max_length, rng), self.cfg.mask_prob, rng)
 
     def sample(self, step: int) -> Batch:
         """The batch of ``step`` (see :class:`Batch`), padded to its longest view rounded up to ``pad_multiple``."""

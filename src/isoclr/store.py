@@ -263,10 +263,7 @@ class TrackStore:
         (a random window with ``rng``, else the 5' start), before unpacking.
         Returns x (batch, 6, max_len) float32 and lengths (batch,) int64.
         """
-        views = []
-        for tid in transcript_ids:
-            packed = self.packed(tid)[None, :]
-            if max_length is not None:
-                packed = tracks.crop(packed, max_length, rng)
-            views.append(tracks.unpack(packed[0]))
-        return tracks.batch(views)
+        return tracks.batch(
+            [self.tracks(tid) if max_length is None else tracks.unpack_window(self.packed(tid), max_length, rng)
+             for tid in transcript_ids]
+        )

@@ -112,6 +112,12 @@ def crop(track: np.ndarray, max_length: int, rng: np.random.Generator | None) ->
     return track[:, start : start + max_length]
 
 
+def unpack_window(packed: np.ndarray, max_length: int, rng: np.random.Generator | None) -> np.ndarray:
+    """(length,) packed bytes -> (6, min(length, max_length)) tracks of the window :func:`crop` picks:
+    cropped while packed, so only the window is expanded to float tracks."""
+    return unpack(crop(packed[None, :], max_length, rng)[0])
+
+
 def batch(tracks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the longest track in the batch (never a fixed length).
 
