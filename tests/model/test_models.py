@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from isoclr.config import MODEL_PRESETS, ModelConfig
-from isoclr.models import ContrastiveModel, DilatedResNet, ProjectionHead, count_parameters
+from isoclr.models import Conv1d, ContrastiveModel, DilatedResNet, ProjectionHead, count_parameters
 
 CHANNELS = 6
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 16, 16, 24], projection_dims=[32, 16])
@@ -122,3 +122,32 @@ def test_the_head_is_swappable():
     model = ContrastiveModel(TINY, head=ProjectionHead(TINY.stage_filters[-1], [8]))
     x, lengths = _pad([_tracks(60, torch.Generator().manual_seed(0))])
     assert model(x, lengths)[1].shape == (1, 8)
+
+
+@pytest.mark.parametrize("dilation, kernel", [(1, 7), (4, 5), (1, 1)])
+def test_channels_last_conv_is_a_conv1d(dilation, kernel):
+    """models.Conv1d: the same parameters, state dict and output as nn.Conv1d; output stays channels-last."""
+    torch.manual_seed(dilation)
+    ours = Conv1d(8, 16, kernel, dilation=dilation, padding=dilation * (kernel // 2))
+    plain = torch.nn.Conv1d(8, 16, kernel, dilation=dilation, padding=dilation * (kernel // 2))
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 8, 101)
+    out = ours(x)
+    torch.testing.assert_close(out, plain(x), atol=1e-5, rtol=1e-5)
+    assert out.shape == (3, 16, 101) and out.transpose(1, 2).is_contiguous()
+    out.sum().backward()
+    assert ours.weight.grad is not None and ours.weight.grad.shape == ours.weight.shape
+
+
+def test_bf16_weights_run_and_stay_close_to_fp32(encoder):
+    """The bf16 inference path (Encoder(precision='bf16')): masks follow the input's dtype."""
+    g = torch.Generator().manual_seed(2)
+    x, lengths = _pad([_tracks(90, g), _tracks(300, g)])
+    exact = encoder(x, lengths)
+    fast = DilatedResNet(TINY).eval()
+    fast.load_state_dict(encoder.state_dict())
+    fast = fast.to(torch.bfloat16)
+    h, position_lengths = fast.positions(x.to(torch.bfloat16), lengths)
+    assert h.dtype == torch.bfloat16
+    pooled = DilatedResNet.pool_positions(h.float(), position_lengths)
+    assert torch.nn.functional.cosine_similarity(pooled, exact).min() > 0.99
