@@ -7,10 +7,13 @@ one. Each configuration runs in its own process (``--threads`` torch threads),
 so its peak RSS is its own: :meth:`isoclr.Encoder.embed` on a random-init
 encoder of the preset (weights do not change the cost), after a short warm-up.
 
-Printed side by side in one run: transcripts/s, peak RSS, achieved GFLOP/s
-(conv FLOPs from the shapes) and the GFLOP/s that the 200 transcripts/s target
-would need; for small also the reference channel norm (mean/var over the
-channel axis, as before the fused ``layer_norm``), to show what that change buys.
+Printed side by side in one run, for fp32 and bf16 (``Encoder(precision=...)``):
+transcripts/s, peak RSS, achieved GFLOP/s (conv FLOPs from the shapes), the
+GFLOP/s that the 200 transcripts/s target would need, and how far the bf16
+embeddings are from the fp32 ones (smallest cosine similarity, largest absolute
+difference over the largest absolute value). For small also the reference
+layout (plain ``conv1d``, whose contiguous output every channel norm had to copy
+to channels-last and back), to show what ``models.Conv1d`` buys.
 
     python benchmarks/embed.py                       # small + medium, 2 threads
     python benchmarks/embed.py --sizes small --batch-sizes 8 32 64
@@ -73,28 +76,22 @@ def gflops_per_transcript(size: str, lengths: np.ndarray) -> float:
 
 def worker(args: argparse.Namespace) -> None:
     import torch
-    from torch.nn import functional as F
 
     from isoclr import Encoder, models
     from isoclr.config import ModelConfig
     from isoclr.embed import random_encoder
 
     torch.set_num_threads(args.threads)
-    if args.reference_norm:
-        def reference(self, x):
-            mean = x.mean(dim=1, keepdim=True)
-            var = x.var(dim=1, keepdim=True, unbiased=False)
-            return (x - mean) * torch.rsqrt(var + self.eps) * self.weight[None, :, None] + self.bias[None, :, None]
-
-        models.ChannelLayerNorm.forward = reference
-    del F
+    if args.reference_conv:
+        models.Conv1d.forward = torch.nn.Conv1d.forward
     table = pd.read_parquet(args.table)
-    encoder = Encoder(random_encoder(ModelConfig(size=args.size), seed=0))
+    encoder = Encoder(random_encoder(ModelConfig(size=args.size), seed=0), precision=args.precision)
     encoder.embed(table=table.nsmallest(WARMUP, "length"), batch_size=args.batch_size)
     start = time.perf_counter()
     result = encoder.embed(table=table, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB
+    np.save(args.pooled, result.pooled)
     print(json.dumps({"n": len(result), "seconds": seconds, "peak_mib": peak_mib}))
 
 
@@ -128,27 +125,39 @@ def gpu(args: argparse.Namespace) -> None:
                   f"{bool((first == again).all())!s:>12} {float(np.abs(head - cpu).max()):15.2e}", flush=True)
 
 
-def run(size: str, batch_size: int, threads: int, table: Path, reference_norm: bool) -> dict:
+def run(size: str, batch_size: int, threads: int, table: Path, precision: str, reference_conv: bool,
+        pooled: Path) -> dict:
     command = [sys.executable, __file__, "--worker", "--size", size, "--batch-size", str(batch_size),
-               "--threads", str(threads), "--table", str(table)] + (["--reference-norm"] if reference_norm else [])
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+               "--threads", str(threads), "--table", str(table), "--precision", precision, "--pooled", str(pooled)]
+    out = subprocess.run(command + (["--reference-conv"] if reference_conv else []),
+                         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def agreement(pooled: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
+    """(smallest cosine similarity, largest |difference| / largest |exact|) of embeddings against fp32 ones."""
+    cosine = (pooled * exact).sum(1) / (np.linalg.norm(pooled, axis=1) * np.linalg.norm(exact, axis=1))
+    return float(cosine.min()), float(np.abs(pooled - exact).max() / np.abs(exact).max())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["small", "medium"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32])
-    parser.add_argument("--n", type=int, default=192, help="transcripts per small run")
+    parser.add_argument("--n", type=int, default=1000, help="transcripts per small run (sorted into batches of 32, "
+                        "~8%% of the compute is padding; with 192 it would be ~38%%)")
     parser.add_argument("--n-medium", type=int, default=48, help="transcripts per medium run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cuda: the GPU report instead")
-    parser.add_argument("--no-reference", action="store_true", help="skip the reference-norm run")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference-layout (plain conv1d) run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
-    parser.add_argument("--reference-norm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--pooled", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-conv", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -158,8 +167,8 @@ def main() -> None:
         return
 
     print(f"{args.threads} torch thread(s); lengths from the sample; target {TARGET_TX_S} transcripts/s for small")
-    print(f"{'size':7} {'norm':9} {'batch':>5} {'n':>4} {'median nt':>9} {'tx/s':>7} {'peak MiB':>8} "
-          f"{'GFLOP/tx':>8} {'GFLOP/s':>7} {'GFLOP/s for target':>18}")
+    print(f"{'size':7} {'precision':9} {'layout':13} {'batch':>5} {'n':>4} {'median nt':>9} {'tx/s':>7} "
+          f"{'peak MiB':>8} {'GFLOP/tx':>8} {'GFLOP/s':>7} {'for target':>10} {'min cos':>8} {'max rel diff':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             table = sample_table(args.n if size == "small" else args.n_medium)
@@ -167,15 +176,20 @@ def main() -> None:
             table.to_parquet(path)
             lengths = table["length"].to_numpy()
             flops = gflops_per_transcript(size, lengths)
-            variants = [(bs, False) for bs in args.batch_sizes]
+            variants = [(bs, p, False) for p in args.precisions for bs in args.batch_sizes]
             if size == "small" and not args.no_reference:
-                variants.append((args.batch_sizes[0], True))
-            for batch_size, reference in variants:
-                r = run(size, batch_size, args.threads, path, reference)
+                variants += [(args.batch_sizes[0], p, True) for p in args.precisions]
+            exact = None
+            for batch_size, precision, reference in variants:
+                pooled = Path(tmp) / f"{size}-{precision}-{batch_size}-{reference}.npy"
+                r = run(size, batch_size, args.threads, path, precision, reference, pooled)
                 rate = r["n"] / r["seconds"]
-                print(f"{size:7} {'mean/var' if reference else 'fused':9} {batch_size:5d} {r['n']:4d} "
-                      f"{int(np.median(lengths)):9d} {rate:7.1f} {r['peak_mib']:8.0f} {flops:8.2f} "
-                      f"{rate * flops:7.1f} {TARGET_TX_S * flops:18.0f}", flush=True)
+                if exact is None and precision == "fp32" and not reference:
+                    exact = np.load(pooled)
+                cos, diff = agreement(np.load(pooled), exact) if exact is not None else (float("nan"),) * 2
+                print(f"{size:7} {precision:9} {'conv1d' if reference else 'channels-last':13} {batch_size:5d} "
+                      f"{r['n']:4d} {int(np.median(lengths)):9d} {rate:7.1f} {r['peak_mib']:8.0f} {flops:8.2f} "
+                      f"{rate * flops:7.1f} {TARGET_TX_S * flops:10.0f} {cos:8.6f} {diff:12.2e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -331,6 +331,8 @@ def embed(
     ids: Annotated[Path | None, typer.Option(help="With .npy output: the ids file [default: OUT.ids.txt].")] = None,
     skipped: Annotated[Path | None, typer.Option(help="Output: what was not embedded, and why [default: OUT.skipped.tsv].")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32 (exact), or bf16: ~3x faster on CPUs with AMX/AVX512-BF16 and on GPUs, "
+                                                 "within ~1e-4 cosine of fp32.")] = "fp32",
     batch_size: Annotated[int | None, typer.Option(min=1, help="Transcripts per batch, sorted by length.")] = None,
     max_length: Annotated[int | None, typer.Option(min=1, help="Longer transcripts are listed, not embedded.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any transcript was not embedded.")] = False,
@@ -354,9 +356,9 @@ def embed(
         _fail(f"--out {out}: use a .parquet or .npy file name")
     try:
         if (Path(model) / embedding.CHECKPOINT).is_file():
-            encoder = embedding.Encoder.from_dir(Path(model), device=device)
+            encoder = embedding.Encoder.from_dir(Path(model), device=device, precision=precision)
         else:
-            encoder = embedding.Encoder.from_registry(model, version=version, device=device)
+            encoder = embedding.Encoder.from_registry(model, version=version, device=device, precision=precision)
         result = encoder.embed(
             table=pd.read_parquet(table) if table is not None else None,
             gtf=gtf, fasta=fasta, genome=genome, progress=True,

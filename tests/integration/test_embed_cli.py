@@ -64,6 +64,15 @@ def test_cli_api_and_pipeline_agree_on_a_file_registry(tmp_path, table):
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), cli)
     assert (tmp_path / "e.ids.txt").read_text().split() == ids
+    # --precision bf16: the API's bf16 embedding; a precision that does not exist is refused.
+    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"),
+                                 "--out", str(tmp_path / "b.npy"), "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"),
+                                  Encoder.from_dir(model_dir, precision="bf16").embed(table=table).pooled)
+    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"),
+                                 "--out", str(tmp_path / "c.npy"), "--precision", "int4"])
+    assert result.exit_code == 1 and "precision must be one of" in result.output
     # An older version by id.
     older = next(v["version"] for v in registry.list_versions(uri) if v["version"] != version)
     np.testing.assert_array_equal(Encoder.from_registry(uri, version=older).embed(table=table).pooled,

@@ -69,6 +69,21 @@ def test_per_position_output(model_dir, table):
     assert encoder.embed(table=rows).positions is None
 
 
+def test_bf16_precision_is_close_to_fp32_and_deterministic(model_dir, table):
+    rows = table.head(12)
+    exact = Encoder.from_dir(model_dir).embed(table=rows).pooled
+    fast = Encoder.from_dir(model_dir, precision="bf16")
+    assert next(fast.model.parameters()).dtype == torch.bfloat16
+    pooled = fast.embed(table=rows).pooled
+    assert pooled.dtype == np.float32 and pooled.shape == exact.shape
+    cosine = (pooled * exact).sum(1) / (np.linalg.norm(pooled, axis=1) * np.linalg.norm(exact, axis=1))
+    assert cosine.min() > 0.999
+    assert not np.array_equal(pooled, exact)  # really ran in bf16
+    np.testing.assert_array_equal(fast.embed(table=rows).pooled, pooled)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Encoder.from_dir(model_dir, precision="fp16")
+
+
 def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
     encoder = Encoder.from_dir(model_dir)
     result = encoder.embed(

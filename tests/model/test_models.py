@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from isoclr.config import MODEL_PRESETS, ModelConfig
-from isoclr.models import Conv1d, ContrastiveModel, DilatedResNet, ProjectionHead, count_parameters
+from isoclr.models import (
+    ContrastiveModel,
+    Conv1d,
+    DilatedResNet,
+    ProjectionHead,
+    count_parameters,
+)
 
 CHANNELS = 6
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 16, 16, 24], projection_dims=[32, 16])
