@@ -96,33 +96,37 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def gpu(args: argparse.Namespace) -> None:
-    """Embed on the GPU: throughput, peak GPU memory, bit-equality of two runs, distance to the CPU embedding."""
+    """Embed on the GPU: throughput, peak GPU memory, bit-equality of two runs, distance to the CPU fp32 embedding."""
     import torch
 
     from isoclr import Encoder
     from isoclr.config import ModelConfig
     from isoclr.embed import random_encoder
 
-    print(f"{torch.cuda.get_device_name()}; fp32; CPU reference on {args.threads} threads")
-    print(f"{'size':7} {'batch':>5} {'n':>5} {'tx/s':>8} {'peak GiB':>8} {'repeat equal':>12} {'max |gpu - cpu|':>15}")
+    print(f"{torch.cuda.get_device_name()}; CPU fp32 reference on {args.threads} threads")
+    print(f"{'size':7} {'precision':9} {'batch':>5} {'n':>5} {'tx/s':>8} {'peak GiB':>8} {'repeat equal':>12} "
+          f"{'max |gpu - cpu|':>15} {'min cos':>8}")
     torch.set_num_threads(args.threads)
     for size in args.sizes:
         table = sample_table(args.n)
         model = random_encoder(ModelConfig(size=size), seed=0)
         cpu = Encoder(model).embed(table=table.head(args.n_medium)).pooled
-        encoder = Encoder(random_encoder(ModelConfig(size=size), seed=0), device=args.device)
-        for batch_size in args.batch_sizes:
-            encoder.embed(table=table.head(WARMUP), batch_size=batch_size)
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            first = encoder.embed(table=table, batch_size=batch_size).pooled
-            seconds = time.perf_counter() - start
-            peak = torch.cuda.max_memory_allocated() / 2**30
-            again = encoder.embed(table=table, batch_size=batch_size).pooled
-            head = encoder.embed(table=table.head(args.n_medium)).pooled
-            print(f"{size:7} {batch_size:5d} {len(table):5d} {len(table) / seconds:8.1f} {peak:8.2f} "
-                  f"{bool((first == again).all())!s:>12} {float(np.abs(head - cpu).max()):15.2e}", flush=True)
+        for precision in args.precisions:
+            encoder = Encoder(random_encoder(ModelConfig(size=size), seed=0), device=args.device, precision=precision)
+            for batch_size in args.batch_sizes:
+                encoder.embed(table=table.head(WARMUP), batch_size=batch_size)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                first = encoder.embed(table=table, batch_size=batch_size).pooled
+                seconds = time.perf_counter() - start
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                again = encoder.embed(table=table, batch_size=batch_size).pooled
+                head = encoder.embed(table=table.head(args.n_medium)).pooled
+                cos, _ = agreement(head, cpu)
+                print(f"{size:7} {precision:9} {batch_size:5d} {len(table):5d} {len(table) / seconds:8.1f} "
+                      f"{peak:8.2f} {bool((first == again).all())!s:>12} {float(np.abs(head - cpu).max()):15.2e} "
+                      f"{cos:8.6f}", flush=True)
 
 
 def run(size: str, batch_size: int, threads: int, table: Path, precision: str, reference_conv: bool,
