@@ -170,7 +170,8 @@ def run(size: str, batch_genes: int, args, device: torch.device) -> float:
         torch.cuda.OutOfMemoryError: the batch does not fit (the caller halves it).
     """
     cfg = ModelConfig(size=size)
-    tc = TrainConfig(batch_genes=batch_genes, precision="bf16", compile=args.compile)
+    # Trainer compiles by itself (once per padded shape); train.compile's own length check does not apply here.
+    tc = TrainConfig(batch_genes=batch_genes, precision="bf16")
     rng = np.random.default_rng(0)
     lengths = bucket_lengths(args.warmup + args.steps, 2 * batch_genes, args.max_length, rng)
     shapes = padding_shapes(lengths.max(axis=1), args.shapes) if args.compile else None
