@@ -333,7 +333,8 @@ def embed(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     precision: Annotated[str, typer.Option(help="fp32 (exact), or bf16: ~3x faster on CPUs with AMX/AVX512-BF16 and on GPUs, "
                                                  "within ~1e-4 cosine of fp32.")] = "fp32",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Transcripts per batch, sorted by length.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Most transcripts per batch, sorted by length.")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(min=1, help="Most padded nucleotides per batch (bounds memory).")] = None,
     max_length: Annotated[int | None, typer.Option(min=1, help="Longer transcripts are listed, not embedded.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any transcript was not embedded.")] = False,
 ) -> None:
@@ -363,6 +364,7 @@ def embed(
             table=pd.read_parquet(table) if table is not None else None,
             gtf=gtf, fasta=fasta, genome=genome, progress=True,
             batch_size=batch_size or embedding.DEFAULT_BATCH_SIZE, max_length=max_length or embedding.DEFAULT_MAX_LENGTH,
+            batch_tokens=batch_tokens or embedding.DEFAULT_BATCH_TOKENS,
         )
     except (ValueError, FileNotFoundError, RegistryError, ValidationError, RuntimeError) as err:
         _fail(str(err))

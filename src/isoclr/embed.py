@@ -52,6 +52,10 @@ FORMAT_VERSION = 1
 LEGACY_FORMAT_VERSION = 1
 
 DEFAULT_BATCH_SIZE = 32
+# Padded nucleotides per batch: long transcripts go in smaller batches, so activations stay
+# cache-sized (bf16 on 2 cores: ~344k nt/s at 24k-49k nt per batch, ~244k at 192k) and memory is
+# bounded whatever the lengths (benchmarks/embed.py).
+DEFAULT_BATCH_TOKENS = 49_152
 # Longer sequences are reported as not embedded (memory grows linearly with the longest in a batch).
 DEFAULT_MAX_LENGTH = 100_000
 CHAMPION = "champion"
@@ -163,6 +167,24 @@ def random_encoder(model_cfg: ModelConfig, seed: int) -> DilatedResNet:
     return encoder.eval()
 
 
+def length_batches(lengths: np.ndarray, batch_size: int, batch_tokens: int) -> list[np.ndarray]:
+    """Indices of ``lengths`` sorted by length (stable) and cut into batches of at most ``batch_size``
+    items and ``batch_tokens`` padded nucleotides (items x longest); an item longer than
+    ``batch_tokens`` is a batch of its own."""
+    if batch_size < 1 or batch_tokens < 1:
+        raise ValueError(f"batch_size and batch_tokens must be positive, got {batch_size} and {batch_tokens}")
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        # sorted, so the item just added is the batch's longest
+        if end - start > batch_size or (end - start > 1 and (end - start) * lengths[order[end - 1]] > batch_tokens):
+            batches.append(order[start : end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
 def _embed_batches(
     model: nn.Module,
     lengths: np.ndarray,
@@ -170,18 +192,17 @@ def _embed_batches(
     batch_size: int,
     progress: bool = False,
     per_position: bool = False,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """Embed items ``0 .. n-1`` (``get_tracks(i)``: (6, lengths[i]) float32) in batches of similar length.
 
-    Items are sorted by length (stable), batched, and put back in order, on the
+    Items are batched by :func:`length_batches` and put back in order, on the
     device and in the dtype of the model's weights; pooling is in float32. Returns
     pooled (n, out_dim) float32 and, with ``per_position``, one (ceil(length / 2),
     out_dim) float32 array per item.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     n = len(lengths)
-    order = np.argsort(lengths, kind="stable")
+    batches = length_batches(np.asarray(lengths), batch_size, batch_tokens)
     out = np.empty((n, model.out_dim), dtype=np.float32)
     positions: list[np.ndarray] | None = [np.empty((0, model.out_dim), np.float32)] * n if per_position else None
     weight = next(model.parameters())
@@ -190,14 +211,12 @@ def _embed_batches(
     try:
         bar = tqdm(total=n, desc="embed", disable=not progress, unit="tx")
         with torch.inference_mode(), _exact_cudnn(), bar:
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
+            for index in batches:
                 x, batch_lengths = tracks.batch([get_tracks(i) for i in index])
                 h, position_lengths = model.positions(x.to(weight.device, weight.dtype), batch_lengths)
-                h = h.float()
                 out[index] = model.pool_positions(h, position_lengths).cpu().numpy()
                 if per_position:
-                    h, position_lengths = h.cpu().numpy(), position_lengths.cpu().numpy()
+                    h, position_lengths = h.float().cpu().numpy(), position_lengths.cpu().numpy()
                     for k, i in enumerate(index):
                         positions[i] = np.ascontiguousarray(h[k, :, : position_lengths[k]].T)
                 bar.update(len(index))
@@ -220,12 +239,13 @@ def embed_table(
     batch_size: int,
     progress: bool = False,
     store: TrackStore | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> np.ndarray:
     """Embeddings of every row of ``table``, in the table's order.
 
     ``table`` needs a ``seq`` column; ``cds_start``, ``cds_end`` and ``exon_ends``
     are optional (absent means unknown: empty tracks). Rows are embedded in
-    batches of similar length (sorted, so little padding) and put back in order.
+    batches of similar length (:func:`length_batches`) and put back in order.
 
     With ``store`` (the encode stage's :class:`~isoclr.store.TrackStore`), a row
     whose ``transcript_id`` is in the store has its tracks read from there
@@ -241,8 +261,6 @@ def embed_table(
         raise ValueError(f"embed_table needs a 'seq' column, got {list(table.columns)}")
     if table.columns.duplicated().any():
         raise ValueError(f"embed_table: duplicate column names {list(table.columns[table.columns.duplicated()])}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     rows = table.reset_index(drop=True)
     lengths = rows["seq"].str.len().to_numpy()
     stored = _stored_rows(rows, lengths, store)
@@ -250,7 +268,7 @@ def embed_table(
     def get_tracks(i: int) -> np.ndarray:
         return store.tracks(stored[i]) if i in stored else tracks.encode_row(rows.iloc[i])
 
-    return _embed_batches(encoder, lengths, get_tracks, batch_size, progress)[0]
+    return _embed_batches(encoder, lengths, get_tracks, batch_size, progress, batch_tokens=batch_tokens)[0]
 
 
 def _stored_rows(rows: pd.DataFrame, lengths: np.ndarray, store: TrackStore | None) -> dict[int, str]:
@@ -357,6 +375,7 @@ class Encoder:
         genome: Path | str | None = None,
         per_position: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         max_length: int = DEFAULT_MAX_LENGTH,
         progress: bool = False,
     ) -> Embeddings:
@@ -374,8 +393,9 @@ class Encoder:
 
         Sequences longer than ``max_length``, empty, with non-nucleotide
         characters, or with CDS/exons outside the sequence are not embedded and
-        listed in ``skipped`` with the reason. Same inputs and batch size: the same
-        embeddings, bit for bit on CPU.
+        listed in ``skipped`` with the reason. Batches hold at most ``batch_size``
+        transcripts and ``batch_tokens`` padded nucleotides. Same inputs and
+        batching: the same embeddings, bit for bit on CPU.
         """
         given = [name for name, value in (("sequences", sequences), ("table", table), ("gtf/fasta/genome",
                  gtf or fasta or genome)) if value is not None]
@@ -397,6 +417,7 @@ class Encoder:
             batch_size,
             progress=progress,
             per_position=per_position,
+            batch_tokens=batch_tokens,
         )
         return Embeddings(rows["transcript_id"].tolist(), pooled, positions, skipped, self.version)
 

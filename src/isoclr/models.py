@@ -157,9 +157,10 @@ class DilatedResNet(nn.Module):
 
     @staticmethod
     def pool_positions(h: Tensor, lengths: Tensor) -> Tensor:
-        """Masked global average: h (batch, out_dim, positions), lengths (batch,) -> (batch, out_dim)."""
+        """Masked global average: h (batch, out_dim, positions), lengths (batch,) -> (batch, out_dim) float32
+        (a bf16 trunk's positions are summed in float32)."""
         mask = length_mask(lengths, h.shape[2], h.dtype)
-        return (h * mask).sum(dim=2) / lengths[:, None].to(h.dtype)
+        return (h * mask).sum(dim=2, dtype=torch.float32) / lengths[:, None].to(torch.float32)
 
     def _trunk(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Stem, masked max-pool, tower: (batch, in_channels, length) -> (batch, out_dim, positions), lengths."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from isoclr.config import ModelConfig
-from isoclr.embed import embed_table, load_encoder, random_encoder
+from isoclr.embed import (
+    DEFAULT_BATCH_TOKENS,
+    embed_table,
+    length_batches,
+    load_encoder,
+    random_encoder,
+)
 from isoclr.train import train
 from tests.code.test_train import synthetic_annotation, tiny_config
 
@@ -114,3 +122,31 @@ def test_missing_or_incompatible_checkpoint_is_a_clear_error(trained, tmp_path):
     torch.save(channels, tmp_path / "channels" / "encoder.pt")
     with pytest.raises(ValueError, match="channels"):
         load_encoder(tmp_path / "channels")
+
+
+@pytest.mark.parametrize("batch_size, batch_tokens", [(4, 10_000), (32, 1_000), (1, 50), (100, 10**9)])
+def test_length_batches_respect_both_limits_and_cover_every_item(batch_size, batch_tokens):
+    lengths = np.random.default_rng(0).integers(1, 900, size=57)
+    lengths[[3, 40]] = 5_000  # longer than some budgets: a batch of its own
+    batches = length_batches(lengths, batch_size, batch_tokens)
+    flat = np.concatenate(batches)
+    np.testing.assert_array_equal(flat, np.argsort(lengths, kind="stable"))  # each once, sorted
+    for batch in batches:
+        assert 1 <= len(batch) <= batch_size
+        assert len(batch) == 1 or len(batch) * lengths[batch].max() <= batch_tokens
+    # greedy: a batch stops only when the next item would break a limit
+    for batch, following in itertools.pairwise(batches):
+        grown = np.append(batch, following[0])
+        assert len(grown) > batch_size or len(grown) * lengths[grown].max() > batch_tokens
+    with pytest.raises(ValueError, match="must be positive"):
+        length_batches(lengths, 8, 0)
+
+
+def test_the_token_budget_changes_batching_not_embeddings(transcripts):
+    encoder = random_encoder(TINY, seed=0)
+    default = embed_table(encoder, transcripts, batch_size=16)
+    longest = int(transcripts["seq"].str.len().max())
+    lengths = transcripts["seq"].str.len().to_numpy()
+    assert len(length_batches(lengths, 16, longest)) > len(length_batches(lengths, 16, DEFAULT_BATCH_TOKENS))
+    small_batches = embed_table(encoder, transcripts, batch_size=16, batch_tokens=longest)
+    np.testing.assert_allclose(small_batches, default, atol=1e-5, rtol=0)
