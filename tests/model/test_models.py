@@ -10,6 +10,7 @@ from isoclr.models import (
     ContrastiveModel,
     Conv1d,
     DilatedResNet,
+    Padding,
     ProjectionHead,
     count_parameters,
 )
@@ -158,3 +159,13 @@ def test_bf16_weights_run_and_stay_close_to_fp32(encoder):
     pooled = DilatedResNet.pool_positions(h, position_lengths)
     assert pooled.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(pooled, exact).min() > 0.99
+
+
+def test_padding_is_zeroed_from_the_shortest_length_on():
+    padding = Padding.of(torch.tensor([5, 9, 7]), 9, torch.float32)
+    assert padding.start == 5
+    h = torch.randn(3, 4, 9)
+    torch.testing.assert_close(padding.zero(h.clone()), h * padding.mask, atol=0, rtol=0)
+    unpadded = Padding.of(torch.tensor([9, 9]), 9, torch.float32)
+    h = torch.randn(2, 4, 9)
+    torch.testing.assert_close(unpadded.zero(h.clone()), h, atol=0, rtol=0)
