@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,9 +62,15 @@ STORE_INDEX = pa.DataFrameSchema(
     name="store_index",
 )
 
-# Byte value -> packed base byte, as a bytes.translate table.
-_PACK_TABLE = tracks.PACKED_BASE_OF_BYTE.astype(np.uint8).tobytes()
-_PACK_CHUNK = 1 << 24  # bytes translated per step
+# Byte value -> packed base byte, and the same for a pair of bytes read as one native uint16: one lookup per
+# two bases in a 128 KiB table runs ~3x faster at GENCODE scale than bytes.translate (~2 ns a byte here).
+_PACK_LUT = tracks.PACKED_BASE_OF_BYTE.astype(np.uint8)
+_PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+_PACK_PAIRS = _PACK_LUT[_PAIRS].reshape(-1).view(np.uint16)
+# Bytes looked up per step: the chunk and its output stay in cache.
+_PACK_CHUNK = 1 << 16
+# Bytes per piece handed to a packing thread.
+_PACK_PIECE = 1 << 24
 
 
 class StoreError(Exception):
@@ -85,11 +92,12 @@ def _int_column(table: pyarrow.Table, name: str, missing: int) -> np.ndarray:
 
 
 def _pack_bases(data: np.ndarray, out: np.ndarray) -> None:
-    """(n,) sequence bytes -> ``out`` (n,) packed base bytes. bytes.translate per chunk runs ~3x faster than a
-    numpy lookup at GENCODE scale, and the chunks bound the temporary copies."""
-    view = memoryview(data)
-    for i in range(0, len(data), _PACK_CHUNK):
-        out[i : i + _PACK_CHUNK] = np.frombuffer(bytes(view[i : i + _PACK_CHUNK]).translate(_PACK_TABLE), np.uint8)
+    """(n,) sequence bytes -> ``out`` (n,) packed base bytes, two bytes per lookup (:data:`_PACK_PAIRS`)."""
+    pairs, step = len(data) // 2 * 2, max(2, _PACK_CHUNK // 2 * 2)
+    for i in range(0, pairs, step):
+        j = min(i + step, pairs)
+        np.take(_PACK_PAIRS, data[i:j].view(np.uint16), out=out[i:j].view(np.uint16))
+    out[pairs:] = _PACK_LUT[data[pairs:]]
 
 
 def _string_offsets(chunk: pyarrow.LargeStringArray) -> np.ndarray:
@@ -114,13 +122,21 @@ def pack_table(table: pyarrow.Table) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     packed = np.empty(offsets[-1], dtype=np.uint8)
-    at = 0
+    # Pieces of at most _PACK_PIECE bytes, packed by a thread per core: numpy lookups release the GIL (the packing
+    # takes ~0.4 s less at GENCODE scale on 2 cores).
+    pieces, at = [], 0
     for chunk in chunks:
         raw = _string_offsets(chunk)
-        size = int(raw[-1] - raw[0])
-        if size:
-            _pack_bases(np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[raw[0] : raw[-1]], packed[at : at + size])
-        at += size
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[raw[0] : raw[-1]] if raw[-1] > raw[0] else None
+        for i in range(0, int(raw[-1] - raw[0]), _PACK_PIECE):
+            piece = data[i : i + _PACK_PIECE]
+            pieces.append((piece, packed[at + i : at + i + len(piece)]))
+        at += int(raw[-1] - raw[0])
+    if len(pieces) > 1:
+        with ThreadPoolExecutor(max_workers=min(len(pieces), os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda job: _pack_bases(*job), pieces))
+    elif pieces:
+        _pack_bases(*pieces[0])
     starts = offsets[:-1]
 
     cds_start, cds_end = _int_column(table, "cds_start", -1), _int_column(table, "cds_end", -1)
@@ -154,7 +170,11 @@ def write_store(transcripts: Path, out_dir: Path, shard_bytes: int = DEFAULT_SHA
     if shard_bytes <= 0:
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
     out_dir = Path(out_dir)
-    table = pyarrow.parquet.read_table(transcripts, columns=["transcript_id", "seq", "cds_start", "cds_end", "exon_ends"])
+    # Memory-mapped: the pages are decoded from the page cache, not first copied into read buffers (~0.4 s less
+    # at GENCODE scale).
+    table = pyarrow.parquet.read_table(
+        transcripts, columns=["transcript_id", "seq", "cds_start", "cds_end", "exon_ends"], memory_map=True
+    )
     packed, offsets = pack_table(table)
     starts, lengths = offsets[:-1], np.diff(offsets)
     # Transcript i goes to the shard its first byte falls in; renumbered so no shard is empty.
