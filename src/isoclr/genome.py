@@ -30,9 +30,15 @@ _NON_ASCII = bytes(range(128, 256))
 _UPPER = bytes.maketrans(b"acgtunrykmbvdhswU" + _NON_ASCII, b"ACGTTNRYKMBVDHSWT" + b"?" * len(_NON_ASCII))
 _LINE_BREAKS = b"\r\n"
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHacgturykmbvdh", b"TGCAAYRMKVBHDTGCAAYRMKVBHD")
+# Complement, then upper case, as one table: a minus-strand piece cut from the mapped genome is translated once.
+_COMPLEMENT_UPPER = _COMPLEMENT.translate(_UPPER)
 VALID = b"ACGTN"
-# Exonic bases cut per step from an uncompressed genome: bounds the temporary pieces (~3 copies).
-SPLICE_BATCH_BASES = 1 << 26
+# Exonic bases cut per step from an uncompressed genome. Small enough that the temporary pieces stay in
+# the allocator's heap and in cache (64 MB steps spent ~1 s more at GENCODE scale in page faults of fresh
+# memory), large enough that the per-step work is noise.
+SPLICE_BATCH_BASES = 1 << 21
+# Mapped genome bytes read between two hand-backs of the touched pages (bounds RSS; each costs a syscall).
+RELEASE_BYTES = 1 << 26
 
 
 class GenomeError(Exception):
@@ -125,12 +131,15 @@ class Genome:
     def mapped_exons(self, first: np.ndarray, last: np.ndarray, minus: np.ndarray) -> bytes:
         """Exons given as byte ranges of the uncompressed file (:meth:`byte_ranges`), as :meth:`exons`
         returns them. The file is memory-mapped and only the exons' bytes are touched (line breaks
-        deleted after joining: they carry no base, so reversing them with a minus-strand exon changes
-        nothing); the touched pages are given back after (the page cache keeps them), so RSS holds one
-        call's exons, not the genome."""
-        joined = _cut(self._map, first, last, minus)
-        self._map.madvise(mmap.MADV_DONTNEED)
-        return joined
+        deleted per piece: they carry no base, so reversing them with a minus-strand exon changes
+        nothing). Call :meth:`release` now and then: it gives the touched pages back (the page cache
+        keeps them), so RSS holds the exons read since, not the genome."""
+        return _cut_pieces(self._map, first, last, minus)
+
+    def release(self) -> None:
+        """Give back the mapped pages read so far (see :meth:`mapped_exons`)."""
+        if self._map is not None:
+            self._map.madvise(mmap.MADV_DONTNEED)
 
     def _mapped(self, name: str) -> mmap.mmap:
         """The uncompressed genome memory-mapped, after checking it holds all of contig ``name``."""
@@ -163,6 +172,16 @@ def _cut(seq: bytes | mmap.mmap, first: np.ndarray, last: np.ndarray, minus: np.
     return b"".join(pieces).translate(_UPPER, _LINE_BREAKS)
 
 
+def _cut_pieces(seq: bytes | mmap.mmap, first: np.ndarray, last: np.ndarray, minus: np.ndarray) -> bytes:
+    """As :func:`_cut`, with each piece translated on its own: one translation per base (the plus-strand
+    ones need no complement), where :func:`_cut` makes a second pass over the joined bases."""
+    pieces = [
+        seq[a:b][::-1].translate(_COMPLEMENT_UPPER, _LINE_BREAKS) if m else seq[a:b].translate(_UPPER, _LINE_BREAKS)
+        for a, b, m in zip(np.asarray(first).tolist(), np.asarray(last).tolist(), np.asarray(minus).tolist())
+    ]
+    return b"".join(pieces)
+
+
 def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.LargeStringArray, np.ndarray]:
     """Mature sequences of transcripts 0..n_transcripts-1 (null where a transcript has no exons), and
     (n_transcripts,) bool: the sequence holds a byte outside ACGTN.
@@ -190,12 +209,16 @@ def _splice_in_order(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[
     ends = np.cumsum(lengths)
     cuts = np.searchsorted(ends, np.arange(SPLICE_BATCH_BASES, offsets[-1], SPLICE_BATCH_BASES))
     edges = np.unique(np.r_[0, cuts, len(ends)])
-    bad = []
+    bad, released = [], 0
     for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
         joined = genome.mapped_exons(first[a:b], last[a:b], exons.minus[a:b])
         at = int(ends[a - 1]) if a else 0
         data[at : at + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
         bad.append(at + _invalid_bytes(joined))
+        if at + len(joined) - released > RELEASE_BYTES:
+            genome.release()
+            released = at + len(joined)
+    genome.release()
     flags = np.zeros(n_transcripts, dtype=bool)
     bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
     flags[np.searchsorted(offsets, bad, side="right") - 1] = True

@@ -268,11 +268,13 @@ def reverse_complement(seq: str) -> str:
     return seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
 
 
-@pytest.mark.parametrize("batch", [1 << 20, 4])
-def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypatch, batch):
+@pytest.mark.parametrize("batch, release", [(1 << 20, 1 << 26), (4, 1)])
+def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypatch, batch, release):
     """Transcripts alternate between contigs (as in a GTF not sorted by contig), one has no exons, one a bad
-    byte; a plain genome is cut in transcript order (in batches of ``batch`` bases), a bgzip one per contig."""
+    byte; a plain genome is cut in transcript order (in batches of ``batch`` bases, mapped pages given back
+    every ``release`` bytes), a bgzip one per contig."""
     monkeypatch.setattr("isoclr.genome.SPLICE_BATCH_BASES", batch)
+    monkeypatch.setattr("isoclr.genome.RELEASE_BYTES", release)
     contigs = {"chrA": "ACGTACGTTTGGCCAAacgtaCGTA", "chrB": "GGGCCCATATNNTTAAGGCXTT"}
     plain = genome_annotation(tmp_path, "", contigs)
     packed = genome_annotation(tmp_path, "", contigs, bgzip=True, name="z")
@@ -298,3 +300,19 @@ def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypat
         genome.close()
         assert strings.to_pylist() == expected
         assert invalid.tolist() == [False, False, False, True, False]
+
+
+def test_spliced_sequences_follow_the_rows_in_any_order(tmp_path):
+    """The reader keeps transcripts in GTF order (a fast path); rows in another order get the same sequences."""
+    from isoclr.ingest import _gtf_transcripts, _spliced
+
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME)
+    structure, _, _, exons = _gtf_transcripts(tmp_path / ann.gtf)
+    genome = Genome(tmp_path / ann.genome)
+    in_order, _ = _spliced(genome, exons, structure)
+    shuffled, _ = _spliced(genome, exons, structure.iloc[[2, 0, 3, 1]])
+    genome.close()
+    expected = {tid: seq for tid, (seq, _, _) in EXPECTED.items()}
+    assert dict(zip(structure["transcript_id"], in_order)) == expected
+    assert dict(zip(structure["transcript_id"].iloc[[2, 0, 3, 1]], shuffled)) == expected
+    assert list(shuffled.index) == [2, 0, 3, 1]

@@ -135,6 +135,22 @@ def test_packing_in_chunks_equals_one_pass(monkeypatch):
     np.testing.assert_array_equal(chunked_offsets, offsets)
 
 
+@pytest.mark.parametrize("chunk, piece", [(1 << 16, 1 << 24), (5, 7)])
+def test_packing_every_byte_value_at_odd_offsets(monkeypatch, chunk, piece):
+    """Bases are looked up two at a time, in pieces packed by several threads: odd lengths and odd starts in
+    the data buffer, and every byte value (lowercase, U, IUPAC, anything else), pack as :func:`tracks.pack`."""
+    monkeypatch.setattr("isoclr.store._PACK_CHUNK", chunk)
+    monkeypatch.setattr("isoclr.store._PACK_PIECE", piece)
+    every = bytes(range(1, 128)).decode("ascii")
+    seqs = ["A", every, "acgun", every[::-1] + "T", "GGC"]
+    unknown = pyarrow.array([None] * len(seqs), pyarrow.int64())
+    ends = pyarrow.array([None] * len(seqs), pyarrow.list_(pyarrow.int64()))
+    table = pyarrow.table({"seq": seqs, "cds_start": unknown, "cds_end": unknown, "exon_ends": ends})
+    packed, offsets = pack_table(table.slice(1))  # starts at an odd byte of the buffer
+    for i, seq in enumerate(seqs[1:]):
+        np.testing.assert_array_equal(packed[offsets[i] : offsets[i + 1]], tracks.pack(seq, None, None, None))
+
+
 def test_a_pickled_store_reopens_its_shards_instead_of_carrying_them(store):
     import pickle
 
