@@ -331,8 +331,8 @@ def embed(
     ids: Annotated[Path | None, typer.Option(help="With .npy output: the ids file [default: OUT.ids.txt].")] = None,
     skipped: Annotated[Path | None, typer.Option(help="Output: what was not embedded, and why [default: OUT.skipped.tsv].")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32 (exact), or bf16: ~3x faster on CPUs with AMX/AVX512-BF16 and on GPUs, "
-                                                 "within ~1e-4 cosine of fp32.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 (exact), or bf16: ~2x faster on CPUs with AMX (and for larger "
+                                                 "models on GPUs), within 1e-5 cosine of fp32.")] = "fp32",
     batch_size: Annotated[int | None, typer.Option(min=1, help="Most transcripts per batch, sorted by length.")] = None,
     batch_tokens: Annotated[int | None, typer.Option(min=1, help="Most padded nucleotides per batch (bounds memory).")] = None,
     max_length: Annotated[int | None, typer.Option(min=1, help="Longer transcripts are listed, not embedded.")] = None,

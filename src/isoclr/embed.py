@@ -60,8 +60,8 @@ DEFAULT_BATCH_TOKENS = 49_152
 DEFAULT_MAX_LENGTH = 100_000
 CHAMPION = "champion"
 # Precision of the encoder's weights and activations at inference (pooling is always float32).
-# bf16 runs on the bf16 matrix units of recent CPUs (AMX, AVX512-BF16) and GPUs: ~3x the fp32
-# transcripts/s of the small model on 2 cores, within ~1e-4 cosine of the fp32 embedding (benchmarks/embed.py).
+# bf16 runs on the bf16 matrix units of recent CPUs (AMX) and GPUs: ~2.2x the fp32 transcripts/s of the
+# small model on 2 cores with AMX, within 1e-5 cosine of the fp32 embedding (benchmarks/embed.py).
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_PRECISION = "fp32"
 # Any IUPAC nucleotide code (ambiguity codes become the all-zero N), either case.
