@@ -1,10 +1,12 @@
 """Spliced transcript sequences from an indexed genome FASTA (plain or bgzip).
 
 The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip, built beside
-the genome when absent). The exons of a contig are sliced from it in one go
-(DESIGN §7: per-transcript random access is ~4x slower): from the memory-mapped
-file when it is uncompressed, so only exonic bytes are read, else from the
-contig read whole through pyfaidx.
+the genome when absent). Exons are copied by one compiled loop (numba) straight
+into the output, on every core: from the memory-mapped file when it is
+uncompressed, so only exonic bytes are read, else from each contig read whole
+through pyfaidx (DESIGN §7: per-transcript random access is ~4x slower). A
+Python slice per exon cost ~2.5 s of a GENCODE-scale run, and most of that was
+the interpreter, not the bytes.
 
 Coordinates in: GTF, 1-based closed. Out: an Arrow string array with every
 transcript's mature sequence in transcript orientation (minus strand
@@ -13,8 +15,12 @@ reverse-complemented), upper case, U read as T.
 
 from __future__ import annotations
 
+import functools
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +34,16 @@ GZIP_MAGIC = b"\x1f\x8b"
 # (as a text read with errors="replace" would), so every sequence is valid UTF-8.
 _NON_ASCII = bytes(range(128, 256))
 _UPPER = bytes.maketrans(b"acgtunrykmbvdhswU" + _NON_ASCII, b"ACGTTNRYKMBVDHSWT" + b"?" * len(_NON_ASCII))
-_LINE_BREAKS = b"\r\n"
 _COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHacgturykmbvdh", b"TGCAAYRMKVBHDTGCAAYRMKVBHD")
-# Complement, then upper case, as one table: a minus-strand piece cut from the mapped genome is translated once.
+# Complement, then upper case, as one table: a minus-strand base is translated once.
 _COMPLEMENT_UPPER = _COMPLEMENT.translate(_UPPER)
 VALID = b"ACGTN"
-# Exonic bases cut per step from an uncompressed genome. Small enough that the temporary pieces stay in
-# the allocator's heap and in cache (64 MB steps spent ~1 s more at GENCODE scale in page faults of fresh
-# memory), large enough that the per-step work is noise.
-SPLICE_BATCH_BASES = 1 << 21
+# Bytes inside an exon's range of a FASTA file that are no bases.
+LF, CR = ord("\n"), ord("\r")
 # Mapped genome bytes read between two hand-backs of the touched pages (bounds RSS; each costs a syscall).
 RELEASE_BYTES = 1 << 26
-
+# Fewest bases worth a thread of their own.
+THREAD_MIN_BASES = 1 << 20
 
 class GenomeError(Exception):
     """The genome FASTA cannot be read or indexed, or is shorter than its index says."""
@@ -99,15 +103,6 @@ class Genome:
     def compressed(self) -> bool:
         return bool(self._faidx._bgzf)
 
-    def exons(self, name: str, start: np.ndarray, end: np.ndarray, minus: np.ndarray) -> bytes:
-        """The exons on contig ``name`` one after another, each in transcript orientation (minus strand
-        reverse-complemented), upper case, U read as T, from the contig read whole (how a bgzip genome is
-        read; :meth:`mapped_exons` reads only the exons of an uncompressed one).
-
-        ``start``/``end`` are 1-based closed and must lie inside the contig.
-        """
-        return _cut(self.contig(name), np.asarray(start, dtype=np.int64) - 1, np.asarray(end, dtype=np.int64), minus)
-
     def byte_ranges(
         self, contigs: list[str], contig: np.ndarray, start: np.ndarray, end: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -128,16 +123,15 @@ class Genome:
 
         return byte(np.asarray(start, dtype=np.int64) - 1), byte(np.asarray(end, dtype=np.int64) - 1) + 1
 
-    def mapped_exons(self, first: np.ndarray, last: np.ndarray, minus: np.ndarray) -> bytes:
-        """Exons given as byte ranges of the uncompressed file (:meth:`byte_ranges`), as :meth:`exons`
-        returns them. The file is memory-mapped and only the exons' bytes are touched (line breaks
-        deleted per piece: they carry no base, so reversing them with a minus-strand exon changes
-        nothing). Call :meth:`release` now and then: it gives the touched pages back (the page cache
-        keeps them), so RSS holds the exons read since, not the genome."""
-        return _cut_pieces(self._map, first, last, minus)
+    def mapped(self) -> np.ndarray:
+        """The uncompressed file, memory-mapped, as (file size,) uint8 (call :meth:`byte_ranges` first: it maps
+        the file and checks it holds the contigs). Drop the array before :meth:`close`. Call :meth:`release`
+        now and then: it gives the touched pages back (the page cache keeps them), so RSS holds the exons read
+        since, not the genome."""
+        return np.frombuffer(self._map, dtype=np.uint8)
 
     def release(self) -> None:
-        """Give back the mapped pages read so far (see :meth:`mapped_exons`)."""
+        """Give back the mapped pages read so far (see :meth:`mapped`)."""
         if self._map is not None:
             self._map.madvise(mmap.MADV_DONTNEED)
 
@@ -162,113 +156,129 @@ class Genome:
         self._faidx.close()
 
 
-def _cut(seq: bytes | mmap.mmap, first: np.ndarray, last: np.ndarray, minus: np.ndarray) -> bytes:
-    """``seq[first[i]:last[i]]`` one after another, minus-strand pieces reverse-complemented, then upper case,
-    U read as T and line breaks deleted."""
-    pieces = [
-        seq[a:b][::-1].translate(_COMPLEMENT) if m else seq[a:b]
-        for a, b, m in zip(np.asarray(first).tolist(), np.asarray(last).tolist(), np.asarray(minus).tolist())
-    ]
-    return b"".join(pieces).translate(_UPPER, _LINE_BREAKS)
+def _cut_exons(source, first, last, minus, at, stop, plus_table, minus_table, valid, out, bad):
+    """Compiled by :func:`_kernel`. Exon ``i`` is ``source[first[i]:last[i]]`` without line breaks, read
+    backwards through ``minus_table`` on the minus strand, else forwards through ``plus_table``, into
+    ``out[at[i]:stop[i]]``; ``bad[i]``: it holds a byte outside ``valid``.
+
+    source (m,) uint8; first, last, at, stop (n,) int64; minus, bad (n,) bool; tables (256,) uint8;
+    valid (256,) bool; out (total,) uint8. Returns -1, or the first exon whose bases do not fill
+    ``at``..``stop`` exactly (nothing is written past ``stop``).
+    """
+    for i in range(first.shape[0]):
+        pos, end, flag = at[i], stop[i], False
+        if minus[i]:
+            j, step, table = last[i] - 1, -1, minus_table
+        else:
+            j, step, table = first[i], 1, plus_table
+        for _ in range(last[i] - first[i]):
+            c = source[j]
+            j += step
+            if c == LF or c == CR:
+                continue
+            if pos == end:
+                return i
+            c = table[c]
+            out[pos] = c
+            pos += 1
+            flag |= not valid[c]
+        if pos != end:
+            return i
+        bad[i] = flag
+    return -1
 
 
-def _cut_pieces(seq: bytes | mmap.mmap, first: np.ndarray, last: np.ndarray, minus: np.ndarray) -> bytes:
-    """As :func:`_cut`, with each piece translated on its own: one translation per base (the plus-strand
-    ones need no complement), where :func:`_cut` makes a second pass over the joined bases."""
-    pieces = [
-        seq[a:b][::-1].translate(_COMPLEMENT_UPPER, _LINE_BREAKS) if m else seq[a:b].translate(_UPPER, _LINE_BREAKS)
-        for a, b, m in zip(np.asarray(first).tolist(), np.asarray(last).tolist(), np.asarray(minus).tolist())
-    ]
-    return b"".join(pieces)
+@functools.cache
+def _kernel():
+    """:func:`_cut_exons` compiled (numba, imported only here); cached on disk, so only the first run compiles.
+    Without the interpreter it releases the GIL, so a thread per core runs it at once."""
+    import numba
+
+    try:
+        return numba.njit(nogil=True, cache=True)(_cut_exons)
+    except RuntimeError:  # no writable cache directory (read-only install and home): compile in every process
+        return numba.njit(nogil=True)(_cut_exons)
+
+
+_TABLES = (
+    np.frombuffer(_UPPER, dtype=np.uint8),
+    np.frombuffer(_COMPLEMENT_UPPER, dtype=np.uint8),
+    np.isin(np.arange(256), np.frombuffer(VALID, dtype=np.uint8)),
+)
+
+
+def _cut(source: np.ndarray, first: np.ndarray, last: np.ndarray, minus: np.ndarray, at: np.ndarray,
+         stop: np.ndarray, out: np.ndarray, bad: np.ndarray) -> int:
+    """:func:`_cut_exons` over exon ranges of about equal bases, one per core. Returns -1 or the first exon
+    (index into these) whose bases do not fill its output."""
+    kernel = _kernel()
+    bases = int(stop[-1] - at[0]) if len(at) else 0
+    parts = max(1, min(os.cpu_count() or 1, bases // THREAD_MIN_BASES))
+    edges = np.unique(np.r_[0, np.searchsorted(at, at[0] + np.arange(1, parts) * (bases // parts)), len(at)])
+
+    def run(a: int, b: int) -> int:
+        wrong = kernel(source, first[a:b], last[a:b], minus[a:b], at[a:b], stop[a:b], *_TABLES, out, bad[a:b])
+        return -1 if wrong < 0 else a + wrong
+
+    ranges = list(pairwise(edges.tolist()))
+    if len(ranges) == 1:
+        return run(*ranges[0])
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        wrong = [w for w in pool.map(lambda r: run(*r), ranges) if w >= 0]
+    return min(wrong, default=-1)
 
 
 def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.LargeStringArray, np.ndarray]:
     """Mature sequences of transcripts 0..n_transcripts-1 (null where a transcript has no exons), and
     (n_transcripts,) bool: the sequence holds a byte outside ACGTN.
 
-    Exons must lie inside their contig (checked by the caller's rules). Each
-    exon is one bytes slice, joined with its neighbours, so the cost is a few
-    passes over the exonic bases: an uncompressed genome is read in transcript
-    order straight into the output, a bgzip one a contig at a time.
+    Exons must lie inside their contig (checked by the caller's rules). As
+    they come in output order, exon ``i`` goes to the sum of the lengths
+    before it, so any subset of them can be cut on its own: an uncompressed
+    genome is read in transcript order, a bgzip one a contig at a time.
     """
-    if genome.compressed:
-        return _splice_by_contig(genome, exons, n_transcripts)
-    return _splice_in_order(genome, exons, n_transcripts)
-
-
-def _splice_in_order(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.LargeStringArray, np.ndarray]:
-    """:func:`splice` from the memory-mapped file: exons are already in output order, so batches of them are
-    cut and copied into one preallocated buffer (no per-contig pieces to reorder: ~1 s at GENCODE scale)."""
-    lengths = exons.end - exons.start + 1
-    n_exons = np.bincount(exons.transcript, minlength=n_transcripts)
+    start, end = np.asarray(exons.start, dtype=np.int64), np.asarray(exons.end, dtype=np.int64)
+    minus, contig = np.asarray(exons.minus, dtype=bool), np.asarray(exons.contig)
+    lengths = end - start + 1
+    stop = np.cumsum(lengths)
+    at = stop - lengths
     offsets = np.zeros(n_transcripts + 1, dtype=np.int64)
     np.cumsum(np.bincount(exons.transcript, weights=lengths, minlength=n_transcripts).astype(np.int64), out=offsets[1:])
     data = np.empty(offsets[-1], dtype=np.uint8)
-    first, last = genome.byte_ranges(exons.contigs, exons.contig, exons.start, exons.end)
-    # Batch edges: the first exon past every SPLICE_BATCH_BASES bases (bounds the temporary pieces).
-    ends = np.cumsum(lengths)
-    cuts = np.searchsorted(ends, np.arange(SPLICE_BATCH_BASES, offsets[-1], SPLICE_BATCH_BASES))
-    edges = np.unique(np.r_[0, cuts, len(ends)])
-    bad, released = [], 0
-    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
-        joined = genome.mapped_exons(first[a:b], last[a:b], exons.minus[a:b])
-        at = int(ends[a - 1]) if a else 0
-        data[at : at + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
-        bad.append(at + _invalid_bytes(joined))
-        if at + len(joined) - released > RELEASE_BYTES:
-            genome.release()
-            released = at + len(joined)
-    genome.release()
+    bad = np.zeros(len(lengths), dtype=bool)
+
+    def check(wrong: int, on: np.ndarray) -> None:
+        if wrong >= 0:
+            i = on[wrong]
+            raise GenomeError(
+                f"{genome.path}: exon {exons.contigs[contig[i]]}:{start[i]}-{end[i]} does not hold {lengths[i]} "
+                "bases where the index puts it; the .fai is stale (delete it to rebuild)"
+            )
+
+    if genome.compressed:
+        for code in np.unique(contig):
+            on = np.flatnonzero(contig == code)
+            source = np.frombuffer(genome.contig(exons.contigs[code]), dtype=np.uint8)
+            found = np.zeros(len(on), dtype=bool)
+            check(_cut(source, start[on] - 1, end[on], minus[on], at[on], stop[on], data, found), on)
+            bad[on] = found
+    else:
+        first, last = genome.byte_ranges(exons.contigs, contig, start, end)
+        source = genome.mapped()
+        try:
+            # Rounds of RELEASE_BYTES output, each on every core, then the touched pages handed back.
+            edges = np.searchsorted(at, np.arange(RELEASE_BYTES, offsets[-1], RELEASE_BYTES))
+            for a, b in pairwise(np.unique(np.r_[0, edges, len(at)]).tolist()):
+                wrong = _cut(source, first[a:b], last[a:b], minus[a:b], at[a:b], stop[a:b], data, bad[a:b])
+                check(wrong, np.arange(a, b))
+                genome.release()
+        finally:
+            del source  # the map cannot close while an array views it
     flags = np.zeros(n_transcripts, dtype=bool)
-    bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
-    flags[np.searchsorted(offsets, bad, side="right") - 1] = True
-    has_exons = n_exons > 0
+    flags[np.asarray(exons.transcript)[bad]] = True
+    has_exons = np.bincount(exons.transcript, minlength=n_transcripts) > 0
     validity = None if has_exons.all() else pyarrow.py_buffer(np.packbits(has_exons, bitorder="little"))
     strings = pyarrow.LargeStringArray.from_buffers(
         n_transcripts, pyarrow.py_buffer(offsets), pyarrow.py_buffer(data), validity, int((~has_exons).sum())
     )
     return strings, flags
-
-
-def _splice_by_contig(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.LargeStringArray, np.ndarray]:
-    """:func:`splice` a contig at a time (:meth:`Genome.exons`). Contigs are taken in the order of their first
-    transcript: when transcripts are grouped by contig (a sorted GTF), the per-contig pieces are already in
-    transcript order and are not reordered."""
-    chunks, order, invalid = [], [], []
-    codes = np.asarray(exons.contig)
-    present, first_exon = np.unique(codes, return_index=True)
-    for code in present[np.argsort(first_exon)]:
-        on_contig = np.flatnonzero(codes == code)
-        joined = genome.exons(
-            exons.contigs[code], exons.start[on_contig], exons.end[on_contig], exons.minus[on_contig]
-        )
-        transcript = exons.transcript[on_contig]
-        lengths = exons.end[on_contig] - exons.start[on_contig] + 1
-        first = np.flatnonzero(np.diff(transcript, prepend=-1))
-        offsets = np.zeros(len(first) + 1, dtype=np.int64)
-        np.cumsum(np.add.reduceat(lengths, first), out=offsets[1:])
-        chunks.append(pyarrow.LargeStringArray.from_buffers(len(first), pyarrow.py_buffer(offsets), pyarrow.py_buffer(joined)))
-        order.append(transcript[first])
-        flags = np.zeros(len(first), dtype=bool)
-        flags[np.searchsorted(offsets, _invalid_bytes(joined), side="right") - 1] = True
-        invalid.append(flags)
-    placed = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
-    strings = pyarrow.concat_arrays(chunks) if chunks else pyarrow.array([], pyarrow.large_string())
-    flags = np.concatenate(invalid) if invalid else np.zeros(0, dtype=bool)
-    if np.array_equal(placed, np.arange(n_transcripts)):
-        return strings, flags
-    # Back to transcript order; a transcript without exons gets a null.
-    position = np.full(n_transcripts, -1, dtype=np.int64)
-    position[placed] = np.arange(len(placed))
-    missing = position < 0
-    return strings.take(pyarrow.array(position, mask=missing)), np.where(
-        missing, False, flags[np.maximum(position, 0)] if len(flags) else False
-    )
-
-
-def _invalid_bytes(joined: bytes) -> np.ndarray:
-    """Positions in ``joined`` of bytes outside ACGTN."""
-    # Almost always nothing is left once the alphabet is deleted; only then look byte by byte.
-    if not joined.translate(None, VALID):
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(~np.isin(np.frombuffer(joined, np.uint8), np.frombuffer(VALID, np.uint8)))

@@ -249,6 +249,15 @@ def test_windows_line_breaks_in_a_plain_genome(tmp_path):
     assert bad.rule == "invalid_characters" and "'*'" in bad.detail
 
 
+def test_genome_whose_lines_disagree_with_its_index_stops_the_run(tmp_path):
+    """Exons are cut where the index puts them: bases that do not fill an exon there mean a stale index."""
+    ann = genome_annotation(tmp_path, line("OK", 1, 10, contig="chrA"), {"chrA": "X"})
+    (tmp_path / "g.fa").write_bytes(b">chrA\r\nACGT\r\nACGT\r\nAC\r\n")
+    (tmp_path / "g.fa.fai").write_text("chrA\t10\t7\t4\t5\n")  # one-byte line breaks: the exon's range ends early
+    with pytest.raises(ValidationError, match="chrA:1-10 does not hold 10 bases.*stale"):
+        read_annotation(ann, tmp_path, MAX_LENGTH)
+
+
 def test_attribute_order_does_not_change_the_table(tmp_path, good):
     """Lines starting gene_id ...; transcript_id ... (GENCODE order) take a faster path: same table, with
     lines in either order mixed in one file."""
@@ -268,12 +277,12 @@ def reverse_complement(seq: str) -> str:
     return seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
 
 
-@pytest.mark.parametrize("batch, release", [(1 << 20, 1 << 26), (4, 1)])
-def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypatch, batch, release):
+@pytest.mark.parametrize("thread_bases, release", [(1 << 20, 1 << 26), (4, 1)])
+def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypatch, thread_bases, release):
     """Transcripts alternate between contigs (as in a GTF not sorted by contig), one has no exons, one a bad
-    byte; a plain genome is cut in transcript order (in batches of ``batch`` bases, mapped pages given back
-    every ``release`` bytes), a bgzip one per contig."""
-    monkeypatch.setattr("isoclr.genome.SPLICE_BATCH_BASES", batch)
+    byte; a plain genome is cut in transcript order (mapped pages given back every ``release`` bytes), a
+    bgzip one per contig; with ``thread_bases`` 4 the exons are shared out between threads."""
+    monkeypatch.setattr("isoclr.genome.THREAD_MIN_BASES", thread_bases)
     monkeypatch.setattr("isoclr.genome.RELEASE_BYTES", release)
     contigs = {"chrA": "ACGTACGTTTGGCCAAacgtaCGTA", "chrB": "GGGCCCATATNNTTAAGGCXTT"}
     plain = genome_annotation(tmp_path, "", contigs)
