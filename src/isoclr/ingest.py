@@ -28,9 +28,11 @@ import gc
 import gzip
 import json
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,6 +92,8 @@ GTF_DESCRIPTIVE = ("gene_name", "transcript_type", "gene_type")  # read once per
 # the quotes, the pieces before each value must be exactly these: 0.8 s at GENCODE scale against 1.5 s for the
 # equivalent anchored regex, itself ~2.5x faster than a search for each key anywhere (DESIGN §7).
 GTF_LEADING_PIECES = ("gene_id ", "; transcript_id ")
+# Fewest GTF rows worth a thread of their own when the keys are read (:func:`_on_every_core`).
+ROWS_PER_THREAD = 100_000
 
 # GENCODE header: fixed fields (0-based) and the optional region fields.
 GENCODE_MIN_FIELDS = 7
@@ -222,6 +226,18 @@ def _leading_keys(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(gene_id=value(pieces["field_1"]), transcript_id=value(pieces["field_3"]))
 
 
+def _on_every_core(work: Callable[[pl.DataFrame], pl.DataFrame], rows: pl.DataFrame) -> pl.DataFrame:
+    """``work`` on slices of ``rows``, a thread per core, joined in order. Polars runs one string expression over
+    a column on a single core, and releases the GIL: reading the keys takes ~0.4 of ~0.7 s less at GENCODE scale
+    on 2 cores."""
+    parts = max(1, min(os.cpu_count() or 1, rows.height // ROWS_PER_THREAD))
+    if parts == 1:
+        return work(rows)
+    size = -(-rows.height // parts)
+    with ThreadPoolExecutor(parts) as pool:
+        return pl.concat(pool.map(work, [rows.slice(i, size) for i in range(0, rows.height, size)]))
+
+
 def _gtf_line_numbers(path: Path, rows: list[int]) -> dict[int, int]:
     """1-based file line of data rows (0-based, as polars numbers them after dropping '#' lines).
 
@@ -257,7 +273,7 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
             f"{path}: cannot be read as GTF (9 tab-separated columns, integer start/end): {err}"
         ) from err
     rows = rows.with_row_index("row").filter(pl.col("feature").is_in([EXON, CDS, STOP_CODON]))
-    rows = _leading_keys(rows)
+    rows = _on_every_core(_leading_keys, rows)
     # Lines that do not start with both keys (other attribute order, a key missing) take the general regex.
     unplaced = pl.any_horizontal(pl.col(a).is_null() for a in GTF_KEYS)
     slow = rows.filter(unplaced)

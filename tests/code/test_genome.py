@@ -249,6 +249,16 @@ def test_windows_line_breaks_in_a_plain_genome(tmp_path):
     assert bad.rule == "invalid_characters" and "'*'" in bad.detail
 
 
+def test_keys_read_in_slices_on_several_threads_give_the_same_table(tmp_path, monkeypatch, good):
+    monkeypatch.setattr("isoclr.ingest.ROWS_PER_THREAD", 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)  # three slices, whatever this machine has
+    folder = tmp_path / "sliced"
+    folder.mkdir()
+    transcripts, quarantine = read_annotation(genome_annotation(folder, GOOD_GTF, GENOME), folder, MAX_LENGTH)
+    pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
+    assert len(quarantine) == len(good[1])
+
+
 def test_genome_whose_lines_disagree_with_its_index_stops_the_run(tmp_path):
     """Exons are cut where the index puts them: bases that do not fill an exon there mean a stale index."""
     ann = genome_annotation(tmp_path, line("OK", 1, 10, contig="chrA"), {"chrA": "X"})
