@@ -113,8 +113,19 @@ def test_rewrite_replaces_the_old_store(tmp_path):
 
 def test_cds_outside_sequence_is_an_error(tmp_path):
     rows = ROWS.iloc[:1].assign(cds_end=pd.array([99], dtype="Int64"))
-    with pytest.raises(StoreError, match="row 0: CDS"):
+    with pytest.raises(StoreError, match="t.parquet: transcript 'P': CDS"):
         write_store(write_table(tmp_path / "t.parquet", rows), tmp_path / "tracks")
+
+
+def test_bad_row_in_a_later_shard_is_named_and_leaves_the_old_store(tmp_path, store):
+    """Shards are packed one after another into their files: a bad row in the last one names its transcript,
+    and the half-built store is removed, leaving the store that was there."""
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tracks").iterdir()}
+    rows = ROWS.assign(exon_ends=[[9, 19], [9, 19], None, [14], [4, 99]])
+    with pytest.raises(StoreError, match="transcript 'X': exon ends fall outside its 40-nt sequence"):
+        write_store(write_table(tmp_path / "bad.parquet", rows), tmp_path / "tracks", shard_bytes=16)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tracks").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.parquet", "bad.parquet", "tracks"])
 
 
 def test_encode_command(tmp_path):
