@@ -49,7 +49,7 @@ from isoclr.atomic import write_atomic, write_atomic_checked
 from isoclr.config import Annotation, Config
 from isoclr.genome import Exons, Genome, GenomeError, splice
 from isoclr.metrics import stage as metered
-from isoclr.schemas import QUARANTINE, TRANSCRIPTS
+from isoclr.schemas import QUARANTINE, TRANSCRIPTS, seq_lengths
 
 log = logging.getLogger(__name__)
 
@@ -995,7 +995,7 @@ def _finish(kept: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
         annotation=ann.name,
         species=ann.species,
         assembly=ann.assembly,
-        length=kept["seq"].str.len().astype("int64"),
+        length=seq_lengths(kept["seq"]).astype("int64"),
         cds_start=kept["cds_start"].astype("Int64"),
         cds_end=kept["cds_end"].astype("Int64"),
         gene_name=kept["gene_name"].astype(object).where(kept["gene_name"].notna(), None),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
+import pyarrow.compute
 
 SPLITS = ["train", "val", "test"]
 
@@ -45,6 +46,24 @@ def dna_only(seq: pd.Series) -> pd.Series:
     return pd.Series(ok | ~valid, index=seq.index)
 
 
+def seq_lengths(seq: pd.Series) -> pd.Series:
+    """Per row: the sequence's length in bytes, from the Arrow offsets without reading the bases (``str.len()``
+    decodes every one: ~0.13 s at GENCODE scale). For the ASCII alphabet :func:`dna_only` admits, bytes and
+    characters agree. Null for a null sequence."""
+    lengths = pyarrow.compute.binary_length(pyarrow.array(seq, type=pyarrow.large_string(), from_pandas=True))
+    return pd.Series(lengths.to_pandas(types_mapper=pd.ArrowDtype).array, index=seq.index).astype("Int64")
+
+
+def length_is_len_seq(df: pd.DataFrame) -> pd.Series:
+    """Per row: ``length == len(seq)``. Byte lengths (:func:`seq_lengths`) decide where they agree; the rare
+    rows where they do not are measured in characters, which differ from bytes in non-ASCII text."""
+    same = (seq_lengths(df["seq"]) == df["length"]).fillna(False).astype(bool)
+    if not same.all():
+        odd = ~same
+        same[odd] = (df.loc[odd, "seq"].str.len() == df.loc[odd, "length"]).fillna(False).astype(bool)
+    return same
+
+
 TRANSCRIPTS = pa.DataFrameSchema(
     {
         "transcript_id": pa.Column(str, unique=True),
@@ -64,7 +83,7 @@ TRANSCRIPTS = pa.DataFrameSchema(
         "exon_ends": pa.Column(object, nullable=True),
     },
     checks=[
-        pa.Check(lambda df: df["seq"].str.len() == df["length"], error="length equals len(seq)"),
+        pa.Check(length_is_len_seq, error="length equals len(seq)"),
         pa.Check(
             lambda df: df["cds_end"].isna() | (df["cds_end"] <= df["length"]),
             error="CDS ends inside the transcript",

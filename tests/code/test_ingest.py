@@ -407,13 +407,11 @@ def test_fasta_not_starting_with_a_header_is_an_error(tmp_path):
         read_annotation(ann, tmp_path, MAX_LENGTH)
 
 
-@pytest.mark.parametrize("bad", ["", "ACGU", "acgt", "ACG-T", "ACGT\u00e9"])
-def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
-    """The vectorised alphabet check keeps the contract of the regex ^[ACGTN]+$, row by row."""
-    seqs = ["ACGTN", bad, "NNNA" * 50]
-    frame = pd.DataFrame(
+def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: list[int] | None = None) -> pd.DataFrame:
+    n = len(seqs)
+    return pd.DataFrame(
         {
-            "transcript_id": ["a", "b", "c"],
+            "transcript_id": [f"t{i}" for i in range(n)],
             "gene_id": "g",
             "gene_name": None,
             "annotation": "x",
@@ -421,15 +419,32 @@ def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
             "assembly": "a",
             "biotype": None,
             "seq": seqs,
-            "length": [len(s) for s in seqs],
-            "cds_start": pd.array([None] * 3, dtype="Int64"),
-            "cds_end": pd.array([None] * 3, dtype="Int64"),
+            "length": [len(s) for s in seqs] if lengths is None else lengths,
+            "cds_start": pd.array([None] * n, dtype="Int64"),
+            "cds_end": pd.array([None] * n, dtype="Int64"),
             "exon_ends": None,
-        }
+        },
+        index=index,
     )
+
+
+@pytest.mark.parametrize("bad", ["", "ACGU", "acgt", "ACG-T", "ACGT\u00e9"])
+def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
+    """The vectorised alphabet check keeps the contract of the regex ^[ACGTN]+$, row by row."""
+    frame = transcripts_frame(["ACGTN", bad, "NNNA" * 50])
     TRANSCRIPTS.validate(frame.drop(index=1))
     with pytest.raises(pandera.errors.SchemaErrors) as err:
         TRANSCRIPTS.validate(frame, lazy=True)
     cases = err.value.failure_cases
     seq_cases = cases[cases["column"] == "seq"]
     assert seq_cases["failure_case"].tolist() == [bad] and seq_cases["index"].tolist() == [1]
+
+
+def test_transcripts_schema_refuses_a_length_that_is_not_the_sequences():
+    """The length check reads the Arrow offsets; rows keep their own index labels."""
+    frame = transcripts_frame(["ACGTN", "ACG", "NNNA" * 50], lengths=[5, 4, 200], index=[3, 7, 9])
+    with pytest.raises(pandera.errors.SchemaErrors) as err:
+        TRANSCRIPTS.validate(frame, lazy=True)
+    cases = err.value.failure_cases
+    assert set(cases["check"]) == {"length equals len(seq)"} and set(cases["index"]) == {7}
+    TRANSCRIPTS.validate(frame.drop(index=7))
