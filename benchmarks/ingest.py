@@ -12,9 +12,12 @@ with .fai), then runs in the same session, each as its own process:
   every attribute expanded, pandas), exon rows taken afterwards;
   ``tuned``: ``read_gtf`` told to keep only exon rows and 5 columns, polars out.
 
-Prints wall time, peak RSS (from wait4 of each process) and transcripts/s for
-both and the ratio, and checks that both paths give the same sequences on a
-sample of transcripts. Usage: ``python benchmarks/ingest.py [--transcripts N] [--work DIR] [--references default tuned]``.
+Runs ``--repeat`` rounds (default 3), each ours then the references, and prints
+each round's ratios, then wall time, peak RSS (from wait4 of each process) and
+transcripts/s of the fastest run of each, the median of the per-round ratios
+(the figure the target is judged on) and the fastest-against-fastest ratio, and
+checks that both paths give the same sequences on a sample of transcripts.
+Usage: ``python benchmarks/ingest.py [--transcripts N] [--work DIR] [--repeat R] [--references default tuned]``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +92,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/isoclr-bench-ingest"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of ours then the references (default: 3)")
     parser.add_argument("--references", nargs="+", choices=REFERENCE_MODES, default=list(REFERENCE_MODES),
                         help="reference variants to run (default: both)")
     parser.add_argument("--reference", nargs=4, metavar=("MODE", "GTF", "GENOME", "OUT"), help=argparse.SUPPRESS)
@@ -121,35 +126,50 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (args.work / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(args.work / "params.yaml")]
-    t_val, rss_val, _ = run([str(ISOCLR), "validate", *p, "--transcripts", str(out / "t.parquet"),
-                             "--quarantine", str(out / "q.tsv"), "--summary", str(out / "v.json")])
-    t_enc, rss_enc, _ = run([str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"), "--store", str(out / "tracks")])
+
+    def ours() -> dict:
+        t_val, rss_val, _ = run([str(ISOCLR), "validate", *p, "--transcripts", str(out / "t.parquet"),
+                                 "--quarantine", str(out / "q.tsv"), "--summary", str(out / "v.json")])
+        t_enc, rss_enc, _ = run([str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"), "--store", str(out / "tracks")])
+        return {"validate": t_val, "encode": t_enc, "wall": t_val + t_enc, "rss_validate": rss_val, "rss_encode": rss_enc,
+                "rss": max(rss_val, rss_enc), "cpu": CPU["validate"] + CPU["encode"]}
+
+    def reference_run(mode: str) -> dict:
+        ref_out = args.work / f"reference-{mode}.json"
+        wall, rss, _ = run([sys.executable, __file__, "--reference", mode, str(gtf), str(genome), str(ref_out)])
+        return {"wall": wall, "rss": rss, "cpu": CPU[__file__], "out": json.loads(ref_out.read_text())}
+
+    # Rounds alternate ours and the references, so each ratio compares runs made minutes apart: this machine's
+    # speed drifts by tens of percent over the day, and a lone pair of runs can land on either side of a drift.
+    rounds = []
+    for k in range(args.repeat):
+        row = {"ours": ours(), **({} if args.skip_reference else {m: reference_run(m) for m in args.references})}
+        rounds.append(row)
+        print(f"round {k + 1}: ours {row['ours']['wall']:.1f} s"
+              + "".join(f" | {m} {row[m]['wall']:.1f} s ({row[m]['wall'] / row['ours']['wall']:.2f}x)" for m in row if m != "ours"))
+    best = min((r["ours"] for r in rounds), key=lambda o: o["wall"])
     summary = json.loads((out / "v.json").read_text())
     n_total = summary["n_transcripts"] + summary["n_quarantined"]
-    ours_wall, ours_rss = t_val + t_enc, max(rss_val, rss_enc)
     print(f"input: {n_total} transcripts, {n_rows} GTF rows, genome {genome.stat().st_size / GIB:.2f} GiB")
-    print(f"ours      validate {t_val:6.1f} s  {rss_val:.2f} GiB | encode {t_enc:5.1f} s  {rss_enc:.2f} GiB")
-    ours_cpu = CPU["validate"] + CPU["encode"]
-    print(f"ours      total    {ours_wall:6.1f} s  peak {ours_rss:.2f} GiB  {n_total / ours_wall:8.0f} transcripts/s  cpu {ours_cpu:.1f} s"
+    print(f"ours (fastest of {len(rounds)})")
+    print(f"  validate {best['validate']:6.1f} s  {best['rss_validate']:.2f} GiB | encode {best['encode']:5.1f} s  {best['rss_encode']:.2f} GiB")
+    print(f"  total    {best['wall']:6.1f} s  peak {best['rss']:.2f} GiB  {n_total / best['wall']:8.0f} transcripts/s  cpu {best['cpu']:.1f} s"
           f"  ({summary['n_transcripts']} kept, {summary['by_rule']})")
-    if args.skip_reference:
-        return
-    ours = pyarrow.parquet.read_table(out / "t.parquet", columns=["transcript_id", "seq"]).to_pandas().set_index("transcript_id")["seq"]
-    for mode in args.references:
-        ref_out = args.work / f"reference-{mode}.json"
-        ref_wall, ref_rss, _ = run([sys.executable, __file__, "--reference", mode, str(gtf), str(genome), str(ref_out)])
-        ref = json.loads(ref_out.read_text())
-        ref_cpu = CPU[__file__]
-        print(f"reference {mode:7s} gtfparse+pyfaidx {ref_wall:6.1f} s  peak {ref_rss:.2f} GiB  "
-              f"{ref['n'] / ref_wall:8.0f} transcripts/s  cpu {ref_cpu:.1f} s")
-        checked = [t for t in ref["sample"] if t in ours.index]
-        same = sum(ours[t] == ref["sample"][t] for t in checked)
-        print(f"  sequences equal on {same}/{len(checked)} sampled transcripts")
-        print(f"  speed-up ours / reference {mode}: wall {ref_wall / ours_wall:.1f}x, cpu {ref_cpu / ours_cpu:.1f}x "
-              f"(target >= {TARGET_SPEEDUP}x)")
-    print(f"ours: wall {'OK' if ours_wall <= TARGET_SECONDS else 'OVER'} (<= {TARGET_SECONDS} s), "
-          f"RSS {'OK' if ours_rss <= TARGET_RSS_GIB else 'OVER'} (<= {TARGET_RSS_GIB} GiB)")
-
+    if not args.skip_reference:
+        seqs = pyarrow.parquet.read_table(out / "t.parquet", columns=["transcript_id", "seq"]).to_pandas().set_index("transcript_id")["seq"]
+        for mode in args.references:
+            ref = min((r[mode] for r in rounds), key=lambda o: o["wall"])
+            print(f"reference {mode} gtfparse+pyfaidx (fastest of {len(rounds)})")
+            print(f"  total    {ref['wall']:6.1f} s  peak {ref['rss']:.2f} GiB  {ref['out']['n'] / ref['wall']:8.0f} transcripts/s  cpu {ref['cpu']:.1f} s")
+            checked = [t for t in ref["out"]["sample"] if t in seqs.index]
+            same = sum(seqs[t] == ref["out"]["sample"][t] for t in checked)
+            print(f"  sequences equal on {same}/{len(checked)} sampled transcripts")
+            paired = sorted(r[mode]["wall"] / r["ours"]["wall"] for r in rounds)
+            print(f"  speed-up ours / reference {mode}: wall {statistics.median(paired):.1f}x median of {len(paired)} rounds "
+                  f"({', '.join(f'{x:.2f}' for x in paired)}), fastest against fastest {ref['wall'] / best['wall']:.1f}x, "
+                  f"cpu {ref['cpu'] / best['cpu']:.1f}x (target >= {TARGET_SPEEDUP}x)")
+    print(f"ours: wall {'OK' if best['wall'] <= TARGET_SECONDS else 'OVER'} (<= {TARGET_SECONDS} s), "
+          f"RSS {'OK' if best['rss'] <= TARGET_RSS_GIB else 'OVER'} (<= {TARGET_RSS_GIB} GiB)")
 
 if __name__ == "__main__":
     main()
