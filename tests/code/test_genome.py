@@ -249,6 +249,25 @@ def test_windows_line_breaks_in_a_plain_genome(tmp_path):
     assert bad.rule == "invalid_characters" and "'*'" in bad.detail
 
 
+@pytest.mark.parametrize(
+    "odd_comment",
+    ["#chrT\tt\texon\t1\t10\t.\t+\t.\tgene_id \"GP\"; transcript_id \"P\";\n", "#x\ty\tz\tnot\ta number\n"],
+    ids=["commented-out-line", "text-where-start-is"],
+)
+def test_comment_and_blank_lines_anywhere_leave_the_table_and_line_numbers(tmp_path, good, odd_comment):
+    """'#' lines are read as rows and dropped (one whose fields do not parse makes the file be read again with
+    polars' comment_prefix); quarantined lines are still named by their line in the file."""
+    lines = GOOD_GTF.splitlines(keepends=True)
+    orphan = line(None, 1, 5, contig="chrT")  # no transcript_id: quarantined by line number
+    text = "##format: gtf\n#!genome-build toy\n" + lines[0] + "# a note\n\n" + odd_comment + "".join(lines[1:]) + orphan
+    folder = tmp_path / "commented"
+    folder.mkdir()
+    transcripts, quarantine = read_annotation(genome_annotation(folder, text, GENOME), folder, MAX_LENGTH)
+    pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
+    missing = quarantine[quarantine["rule"] == "missing_attribute"]
+    assert missing["record"].tolist() == [f"line {len(text.splitlines())}"]
+
+
 def test_keys_read_in_slices_on_several_threads_give_the_same_table(tmp_path, monkeypatch, good):
     monkeypatch.setattr("isoclr.ingest.ROWS_PER_THREAD", 2)
     monkeypatch.setattr("os.cpu_count", lambda: 3)  # three slices, whatever this machine has
