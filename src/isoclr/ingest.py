@@ -292,10 +292,10 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
     )
     rows = _on_every_core(_leading_keys, rows)
     # Lines that do not start with both keys (other attribute order, a key missing) take the general regex.
+    if not any(rows[a].null_count() for a in GTF_KEYS):  # null counts are kept with the column: no scan
+        return rows
     unplaced = pl.any_horizontal(pl.col(a).is_null() for a in GTF_KEYS)
     slow = rows.filter(unplaced)
-    if not slow.height:
-        return rows
     return pl.concat(
         [rows.filter(~unplaced), slow.with_columns(*(_attribute(a) for a in GTF_KEYS))], how="vertical"
     ).sort("row")
