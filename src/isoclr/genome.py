@@ -103,28 +103,19 @@ class Genome:
     def compressed(self) -> bool:
         return bool(self._faidx._bgzf)
 
-    def byte_ranges(
-        self, contigs: list[str], contig: np.ndarray, start: np.ndarray, end: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) first and (n,) past-the-last byte in the uncompressed file of exons ``start``..``end``
-        (1-based closed) on ``contigs[contig]``, line breaks included."""
-        codes = np.unique(contig)
-        recs = {code: self._faidx.index[contigs[code]] for code in codes}
-        for code in codes:
+    def layout(self, contigs: list[str], contig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where contig ``contigs[contig[i]]`` lies in the uncompressed file, per entry: (n,) offset of its first
+        base, bases per line and bytes per line (as samtools faidx: base p is at offset + (p // bases) * bytes +
+        p % bases). Maps the file and checks it holds the contigs."""
+        offset, bases, width = (np.zeros(len(contigs), dtype=np.int64) for _ in range(3))
+        for code in np.unique(contig).tolist():
             self._mapped(contigs[code])
-        offset, lenc, lenb = (np.zeros(len(contigs), dtype=np.int64) for _ in range(3))
-        for code, rec in recs.items():
-            offset[code], lenc[code], lenb[code] = rec.offset, max(rec.lenc, 1), rec.lenb
-        offset, lenc, lenb = offset[contig], lenc[contig], lenb[contig]
-
-        # Byte of base p (0-based) in the file: offset + (p // lenc) * lenb + p % lenc (as samtools faidx).
-        def byte(p: np.ndarray) -> np.ndarray:
-            return offset + (p // lenc) * lenb + p % lenc
-
-        return byte(np.asarray(start, dtype=np.int64) - 1), byte(np.asarray(end, dtype=np.int64) - 1) + 1
+            rec = self._faidx.index[contigs[code]]
+            offset[code], bases[code], width[code] = rec.offset, max(rec.lenc, 1), rec.lenb
+        return offset[contig], bases[contig], width[contig]
 
     def mapped(self) -> np.ndarray:
-        """The uncompressed file, memory-mapped, as (file size,) uint8 (call :meth:`byte_ranges` first: it maps
+        """The uncompressed file, memory-mapped, as (file size,) uint8 (call :meth:`layout` first: it maps
         the file and checks it holds the contigs). Drop the array before :meth:`close`. Call :meth:`release`
         now and then: it gives the touched pages back (the page cache keeps them), so RSS holds the exons read
         since, not the genome."""
@@ -156,35 +147,52 @@ class Genome:
         self._faidx.close()
 
 
-def _cut_exons(source, first, last, minus, at, stop, plus_table, minus_table, valid, out, bad):
-    """Compiled by :func:`_kernel`. Exon ``i`` is ``source[first[i]:last[i]]`` without line breaks, read
-    backwards through ``minus_table`` on the minus strand, else forwards through ``plus_table``, into
-    ``out[at[i]:stop[i]]``; ``bad[i]``: it holds a byte outside ``valid``.
+def _cut_exons(source, offset, line_bases, line_bytes, first, last, minus, at, plus_table, minus_table, invalid, out, bad):
+    """Compiled by :func:`_kernel`. Exon ``i``: bases ``first[i]:last[i]`` (0-based) of the contig whose base 0 is
+    ``source[offset[i]]``, in lines of ``line_bases[i]`` bases every ``line_bytes[i]`` bytes, read line by line
+    (no test per byte for line breaks) backwards through ``minus_table`` on the minus strand, else forwards
+    through ``plus_table``, into ``out[at[i]:]``; ``bad[i]``: a byte it wrote is ``invalid``.
 
-    source (m,) uint8; first, last, at, stop (n,) int64; minus, bad (n,) bool; tables (256,) uint8;
-    valid (256,) bool; out (total,) uint8. Returns -1, or the first exon whose bases do not fill
-    ``at``..``stop`` exactly (nothing is written past ``stop``).
+    source (m,) uint8; offset, line_bases, line_bytes, first, last, at (n,) int64; minus, bad (n,) bool;
+    tables, invalid (256,) uint8; out (total,) uint8. Returns -1, or the first exon where a line does not end
+    in a line break where the index says (a stale index).
     """
     for i in range(first.shape[0]):
-        pos, end, flag = at[i], stop[i], False
+        base, per_line, stride = offset[i], line_bases[i], line_bytes[i]
+        pos, flag = at[i], 0
         if minus[i]:
-            j, step, table = last[i] - 1, -1, minus_table
+            table, p = minus_table, last[i]
+            while p > first[i]:  # p: one past the next base to read, going 5' on the genome
+                line = (p - 1) // per_line
+                low = max(first[i], line * per_line)
+                src = base + line * stride + (p - line * per_line)
+                for k in range(p - low):
+                    c = table[source[src - 1 - k]]
+                    out[pos + k] = c
+                    flag |= invalid[c]
+                pos += p - low
+                p = low
+                if p > first[i]:
+                    c = source[base + (line - 1) * stride + per_line]
+                    if c != LF and c != CR:
+                        return i
         else:
-            j, step, table = first[i], 1, plus_table
-        for _ in range(last[i] - first[i]):
-            c = source[j]
-            j += step
-            if c == LF or c == CR:
-                continue
-            if pos == end:
-                return i
-            c = table[c]
-            out[pos] = c
-            pos += 1
-            flag |= not valid[c]
-        if pos != end:
-            return i
-        bad[i] = flag
+            table, p = plus_table, first[i]
+            while p < last[i]:
+                line = p // per_line
+                high = min(last[i], (line + 1) * per_line)
+                src = base + line * stride + (p - line * per_line)
+                for k in range(high - p):
+                    c = table[source[src + k]]
+                    out[pos + k] = c
+                    flag |= invalid[c]
+                pos += high - p
+                p = high
+                if p < last[i]:
+                    c = source[base + line * stride + per_line]
+                    if c != LF and c != CR:
+                        return i
+        bad[i] = flag != 0
     return -1
 
 
@@ -203,21 +211,23 @@ def _kernel():
 _TABLES = (
     np.frombuffer(_UPPER, dtype=np.uint8),
     np.frombuffer(_COMPLEMENT_UPPER, dtype=np.uint8),
-    np.isin(np.arange(256), np.frombuffer(VALID, dtype=np.uint8)),
+    (~np.isin(np.arange(256), np.frombuffer(VALID, dtype=np.uint8))).astype(np.uint8),
 )
 
 
-def _cut(source: np.ndarray, first: np.ndarray, last: np.ndarray, minus: np.ndarray, at: np.ndarray,
-         stop: np.ndarray, out: np.ndarray, bad: np.ndarray) -> int:
+def _cut(source: np.ndarray, layout: tuple[np.ndarray, np.ndarray, np.ndarray], first: np.ndarray,
+         last: np.ndarray, minus: np.ndarray, at: np.ndarray, out: np.ndarray, bad: np.ndarray) -> int:
     """:func:`_cut_exons` over exon ranges of about equal bases, one per core. Returns -1 or the first exon
-    (index into these) whose bases do not fill its output."""
+    (index into these) whose lines disagree with the index."""
     kernel = _kernel()
-    bases = int(stop[-1] - at[0]) if len(at) else 0
+    bases = int((last - first).sum())
     parts = max(1, min(os.cpu_count() or 1, bases // THREAD_MIN_BASES))
     edges = np.unique(np.r_[0, np.searchsorted(at, at[0] + np.arange(1, parts) * (bases // parts)), len(at)])
 
     def run(a: int, b: int) -> int:
-        wrong = kernel(source, first[a:b], last[a:b], minus[a:b], at[a:b], stop[a:b], *_TABLES, out, bad[a:b])
+        offset, line_bases, line_bytes = (x[a:b] for x in layout)
+        args = (first[a:b], last[a:b], minus[a:b], at[a:b], *_TABLES, out, bad[a:b])
+        wrong = kernel(source, offset, line_bases, line_bytes, *args)
         return -1 if wrong < 0 else a + wrong
 
     ranges = list(pairwise(edges.tolist()))
@@ -240,8 +250,7 @@ def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.La
     start, end = np.asarray(exons.start, dtype=np.int64), np.asarray(exons.end, dtype=np.int64)
     minus, contig = np.asarray(exons.minus, dtype=bool), np.asarray(exons.contig)
     lengths = end - start + 1
-    stop = np.cumsum(lengths)
-    at = stop - lengths
+    at = np.cumsum(lengths) - lengths
     offsets = np.zeros(n_transcripts + 1, dtype=np.int64)
     np.cumsum(np.bincount(exons.transcript, weights=lengths, minlength=n_transcripts).astype(np.int64), out=offsets[1:])
     data = np.empty(offsets[-1], dtype=np.uint8)
@@ -251,25 +260,28 @@ def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.La
         if wrong >= 0:
             i = on[wrong]
             raise GenomeError(
-                f"{genome.path}: exon {exons.contigs[contig[i]]}:{start[i]}-{end[i]} does not hold {lengths[i]} "
-                "bases where the index puts it; the .fai is stale (delete it to rebuild)"
+                f"{genome.path}: exon {exons.contigs[contig[i]]}:{start[i]}-{end[i]} runs over a line end without "
+                "the line break where the index puts one; the .fai is stale (delete it to rebuild)"
             )
 
     if genome.compressed:
-        for code in np.unique(contig):
+        for code in np.unique(contig).tolist():
             on = np.flatnonzero(contig == code)
             source = np.frombuffer(genome.contig(exons.contigs[code]), dtype=np.uint8)
+            one_line = np.full(len(on), max(len(source), 1), dtype=np.int64)  # no line breaks: one long line
+            layout = (np.zeros(len(on), dtype=np.int64), one_line, one_line)
             found = np.zeros(len(on), dtype=bool)
-            check(_cut(source, start[on] - 1, end[on], minus[on], at[on], stop[on], data, found), on)
+            check(_cut(source, layout, start[on] - 1, end[on], minus[on], at[on], data, found), on)
             bad[on] = found
     else:
-        first, last = genome.byte_ranges(exons.contigs, contig, start, end)
+        layout = genome.layout(exons.contigs, contig)
         source = genome.mapped()
         try:
             # Rounds of RELEASE_BYTES output, each on every core, then the touched pages handed back.
             edges = np.searchsorted(at, np.arange(RELEASE_BYTES, offsets[-1], RELEASE_BYTES))
             for a, b in pairwise(np.unique(np.r_[0, edges, len(at)]).tolist()):
-                wrong = _cut(source, first[a:b], last[a:b], minus[a:b], at[a:b], stop[a:b], data, bad[a:b])
+                part = tuple(x[a:b] for x in layout)
+                wrong = _cut(source, part, start[a:b] - 1, end[a:b], minus[a:b], at[a:b], data, bad[a:b])
                 check(wrong, np.arange(a, b))
                 genome.release()
         finally:

@@ -279,11 +279,12 @@ def test_keys_read_in_slices_on_several_threads_give_the_same_table(tmp_path, mo
 
 
 def test_genome_whose_lines_disagree_with_its_index_stops_the_run(tmp_path):
-    """Exons are cut where the index puts them: bases that do not fill an exon there mean a stale index."""
+    """Exons are cut where the index puts them: a line that does not end in a line break there means a stale
+    index."""
     ann = genome_annotation(tmp_path, line("OK", 1, 10, contig="chrA"), {"chrA": "X"})
     (tmp_path / "g.fa").write_bytes(b">chrA\r\nACGT\r\nACGT\r\nAC\r\n")
     (tmp_path / "g.fa.fai").write_text("chrA\t10\t7\t4\t5\n")  # one-byte line breaks: the exon's range ends early
-    with pytest.raises(ValidationError, match="chrA:1-10 does not hold 10 bases.*stale"):
+    with pytest.raises(ValidationError, match="chrA:1-10 runs over a line end without the line break.*stale"):
         read_annotation(ann, tmp_path, MAX_LENGTH)
 
 
