@@ -1052,14 +1052,21 @@ def _files(ann: Annotation, data_root: Path) -> list[str]:
     return [str(data_root / f) for f in ann.files()]
 
 
-def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
+@contextmanager
+def _schema_failures(schema, what: str) -> Iterator[None]:
+    """pandera's SchemaErrors inside as a ValidationError naming ``what`` and the first failures."""
     try:
-        return schema.validate(table, lazy=True)
+        yield
     except pandera.errors.SchemaErrors as err:
         cases = err.failure_cases[["column", "check", "failure_case"]].head(10).to_string(index=False)
         raise ValidationError(
             f"{what} fails schema {schema.name!r} ({len(err.failure_cases)} failures):\n{cases}"
         ) from err
+
+
+def _check_schema(schema, table: pd.DataFrame, what: str) -> pd.DataFrame:
+    with _schema_failures(schema, what):
+        return schema.validate(table, lazy=True)
 
 
 @metered("validate")
@@ -1149,8 +1156,10 @@ def _validate(
     try:
         _check_limits(result, per_annotation, anns, all_quarantine, cfg, quarantine_out)
         # The table is written while the schema checks it (~0.5 s each at GENCODE scale), and only a checked one
-        # is moved into place. The schema's coercion turns object columns of strings into string columns; the
-        # fixed Arrow schema does the same, so the file holds what was checked.
+        # is moved into place. Coerced to the schema's dtypes first, the frame written is the frame checked
+        # (the pandas dtypes recorded in the file included).
+        with _schema_failures(TRANSCRIPTS, "transcripts table"):
+            combined = TRANSCRIPTS.coerce_dtype(combined)
         table = pyarrow.Table.from_pandas(combined, schema=PARQUET_SCHEMA, preserve_index=False)
         write_atomic_checked(
             transcripts_out,

@@ -13,7 +13,13 @@ import pyarrow.parquet
 import pytest
 
 from isoclr.config import Annotation, Config
-from isoclr.ingest import ValidateResult, ValidationError, read_annotation, validate
+from isoclr.ingest import (
+    PARQUET_SCHEMA,
+    ValidateResult,
+    ValidationError,
+    read_annotation,
+    validate,
+)
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
 
 MAX_LENGTH = 1000
@@ -350,7 +356,9 @@ def test_validate_writes_tables_and_summary(tmp_path, gencode_records):
     frame = table.to_pandas().set_index("transcript_id")
     assert list(frame.loc["TM"].exon_ends) == [7, 19]
     assert frame.loc["ENST1.1"].exon_ends is None
-    TRANSCRIPTS.validate(frame.reset_index())
+    # Written while the schema checked it, the file holds the checked frame, down to the pandas dtypes it records.
+    checked = pyarrow.Table.from_pandas(TRANSCRIPTS.validate(frame.reset_index()), schema=PARQUET_SCHEMA, preserve_index=False)
+    assert table.schema.pandas_metadata["columns"] == checked.schema.pandas_metadata["columns"]
 
     quarantine = pd.read_csv(out / "q.tsv", sep="\t")
     assert list(quarantine.columns) == ["file", "record", "rule", "detail", "action"]
