@@ -130,9 +130,10 @@ def main() -> None:
     def ours() -> dict:
         t_val, rss_val, _ = run([str(ISOCLR), "validate", *p, "--transcripts", str(out / "t.parquet"),
                                  "--quarantine", str(out / "q.tsv"), "--summary", str(out / "v.json")])
-        t_enc, rss_enc, _ = run([str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"), "--store", str(out / "tracks")])
-        return {"validate": t_val, "encode": t_enc, "wall": t_val + t_enc, "rss_validate": rss_val, "rss_encode": rss_enc,
-                "rss": max(rss_val, rss_enc), "cpu": CPU["validate"] + CPU["encode"]}
+        t_enc, rss_enc, _ = run([str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"),
+                                 "--store", str(out / "tracks")])
+        return {"validate": t_val, "encode": t_enc, "wall": t_val + t_enc, "rss_validate": rss_val,
+                "rss_encode": rss_enc, "rss": max(rss_val, rss_enc), "cpu": CPU["validate"] + CPU["encode"]}
 
     def reference_run(mode: str) -> dict:
         ref_out = args.work / f"reference-{mode}.json"
@@ -145,29 +146,34 @@ def main() -> None:
     for k in range(args.repeat):
         row = {"ours": ours(), **({} if args.skip_reference else {m: reference_run(m) for m in args.references})}
         rounds.append(row)
-        print(f"round {k + 1}: ours {row['ours']['wall']:.1f} s"
-              + "".join(f" | {m} {row[m]['wall']:.1f} s ({row[m]['wall'] / row['ours']['wall']:.2f}x)" for m in row if m != "ours"))
+        ratios = "".join(f" | {m} {row[m]['wall']:.1f} s ({row[m]['wall'] / row['ours']['wall']:.2f}x)"
+                         for m in row if m != "ours")
+        print(f"round {k + 1}: ours {row['ours']['wall']:.1f} s{ratios}")
     best = min((r["ours"] for r in rounds), key=lambda o: o["wall"])
     summary = json.loads((out / "v.json").read_text())
     n_total = summary["n_transcripts"] + summary["n_quarantined"]
     print(f"input: {n_total} transcripts, {n_rows} GTF rows, genome {genome.stat().st_size / GIB:.2f} GiB")
     print(f"ours (fastest of {len(rounds)})")
-    print(f"  validate {best['validate']:6.1f} s  {best['rss_validate']:.2f} GiB | encode {best['encode']:5.1f} s  {best['rss_encode']:.2f} GiB")
-    print(f"  total    {best['wall']:6.1f} s  peak {best['rss']:.2f} GiB  {n_total / best['wall']:8.0f} transcripts/s  cpu {best['cpu']:.1f} s"
-          f"  ({summary['n_transcripts']} kept, {summary['by_rule']})")
+    print(f"  validate {best['validate']:6.1f} s  {best['rss_validate']:.2f} GiB | "
+          f"encode {best['encode']:5.1f} s  {best['rss_encode']:.2f} GiB")
+    print(f"  total    {best['wall']:6.1f} s  peak {best['rss']:.2f} GiB  {n_total / best['wall']:8.0f} transcripts/s  "
+          f"cpu {best['cpu']:.1f} s  ({summary['n_transcripts']} kept, {summary['by_rule']})")
     if not args.skip_reference:
-        seqs = pyarrow.parquet.read_table(out / "t.parquet", columns=["transcript_id", "seq"]).to_pandas().set_index("transcript_id")["seq"]
+        seqs = pyarrow.parquet.read_table(out / "t.parquet", columns=["transcript_id", "seq"]).to_pandas()
+        seqs = seqs.set_index("transcript_id")["seq"]
         for mode in args.references:
             ref = min((r[mode] for r in rounds), key=lambda o: o["wall"])
             print(f"reference {mode} gtfparse+pyfaidx (fastest of {len(rounds)})")
-            print(f"  total    {ref['wall']:6.1f} s  peak {ref['rss']:.2f} GiB  {ref['out']['n'] / ref['wall']:8.0f} transcripts/s  cpu {ref['cpu']:.1f} s")
+            print(f"  total    {ref['wall']:6.1f} s  peak {ref['rss']:.2f} GiB  "
+                  f"{ref['out']['n'] / ref['wall']:8.0f} transcripts/s  cpu {ref['cpu']:.1f} s")
             checked = [t for t in ref["out"]["sample"] if t in seqs.index]
             same = sum(seqs[t] == ref["out"]["sample"][t] for t in checked)
             print(f"  sequences equal on {same}/{len(checked)} sampled transcripts")
             paired = sorted(r[mode]["wall"] / r["ours"]["wall"] for r in rounds)
-            print(f"  speed-up ours / reference {mode}: wall {statistics.median(paired):.1f}x median of {len(paired)} rounds "
-                  f"({', '.join(f'{x:.2f}' for x in paired)}), fastest against fastest {ref['wall'] / best['wall']:.1f}x, "
-                  f"cpu {ref['cpu'] / best['cpu']:.1f}x (target >= {TARGET_SPEEDUP}x)")
+            print(f"  speed-up ours / reference {mode}: wall {statistics.median(paired):.1f}x median of "
+                  f"{len(paired)} rounds ({', '.join(f'{x:.2f}' for x in paired)}), fastest against fastest "
+                  f"{ref['wall'] / best['wall']:.1f}x, cpu {ref['cpu'] / best['cpu']:.1f}x "
+                  f"(target >= {TARGET_SPEEDUP}x)")
     print(f"ours: wall {'OK' if best['wall'] <= TARGET_SECONDS else 'OVER'} (<= {TARGET_SECONDS} s), "
           f"RSS {'OK' if best['rss'] <= TARGET_RSS_GIB else 'OVER'} (<= {TARGET_RSS_GIB} GiB)")
 

@@ -45,6 +45,7 @@ RELEASE_BYTES = 1 << 26
 # Fewest bases worth a thread of their own.
 THREAD_MIN_BASES = 1 << 20
 
+
 class GenomeError(Exception):
     """The genome FASTA cannot be read or indexed, or is shorter than its index says."""
 
@@ -147,7 +148,9 @@ class Genome:
         self._faidx.close()
 
 
-def _cut_exons(source, offset, line_bases, line_bytes, first, last, minus, at, plus_table, minus_table, invalid, out, bad):
+def _cut_exons(
+    source, offset, line_bases, line_bytes, first, last, minus, at, plus_table, minus_table, invalid, out, bad
+):
     """Compiled by :func:`_kernel`. Exon ``i``: bases ``first[i]:last[i]`` (0-based) of the contig whose base 0 is
     ``source[offset[i]]``, in lines of ``line_bases[i]`` bases every ``line_bytes[i]`` bytes, read line by line
     (no test per byte for line breaks) backwards through ``minus_table`` on the minus strand, else forwards

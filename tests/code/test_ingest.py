@@ -357,7 +357,8 @@ def test_validate_writes_tables_and_summary(tmp_path, gencode_records):
     assert list(frame.loc["TM"].exon_ends) == [7, 19]
     assert frame.loc["ENST1.1"].exon_ends is None
     # Written while the schema checked it, the file holds the checked frame, down to the pandas dtypes it records.
-    checked = pyarrow.Table.from_pandas(TRANSCRIPTS.validate(frame.reset_index()), schema=PARQUET_SCHEMA, preserve_index=False)
+    checked = TRANSCRIPTS.validate(frame.reset_index())
+    checked = pyarrow.Table.from_pandas(checked, schema=PARQUET_SCHEMA, preserve_index=False)
     assert table.schema.pandas_metadata["columns"] == checked.schema.pandas_metadata["columns"]
 
     quarantine = pd.read_csv(out / "q.tsv", sep="\t")
@@ -415,7 +416,7 @@ def test_fasta_not_starting_with_a_header_is_an_error(tmp_path):
         read_annotation(ann, tmp_path, MAX_LENGTH)
 
 
-def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: list[int] | None = None) -> pd.DataFrame:
+def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: list[int] | None = None):
     n = len(seqs)
     return pd.DataFrame(
         {
