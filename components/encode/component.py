@@ -13,5 +13,5 @@ def encode(params: dict, transcripts: Input[Dataset], tracks: Output[Dataset]):
     from isoclr.config import Config
     from isoclr.store import write_store
 
-    summary = write_store(Path(transcripts.path), Path(tracks.path), Config.model_validate(params).validate_.shard_bytes)
+    summary = write_store(Path(transcripts.path), Path(tracks.path), Config.model_validate(params).encode.shard_bytes)
     tracks.metadata.update({"n_transcripts": summary.n_transcripts, "n_bytes": summary.n_bytes, "shards": len(summary.shards)})

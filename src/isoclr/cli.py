@@ -119,7 +119,7 @@ def encode(
     """Pack the validated transcripts into the on-disk track store.
 
     One byte per nucleotide (base, N, CDS codon start, exon end) in a few large
-    memory-mapped shards of at most `validate.shard_bytes`, with an index from
+    memory-mapped shards of at most `encode.shard_bytes`, with an index from
     transcript id to shard, offset and length; training and embedding build the
     6 tracks per batch from it without re-parsing.
     """
@@ -127,7 +127,7 @@ def encode(
     from isoclr.store import StoreError, write_store
 
     try:
-        summary = write_store(transcripts, store, cfg.validate_.shard_bytes)
+        summary = write_store(transcripts, store, cfg.encode.shard_bytes)
     except (StoreError, FileNotFoundError) as err:
         _fail(str(err))
     typer.echo(f"{summary.n_transcripts} transcripts, {summary.n_bytes:,} bytes in {len(summary.shards)} shard(s) -> {store}")

@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from isoclr.errors import ConfigError
+
 
 class _Strict(BaseModel):
     # A typo in params.yaml must fail loudly, not be ignored.
@@ -61,7 +63,10 @@ class ValidateConfig(_Strict):
     max_length: int = Field(12288, gt=0)
     min_transcripts: int = Field(100, ge=1)
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1)
-    # Encode stage: the track store is written in shards of at most this many bytes (1 byte per nucleotide).
+
+
+class EncodeConfig(_Strict):
+    # The track store is written in shards of at most this many bytes (1 byte per nucleotide).
     shard_bytes: int = Field(1 << 28, gt=0)
 
 
@@ -384,6 +389,7 @@ class KubeflowConfig(_Strict):
 class Config(_Strict):
     data: DataConfig
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    encode: EncodeConfig = EncodeConfig()
     splits: SplitsConfig = SplitsConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -423,4 +429,4 @@ def load(path: str | Path = "params.yaml") -> Config:
     try:
         return Config.model_validate(raw)
     except ValueError as err:
-        raise ValueError(f"{path}: invalid configuration\n{err}") from err
+        raise ConfigError(f"{path}: invalid configuration\n{err}") from err

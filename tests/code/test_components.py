@@ -100,7 +100,7 @@ def test_encode_component_writes_the_track_store_folder(tmp_path):
     transcripts, _ = synthetic_annotation()
     transcripts.to_parquet(tmp_path / "transcripts.parquet")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["validate"]["shard_bytes"] = 2_000  # several shards from ~40 short transcripts
+    params["encode"]["shard_bytes"] = 2_000  # several shards from ~40 short transcripts
     store = _artifact(dsl.Dataset, tmp_path / "out" / "tracks")
     encode.python_func(params=params, transcripts=_artifact(dsl.Dataset, tmp_path / "transcripts.parquet"), tracks=store)
     opened = TrackStore(tmp_path / "out" / "tracks")
