@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test env data services pipeline clean
+.PHONY: run test test-fast lint env data services pipeline clean
 
 env: $(VENV)/.installed
 
@@ -38,8 +38,18 @@ services:
 	  fi; \
 	done
 
-test: data services
+LINTED := src components pipelines benchmarks tests
+
+lint: env
+	ruff check $(LINTED)
+	ruff format --check $(LINTED)
+
+test: lint data services
 	pytest
+
+# The quick tests only (no end-to-end runs, no external tools): seconds to a minute.
+test-fast: lint data
+	pytest -m "not slow and not integration"
 
 # Recompile the committed Kubeflow pipeline YAML after changing components or params.yaml.
 pipeline: env

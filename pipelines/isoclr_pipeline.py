@@ -15,6 +15,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model
 
 from components import IMAGE
+from components.champion.component import champion
 from components.configure.component import configure
 from components.encode.component import encode
 from components.gate.component import gate
@@ -52,10 +53,14 @@ def evaluate_and_register(
 ):
     """Everything after training, as one sub-pipeline each training branch calls (kfp's local
     runner has no dsl.OneOf to join the branches' models)."""
+    # The registry's champion is read once, uncached, and handed to the probe as an input: the probe
+    # reads nothing else that moves, so its cache is safe.
+    current = champion(registry_uri=registry_uri).set_display_name("Current champion").set_caching_options(False)
+    current.set_retry(KF.retries)
     probed = probe(
         params=params,
         data_dir=data_dir,
-        registry_uri=registry_uri,
+        champion_version=current.output,
         transcripts=transcripts,
         groups=groups,
         tracks=tracks,

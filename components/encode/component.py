@@ -8,10 +8,9 @@ from components import IMAGE
 def encode(params: dict, transcripts: Input[Dataset], tracks: Output[Dataset]):
     """Pack the validated transcripts into the track store (a folder of memory-mapped shards + index)
     that training and the probes read instead of re-encoding the table."""
-    from pathlib import Path
-
+    from isoclr import stage
+    from isoclr.artifacts import Paths
     from isoclr.config import Config
-    from isoclr.store import write_store
 
-    summary = write_store(Path(transcripts.path), Path(tracks.path), Config.model_validate(params).encode.shard_bytes)
-    tracks.metadata.update({"n_transcripts": summary.n_transcripts, "n_bytes": summary.n_bytes, "shards": len(summary.shards)})
+    result = stage.execute("encode", Config.model_validate(params), Paths.task(transcripts=transcripts.path, tracks=tracks.path))
+    tracks.metadata.update(stage.metadata(result))

@@ -19,14 +19,12 @@ def gate(
     """
     from pathlib import Path
 
+    from isoclr import stage
+    from isoclr.artifacts import Paths
     from isoclr.config import Config
-    from isoclr.gate import markdown, run_gate
 
-    cfg = Config.model_validate(params)
-    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry_uri})})
-    outcome = run_gate(cfg, Path(results.path) / "metrics.json", Path(decision.path))
-    decision.metadata["passed"] = outcome["passed"]
-    decision.metadata["failed_rules"] = [f"{r['kind']} {r['task']} {r['metric']}: {r['reason']}"
-                                         for r in outcome["rules"] if not r["passed"]]
-    Path(verdict.path).write_text(markdown(outcome))
-    return "passed" if outcome["passed"] else "failed"
+    cfg = Config.model_validate({**params, "registry": {"uri": registry_uri}})
+    outcome = stage.execute("gate", cfg, Paths.task(probe=results.path, decision=decision.path))
+    decision.metadata.update({"passed": outcome.passed, "failed_rules": outcome.failed_rules()})
+    Path(verdict.path).write_text(outcome.markdown())
+    return "passed" if outcome.passed else "failed"

@@ -7,11 +7,9 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def pairs(params: dict, data_dir: str, transcripts: Input[Dataset], groups: Output[Dataset]):
     """Isoform groups, paralog families, homology groups and the split by homology group."""
-    from dataclasses import asdict
-    from pathlib import Path
-
+    from isoclr import stage
+    from isoclr.artifacts import Paths
     from isoclr.config import Config
-    from isoclr.pairs import run_pairs
 
-    summary = run_pairs(Config.model_validate(params), Path(data_dir), Path(transcripts.path), Path(groups.path))
-    groups.metadata.update(asdict(summary))
+    paths = Paths.task(data_dir=data_dir, transcripts=transcripts.path, groups=groups.path)
+    groups.metadata.update(stage.metadata(stage.execute("pairs", Config.model_validate(params), paths)))

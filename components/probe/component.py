@@ -8,7 +8,7 @@ from components import IMAGE
 def probe(
     params: dict,
     data_dir: str,
-    registry_uri: str,
+    champion_version: str,
     transcripts: Input[Dataset],
     groups: Input[Dataset],
     tracks: Input[Dataset],
@@ -20,25 +20,21 @@ def probe(
 ):
     """Linear probes of the model beside k-mer, random-init and champion baselines (paired, same splits).
 
-    The UI shows the metrics (Metrics), the self-contained report (HTML) and its summary (Markdown);
-    ``results`` is the whole output folder (metrics.json, per-seed table, plots) for the gate.
+    ``champion_version`` ("" for none) is resolved by the uncached champion task, so this task reads nothing
+    that is not an input and may be cached. The UI shows the metrics (Metrics), the self-contained report
+    (HTML) and its summary (Markdown); ``results`` is the whole output folder (metrics.json, per-seed table,
+    plots) for the gate.
     """
     import shutil
-    from pathlib import Path
 
+    from isoclr import stage
+    from isoclr.artifacts import Paths
     from isoclr.config import Config
-    from isoclr.probe import run_probes
 
-    cfg = Config.model_validate(params)
-    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry_uri})})
-    out = Path(results.path)
-    scores = run_probes(
-        cfg, Path(data_dir), Path(transcripts.path), Path(groups.path), Path(model.path), out, Path(tracks.path)
-    )
-    for task, by_model in scores.items():
-        for name, values in by_model.items():
-            for metric, value in values.items():
-                if isinstance(value, float):
-                    metrics.log_metric(f"{task}.{name}.{metric}", value)
-    shutil.copyfile(out / "report.html", report.path)
-    shutil.copyfile(out / "table.md", summary.path)
+    paths = Paths.task(data_dir=data_dir, transcripts=transcripts.path, groups=groups.path, tracks=tracks.path,
+                       model=model.path, probe=results.path)
+    result = stage.execute("probe", Config.model_validate(params), paths, champion_version=champion_version)
+    for name, value in result.flat_scores().items():
+        metrics.log_metric(name, value)
+    shutil.copyfile(paths.probe_report, report.path)
+    shutil.copyfile(paths.probe_table, summary.path)

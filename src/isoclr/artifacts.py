@@ -11,6 +11,7 @@ stage runner stages the outputs and moves them into place whole.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,13 @@ class Paths:
             if f.name != "data_dir"
         }
         return cls(data_dir=data_dir, **moved)
+
+    @classmethod
+    def task(cls, data_dir: Path | str | None = None, **given: Path | str) -> Paths:
+        """For one Kubeflow task: the artifact paths kfp gives it, every other path under a fresh scratch folder
+        (a task writes side files, such as a stage summary, that no later task reads)."""
+        scratch = cls.under(Path(tempfile.mkdtemp(prefix="isoclr-task-")))
+        return scratch.replace(data_dir=data_dir, **given)
 
     def replace(self, **changes: Path | None) -> Paths:
         """A copy with some paths changed (``None`` values are ignored, so CLI options can pass through)."""

@@ -1,20 +1,25 @@
-"""`isoclr` command line: one subcommand per pipeline stage, over the library functions.
+"""`isoclr` command line: one subcommand per pipeline stage, over the library's stage runner.
 
-Defaults match dvc.yaml, so `isoclr validate` with no options does what the
-DVC stage does. Heavy modules are imported inside the commands so `--help`
-stays instant.
+Every stage command builds the stage's :class:`~isoclr.artifacts.Paths` from its
+options (defaults: the ``dvc.yaml`` layout under ``outputs/``) and calls
+:func:`isoclr.stage.execute`, as the Kubeflow components do. Heavy modules are
+imported inside the commands so `--help` stays instant.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from isoclr import __version__
+from isoclr.artifacts import Paths
 from isoclr.config import Config, load
+from isoclr.errors import IsoclrError
 
 app = typer.Typer(
     help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
@@ -27,23 +32,22 @@ app = typer.Typer(
 )
 registry_app = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
-pipeline_app = typer.Typer(help="Compile the Kubeflow pipeline, submit a run, schedule retraining.", no_args_is_help=True)
+pipeline_app = typer.Typer(
+    help="Submit a Kubeflow run or schedule retraining (compile with `python -m pipelines.isoclr_pipeline`).",
+    no_args_is_help=True,
+)
 app.add_typer(pipeline_app, name="pipeline")
 
+DEFAULT = Paths()
 Params = Annotated[Path, typer.Option("--params", "-p", help="The pipeline configuration.", exists=True, dir_okay=False)]
 DataDir = Annotated[
     Path | None, typer.Option(help="Folder with the input files named in params.yaml (default: data.dir there).")
 ]
-OUT = Path("outputs")
+Transcripts = Annotated[Path, typer.Option(help="Input: validated transcripts table.")]
+Groups = Annotated[Path, typer.Option(help="Input: groups table from `isoclr pairs`.")]
+ModelDir = Annotated[Path, typer.Option(help="Input: trained model folder.")]
 Tracks = Annotated[Path, typer.Option(help="Input: the track store from `isoclr encode`.")]
 NoTracks = Annotated[bool, typer.Option("--no-tracks", help="Encode from the transcripts table instead of the track store.")]
-
-
-def _config(params: Path) -> Config:
-    try:
-        return load(params)
-    except ValueError as err:
-        _fail(str(err))
 
 
 def _fail(message: str) -> None:
@@ -51,17 +55,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _data_root(cfg: Config, data_dir: Path | None) -> Path:
-    return data_dir if data_dir is not None else Path(cfg.data.dir)
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A project error becomes one `error:` line and exit code 1 (as in the stage runner)."""
+    try:
+        yield
+    except IsoclrError as err:
+        _fail(str(err))
 
 
-def _tracks(path: Path, off: bool) -> Path | None:
-    """The track store to read, or None with --no-tracks; a missing store says how to build it."""
-    if off:
-        return None
-    if not path.exists():
+def _config(params: Path) -> Config:
+    with _reported():
+        return load(params)
+
+
+def _stage(name: str, params: Path | Config, paths: Paths, **options) -> None:
+    """Run one stage through the shared runner and print what it says about itself."""
+    from isoclr import stage
+
+    cfg = params if isinstance(params, Config) else _config(params)
+    result = stage.execute(name, cfg, paths, **options)
+    text = result.summary()
+    if text:
+        typer.echo(text)
+
+
+def _tracks_exist(path: Path, off: bool) -> None:
+    if not off and not path.exists():
         _fail(f"{path}: no track store; run `isoclr encode` first (or pass --no-tracks to encode from the table)")
-    return path
 
 
 def _version(show: bool) -> None:
@@ -81,9 +102,9 @@ def main(
 def validate(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
-    transcripts: Annotated[Path, typer.Option(help="Output: validated transcripts table (parquet).")] = OUT / "transcripts.parquet",
-    quarantine: Annotated[Path, typer.Option(help="Output: rejected records with file, record, rule (TSV).")] = OUT / "quarantine.tsv",
-    summary: Annotated[Path, typer.Option(help="Output: counts by rule and annotation set (JSON).")] = OUT / "validate.json",
+    transcripts: Annotated[Path, typer.Option(help="Output: validated transcripts table (parquet).")] = DEFAULT.transcripts,
+    quarantine: Annotated[Path, typer.Option(help="Output: rejected records with file, record, rule (TSV).")] = DEFAULT.quarantine,
+    summary: Annotated[Path, typer.Option(help="Output: counts by rule and annotation set (JSON).")] = DEFAULT.validate_summary,
 ) -> None:
     """Parse and check the annotation sets into one transcripts table.
 
@@ -98,23 +119,15 @@ def validate(
     transcripts remain or too large a share was rejected (thresholds under
     `validate` in params.yaml).
     """
-    cfg = _config(params)
-    from isoclr.ingest import ValidationError, validate as run
-
-    try:
-        result = run(cfg, _data_root(cfg, data_dir), transcripts, quarantine, summary)
-    except (ValidationError, FileNotFoundError) as err:
-        _fail(str(err))
-    typer.echo(f"{result.n_transcripts} transcripts -> {transcripts}; {result.n_quarantined} quarantined -> {quarantine}")
-    for rule, count in sorted(result.by_rule.items()):
-        typer.echo(f"  {rule}: {count}")
+    _stage("validate", params, Paths(data_dir=data_dir, transcripts=transcripts, quarantine=quarantine,
+                                     validate_summary=summary))
 
 
 @app.command()
 def encode(
     params: Params = Path("params.yaml"),
-    transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
-    store: Annotated[Path, typer.Option(help="Output: the track store directory (shards + index).")] = OUT / "tracks",
+    transcripts: Transcripts = DEFAULT.transcripts,
+    store: Annotated[Path, typer.Option(help="Output: the track store directory (shards + index).")] = DEFAULT.tracks,
 ) -> None:
     """Pack the validated transcripts into the on-disk track store.
 
@@ -123,14 +136,7 @@ def encode(
     transcript id to shard, offset and length; training and embedding build the
     6 tracks per batch from it without re-parsing.
     """
-    cfg = _config(params)
-    from isoclr.store import StoreError, write_store
-
-    try:
-        summary = write_store(transcripts, store, cfg.encode.shard_bytes)
-    except (StoreError, FileNotFoundError) as err:
-        _fail(str(err))
-    typer.echo(f"{summary.n_transcripts} transcripts, {summary.n_bytes:,} bytes in {len(summary.shards)} shard(s) -> {store}")
+    _stage("encode", params, Paths(transcripts=transcripts, tracks=store))
 
 
 @app.command()
@@ -161,9 +167,9 @@ def synth(
 def pairs(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
-    transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
-    groups: Annotated[Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")] = OUT / "groups.parquet",
-    summary: Annotated[Path, typer.Option(help="Output: group and split counts (JSON).")] = OUT / "pairs.json",
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Annotated[Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")] = DEFAULT.groups,
+    summary: Annotated[Path, typer.Option(help="Output: group and split counts (JSON).")] = DEFAULT.pairs_summary,
 ) -> None:
     """Group isoforms by gene and genes by paralog family; split by homology group.
 
@@ -171,69 +177,59 @@ def pairs(
     by gene name; homology groups are their connected components. The split
     (fractions under `splits`) never puts one homology group on two sides.
     """
-    cfg = _config(params)
-    from isoclr.pairs import run_pairs
-
-    result = run_pairs(cfg, _data_root(cfg, data_dir), transcripts, groups, summary)
-    typer.echo(json.dumps(result.__dict__, indent=2))
+    _stage("pairs", params, Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, pairs_summary=summary))
 
 
 @app.command()
 def train(
     params: Params = Path("params.yaml"),
-    transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
-    groups: Annotated[Path, typer.Option(help="Input: groups table from `isoclr pairs`.")] = OUT / "groups.parquet",
-    model_dir: Annotated[Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")] = OUT / "model",
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: Annotated[Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")] = DEFAULT.model,
     log: Annotated[
         Path,
         typer.Option("--log", "--train-log", help="Output: per-step loss, learning rate, samples/s (CSV); "
                      "under torchrun spell it --train-log (torchrun reads --log as its own --log-dir)."),
-    ] = OUT / "train_log.csv",
-    metrics: Annotated[Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")] = OUT / "train.json",
+    ] = DEFAULT.train_log,
+    metrics: Annotated[Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")] = DEFAULT.train_summary,
     checkpoint_dir: Annotated[
         Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
-    ] = OUT / "checkpoints",
+    ] = DEFAULT.checkpoints,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
     ] = False,
-    tracks: Tracks = OUT / "tracks",
+    tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
 ) -> None:
     """Contrastive pretraining of the encoder on isoform and paralog pairs (train split).
 
     Runs as one process, or on N processes with
-    `torchrun --nproc_per_node=N -m isoclr.train OPTIONS` (these options; DDP, gloo on CPU, NCCL on GPU;
+    `torchrun --nproc_per_node=N -m isoclr.cli train OPTIONS` (these options; DDP, gloo on CPU, NCCL on GPU;
     train.batch_genes is per process). With --resume a killed run continues
     from its last checkpoint and ends with the weights of an uninterrupted run.
     Views are read from the track store of `isoclr encode` (--tracks), which must
     hold every training transcript.
     """
-    cfg = _config(params)
-    tracks_path = _tracks(tracks, no_tracks)
-    from isoclr.store import StoreError
-    from isoclr.train import train as run
-
-    try:
-        summary = run(
-            cfg, transcripts, groups, model_dir, log,
-            checkpoint_dir=checkpoint_dir, resume=resume, metrics_path=metrics, tracks_path=tracks_path,
-        )
-    except (ValueError, StoreError) as err:
-        _fail(str(err))
-    if summary:  # rank 0 only
-        typer.echo(json.dumps(summary, indent=2))
+    _tracks_exist(tracks, no_tracks)
+    paths = Paths(transcripts=transcripts, groups=groups, model=model_dir, train_log=log, train_summary=metrics,
+                  checkpoints=checkpoint_dir, tracks=tracks)
+    _stage("train", params, paths, resume=resume, tracks=not no_tracks)
 
 
 @app.command()
 def probe(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
-    transcripts: Annotated[Path, typer.Option(help="Input: validated transcripts table.")] = OUT / "transcripts.parquet",
-    groups: Annotated[Path, typer.Option(help="Input: groups table.")] = OUT / "groups.parquet",
-    model_dir: Annotated[Path, typer.Option(help="Input: trained model folder.")] = OUT / "model",
-    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = OUT / "probe",
-    tracks: Tracks = OUT / "tracks",
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: ModelDir = DEFAULT.model,
+    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = DEFAULT.probe,
+    tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
+    champion: Annotated[
+        str | None, typer.Option(help="Registry version to probe as the champion (default: the registry's champion now; "
+                                      "`none`: no champion).")
+    ] = None,
 ) -> None:
     """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
 
@@ -246,24 +242,19 @@ def probe(
     is probed too, for the gate's no-regression rule. Writes a Markdown summary
     (table.md) and a self-contained HTML report (report.html).
     """
-    cfg = _config(params)
-    tracks_path = _tracks(tracks, no_tracks)
-    from isoclr.probe import LabelJoinError, run_probes
-    from isoclr.store import StoreError
-
-    try:
-        run_probes(cfg, _data_root(cfg, data_dir), transcripts, groups, model_dir, out_dir, tracks_path)
-    except (LabelJoinError, FileNotFoundError, StoreError) as err:
-        _fail(str(err))
-    typer.echo((out_dir / "table.md").read_text())
-    typer.echo(f"report: {out_dir / 'report.html'}")
+    _tracks_exist(tracks, no_tracks)
+    paths = Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks)
+    options = {"tracks": not no_tracks}
+    if champion is not None:
+        options["champion_version"] = "" if champion == "none" else champion
+    _stage("probe", params, paths, **options)
 
 
 @app.command()
 def gate(
     params: Params = Path("params.yaml"),
-    metrics: Annotated[Path, typer.Option(help="Input: probe metrics.json.")] = OUT / "probe" / "metrics.json",
-    decision: Annotated[Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")] = OUT / "gate.json",
+    probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
+    decision: Annotated[Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")] = DEFAULT.decision,
     compare_champion: Annotated[bool, typer.Option(help="Hold the model to the registry's champion (no regression).")] = True,
 ) -> None:
     """Decide whether the model may be registered (rules under `gate` in params.yaml).
@@ -273,39 +264,30 @@ def gate(
     splits). A failed gate is a result, not an error: the command exits 0 and
     the decision file says which rule failed and why.
     """
-    cfg = _config(params)
-    from isoclr.gate import run_gate
-
-    result = run_gate(cfg, metrics, decision, compare_champion=compare_champion)
-    for rule in result["rules"]:
-        typer.echo(f"{'PASS' if rule['passed'] else 'FAIL'}  {rule['kind']:<17} {rule['task']} {rule['metric']}: {rule['reason']}")
-    typer.echo(f"gate: {'passed' if result['passed'] else 'failed'}")
+    _stage("gate", params, Paths(probe=probe_dir, decision=decision), compare_champion=compare_champion)
 
 
 @app.command()
 def register(
     params: Params = Path("params.yaml"),
-    model_dir: Annotated[Path, typer.Option(help="Input: trained model folder.")] = OUT / "model",
-    metrics: Annotated[Path, typer.Option(help="Input: probe metrics.json.")] = OUT / "probe" / "metrics.json",
-    decision: Annotated[Path, typer.Option(help="Input: gate decision.")] = OUT / "gate.json",
-    record: Annotated[Path, typer.Option(help="Output: what was registered, or why not (JSON).")] = OUT / "registration.json",
+    model_dir: ModelDir = DEFAULT.model,
+    probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
+    decision: Annotated[Path, typer.Option(help="Input: gate decision.")] = DEFAULT.decision,
+    record: Annotated[Path, typer.Option(help="Output: what was registered, or why not (JSON).")] = DEFAULT.registration,
     registry: Annotated[str | None, typer.Option(help="Registry URI (default: registry.uri in params.yaml).")] = None,
 ) -> None:
     """Write an immutable model version and move the champion pointer, if the gate passed."""
     cfg = _config(params)
-    from isoclr.registry import run_register
-
     if registry is not None:
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry})})
-    result = run_register(cfg, model_dir, metrics, decision, record)
-    typer.echo(json.dumps(result, indent=2) if result else "not registered: the gate did not pass")
+    _stage("register", cfg, Paths(model=model_dir, probe=probe_dir, decision=decision, registration=record))
 
 
 @app.command()
 def summary(
-    table: Annotated[Path, typer.Option(help="Probe table (Markdown).")] = OUT / "probe" / "table.md",
-    decision: Annotated[Path, typer.Option(help="Gate decision.")] = OUT / "gate.json",
-    record: Annotated[Path, typer.Option(help="Registration record.")] = OUT / "registration.json",
+    table: Annotated[Path, typer.Option(help="Probe table (Markdown).")] = DEFAULT.probe_table,
+    decision: Annotated[Path, typer.Option(help="Gate decision.")] = DEFAULT.decision,
+    record: Annotated[Path, typer.Option(help="Registration record.")] = DEFAULT.registration,
 ) -> None:
     """Print the outcome of the last run: probe table, gate decision, registered version."""
     for path in (table, decision, record):
@@ -350,12 +332,10 @@ def embed(
     import pandas as pd
 
     import isoclr.embed as embedding
-    from isoclr.ingest import ValidationError
-    from isoclr.registry import RegistryError
 
     if out.suffix not in (".parquet", ".npy"):
         _fail(f"--out {out}: use a .parquet or .npy file name")
-    try:
+    with _reported():
         if (Path(model) / embedding.CHECKPOINT).is_file():
             encoder = embedding.Encoder.from_dir(Path(model), device=device, precision=precision)
         else:
@@ -366,8 +346,6 @@ def embed(
             batch_size=batch_size or embedding.DEFAULT_BATCH_SIZE, max_length=max_length or embedding.DEFAULT_MAX_LENGTH,
             batch_tokens=batch_tokens or embedding.DEFAULT_BATCH_TOKENS,
         )
-    except (ValueError, FileNotFoundError, RegistryError, ValidationError, RuntimeError) as err:
-        _fail(str(err))
     skipped_path = skipped or embedding.default_skipped_path(out)
     embedding.write_skipped(result.skipped, skipped_path)
     not_embedded = result.skipped[result.skipped["action"] == embedding.NOT_EMBEDDED]
@@ -392,30 +370,19 @@ Uri = Annotated[
     str | None,
     typer.Option("--registry", help="Registry URI, file://PATH or gs://BUCKET/PREFIX (default: registry.uri in params.yaml)."),
 ]
-CHAMPION_ALIAS = "champion"
 
 
 def _registry_call(registry: str | None, call):
-    """Run ``call(uri)``; a RegistryError becomes one `error:` line and exit 1."""
-    from isoclr.registry import RegistryError
-
+    """Run ``call(uri)``; a project error becomes one `error:` line and exit 1."""
     uri = registry if registry is not None else _config(Path("params.yaml")).registry.uri
-    try:
+    with _reported():
         return call(uri)
-    except RegistryError as err:
-        _fail(str(err))
 
 
 def _resolve(uri: str, version: str) -> str:
-    """A version id, or the champion's for the word `champion`."""
-    from isoclr.registry import RegistryError, champion
+    from isoclr.registry import resolve
 
-    if version != CHAMPION_ALIAS:
-        return version
-    current = champion(uri)
-    if current is None:
-        raise RegistryError(f"{uri} has no champion yet")
-    return current
+    return resolve(uri, version)
 
 
 @registry_app.command("list")
@@ -430,7 +397,9 @@ def registry_list(registry: Uri = None) -> None:
 @registry_app.command("champion")
 def registry_champion(registry: Uri = None) -> None:
     """Print the champion version id."""
-    typer.echo(_registry_call(registry, lambda uri: _resolve(uri, CHAMPION_ALIAS)))
+    from isoclr.registry import CHAMPION
+
+    typer.echo(_registry_call(registry, lambda uri: _resolve(uri, CHAMPION)))
 
 
 @registry_app.command("show")
@@ -490,14 +459,6 @@ def _run_arguments(pairs: list[str] | None) -> dict:
             _fail(f"--arg takes NAME=VALUE, got {pair!r}")
         arguments[name] = yaml.safe_load(value)
     return arguments
-
-
-@pipeline_app.command("compile")
-def pipeline_compile(package: Package = PIPELINE_YAML) -> None:
-    """Compile the pipeline (defaults from params.yaml) to YAML for the Kubeflow UI or `submit`."""
-    from pipelines.isoclr_pipeline import compile_pipeline
-
-    typer.echo(compile_pipeline(package))
 
 
 @pipeline_app.command("submit")

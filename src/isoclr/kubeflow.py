@@ -20,12 +20,21 @@ what they decide lives here so it is tested without a cluster:
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
+import yaml
+
+from isoclr.artifacts import Paths
 from isoclr.config import GPU_COUNTS, MODEL_PRESETS, Config, GateRule, KubeflowConfig
+from isoclr.errors import ConfigError, IsoclrError
+
+class TrainJobError(IsoclrError, RuntimeError):
+    """The Kubeflow Trainer TrainJob failed; the message carries its events."""
+
 
 # The torch-distributed runtime names its trainer replicated job and container "node".
 TRAINER_NODE = "node"
@@ -58,7 +67,7 @@ def effective_params(
     """
     out = copy.deepcopy(params)
     if model_size not in MODEL_SIZES:
-        raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}")
+        raise ConfigError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}")
     if model_size:
         out["model"] = {"size": model_size}
     if train_steps:
@@ -91,7 +100,7 @@ def resolve_data(data_version: str, cfg: Config, cache_root: Path, run: Callable
         bucket, _, prefix = bucket_and_prefix.partition("/")
         mounted_bucket = PurePosixPath(kf.data_mount).name
         if bucket != mounted_bucket:
-            raise ValueError(f"{data_version}: only gs://{mounted_bucket} is mounted (at {kf.data_mount})")
+            raise ConfigError(f"{data_version}: only gs://{mounted_bucket} is mounted (at {kf.data_mount})")
         return Path(kf.data_mount) / prefix
     if Path(data_version).is_dir():
         return Path(data_version)
@@ -125,9 +134,38 @@ def node_selector(kf: KubeflowConfig, gpu_type: str) -> dict:
 def trainjob_shape(gpu_count: int, gpus_per_node: int) -> tuple[int, int]:
     """(nodes, GPUs per node) for ``gpu_count`` GPUs on nodes of ``gpus_per_node``: fill nodes first."""
     if gpu_count not in GPU_COUNTS:
-        raise ValueError(f"gpu_count must be one of {GPU_COUNTS}, got {gpu_count}")
+        raise ConfigError(f"gpu_count must be one of {GPU_COUNTS}, got {gpu_count}")
     per_node = min(gpu_count, gpus_per_node)
     return gpu_count // per_node, per_node
+
+
+TRAINJOB_PARAMS = "params.yaml"
+
+
+def trainjob_paths(run_dir: str) -> Paths:
+    """Where a TrainJob's inputs and outputs live in ``run_dir`` on the checkpoints PVC (the usual names)."""
+    return Paths.under(Path(run_dir))
+
+
+def stage_trainjob_inputs(cfg: Config, run_dir: str, params: dict, transcripts: str, groups: str, tracks: str) -> Paths:
+    """Copy a run's inputs onto the checkpoints PVC, where every TrainJob node reads them.
+
+    The track store is copied once per run and moved into place whole: a retried launcher's earlier
+    job may still be reading it.
+    """
+    if not run_dir:
+        raise ConfigError(f"a TrainJob needs the checkpoints PVC mounted at {cfg.kubeflow.checkpoints_mount}")
+    paths = trainjob_paths(run_dir)
+    paths.transcripts.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(transcripts, paths.transcripts)
+    shutil.copyfile(groups, paths.groups)
+    if not paths.tracks.is_dir():
+        partial = paths.tracks.with_name(f".{paths.tracks.name}.tmp")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(tracks, partial)
+        os.replace(partial, paths.tracks)
+    (Path(run_dir) / TRAINJOB_PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
+    return paths
 
 
 def train_command(run_dir: str) -> list[str]:
@@ -137,18 +175,20 @@ def train_command(run_dir: str) -> list[str]:
     The torch-distributed runtime sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``,
     ``PET_NODE_RANK`` and the master address, which torchrun reads.
     """
-    run = PurePosixPath(run_dir)
+    paths = trainjob_paths(run_dir)
     return [
         "torchrun",
         "-m",
-        "isoclr.train",
-        "--params", str(run / "params.yaml"),
-        "--transcripts", str(run / "transcripts.parquet"),
-        "--groups", str(run / "groups.parquet"),
-        "--tracks", str(run / "tracks"),
-        "--model-dir", str(run / "model"),
-        "--train-log", str(run / "train_log.csv"),  # torchrun would read --log as its own
-        "--checkpoint-dir", str(run / "checkpoints"),
+        "isoclr.cli",
+        "train",
+        "--params", str(Path(run_dir) / TRAINJOB_PARAMS),
+        "--transcripts", str(paths.transcripts),
+        "--groups", str(paths.groups),
+        "--tracks", str(paths.tracks),
+        "--model-dir", str(paths.model),
+        "--train-log", str(paths.train_log),  # torchrun would read --log as its own
+        "--metrics", str(paths.train_summary),
+        "--checkpoint-dir", str(paths.checkpoints),
         "--resume",
     ]  # fmt: skip
 
@@ -250,7 +290,7 @@ def follow_trainjob(client, name: str, kf: KubeflowConfig, echo: Callable[[str],
         job = client.wait_for_job_status(name, timeout=kf.trainjob_timeout_s, polling_interval=kf.poll_interval_s)
     except RuntimeError as err:
         events = "\n".join(f"  {e.event_time} {e.reason}: {e.message}" for e in _events(client, name))
-        raise RuntimeError(f"TrainJob {name} failed: {err}\n{events}") from err
+        raise TrainJobError(f"TrainJob {name} failed: {err}\n{events}") from err
     return job.status
 
 

@@ -4,8 +4,8 @@ Batch stages do not live long enough to be scraped, so each stage run
 collects a few values in its own registry and pushes them once when it ends
 (job = ``metrics.job``, grouping = ``run_id`` + ``stage``); training also
 pushes every ``metrics.push_every_steps`` steps and can serve ``/metrics``.
-The stage functions shared by the CLI, DVC and Kubeflow carry the
-:func:`stage` decorator, so every driver reports the same way.
+The stage runner (:mod:`isoclr.stage`) opens :func:`stage_metrics` around every
+stage, whichever driver runs it, and each stage's result sets its own values.
 
 Metrics never fail a stage: without ``metrics.pushgateway_url`` nothing is
 pushed, and a failed push is a logged warning. Every metric is declared in
@@ -14,7 +14,6 @@ pushed, and a failed push is a logged warning. Every metric is declared in
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 RUN_ID_ENV = "ISOCLR_RUN_ID"
 # torchrun sets RANK: only rank 0 of a distributed training pushes and serves.
 RANK_ENV = "RANK"
-PROBE_METRICS = ("pearson_r", "spearman_r", "mse")
 
 # name -> (type, help, label names). Names follow Prometheus conventions: base units, `_total` counters.
 METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
@@ -42,6 +40,8 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "isoclr_stage_success": (Gauge, "1 if the stage finished, 0 if it raised an error.", ()),
     "isoclr_records_validated_total": (Counter, "Transcripts that passed validation into the table.", ()),
     "isoclr_records_quarantined_total": (Counter, "Records sent to quarantine, by the rule they broke.", ("rule",)),
+    "isoclr_track_store_transcripts": (Gauge, "Transcripts packed into the track store.", ()),
+    "isoclr_track_store_bytes": (Gauge, "Bytes of the track store's shards (one per nucleotide).", ()),
     "isoclr_homology_groups": (Gauge, "Homology groups (connected paralog families) in the groups table.", ()),
     "isoclr_split_transcripts": (Gauge, "Transcripts assigned to each split.", ("split",)),
     "isoclr_train_step": (Gauge, "Last finished optimiser step (0-based).", ()),
@@ -164,25 +164,6 @@ def stage_metrics(cfg: Config, stage: str) -> Iterator[StageRun]:
         run.push()
 
 
-def stage(name: str) -> Callable:
-    """Decorate a library stage function whose first argument is the Config: its run reports ``name`` metrics."""
-
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            cfg = kwargs.get("cfg", args[0] if args else None)
-            if not isinstance(cfg, Config):
-                return fn(*args, **kwargs)
-            with stage_metrics(cfg, name) as metrics:
-                result = fn(*args, **kwargs)
-                _record_result(metrics, name, result)
-            return result
-
-        return run
-
-    return wrap
-
-
 @contextmanager
 def registry_operation(operation: str) -> Iterator[None]:
     """Count one outermost registry call, and its failure, in the running stage (nested calls are not counted)."""
@@ -231,65 +212,3 @@ def training_reporter(cfg: Config) -> Callable[[dict], None]:
             run.push()
 
     return report
-
-
-# --------------------------------------------------------------------------- what each stage's result says
-
-
-def _validate(run: StageRun, result) -> None:
-    run.inc("isoclr_records_validated_total", result.n_transcripts)
-    for rule, count in result.by_rule.items():
-        run.inc("isoclr_records_quarantined_total", count, rule=rule)
-
-
-def _pairs(run: StageRun, result) -> None:
-    run.set("isoclr_homology_groups", result.n_homology_groups)
-    for split, count in result.split_transcripts.items():
-        run.set("isoclr_split_transcripts", count, split=split)
-
-
-def _train(run: StageRun, result: dict) -> None:
-    if "isoclr_train_loss" not in run._metrics and "final_loss" in result:  # no per-step reporter was hooked
-        run.set("isoclr_train_loss", result["final_loss"])
-
-
-def _probe(run: StageRun, result: dict) -> None:
-    for task, models in result.items():
-        for model, values in models.items():
-            for metric in PROBE_METRICS:
-                if isinstance(values.get(metric), (int, float)):
-                    run.set("isoclr_probe_metric", values[metric], task=task, model=model, metric=metric)
-
-
-def _gate(run: StageRun, result: dict) -> None:
-    run.set("isoclr_gate_passed", int(bool(result["passed"])))
-    verdicts: dict[tuple, int] = {}
-    for rule in result.get("rules", []):
-        key = (rule.get("kind", ""), rule.get("task", ""), rule.get("metric", ""))
-        verdicts[key] = min(verdicts.get(key, 1), int(bool(rule["passed"])))  # one failing rule of a kind fails it
-    for (kind, task, metric), passed in verdicts.items():
-        run.set("isoclr_gate_rule_passed", passed, kind=kind, task=task, metric=metric)
-
-
-def _register(run: StageRun, result: dict | None) -> None:
-    run.set("isoclr_model_registered", int(bool(result and result.get("registered"))))
-
-
-RESULT_READERS: dict[str, Callable[[StageRun, object], None]] = {
-    "validate": _validate,
-    "pairs": _pairs,
-    "train": _train,
-    "probe": _probe,
-    "gate": _gate,
-    "register": _register,
-}
-
-
-def _record_result(run: StageRun, name: str, result) -> None:
-    reader = RESULT_READERS.get(name)
-    if reader is None:
-        return
-    try:
-        reader(run, result)
-    except Exception as err:  # a changed result shape costs metrics, never the stage
-        log.warning("metrics: could not read the %s result: %s", name, err)

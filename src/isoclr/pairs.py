@@ -19,8 +19,10 @@ import pandera.pandas as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from isoclr.artifacts import Paths
 from isoclr.config import Config, SplitsConfig
-from isoclr.metrics import stage as metered
+from isoclr.errors import IsoclrError, MissingInputError
+from isoclr.metrics import StageRun
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.splits import split_by_group
 
@@ -29,6 +31,10 @@ PARALOGS = pa.DataFrameSchema(
     coerce=True,
     name="paralog pairs",
 )
+
+
+class ParalogError(IsoclrError, ValueError):
+    """The paralog file does not have the gene_A / gene_B columns of gene symbols."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,24 @@ class PairsSummary:
     largest_group_genes: int
     split_transcripts: dict[str, int]
 
+    def record(self, meter: StageRun) -> None:
+        meter.set("isoclr_homology_groups", self.n_homology_groups)
+        for split, count in self.split_transcripts.items():
+            meter.set("isoclr_split_transcripts", count, split=split)
+
+    def summary(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
 
 def read_paralogs(path: Path) -> pd.DataFrame:
     """Gene-symbol pairs (columns gene_A, gene_B); other columns are ignored."""
-    table = pd.read_csv(path, usecols=["gene_A", "gene_B"], dtype=str).dropna()
+    if not path.is_file():
+        raise MissingInputError(f"{path}: paralog file not found (data.paralogs in params.yaml)")
     try:
+        table = pd.read_csv(path, usecols=["gene_A", "gene_B"], dtype=str).dropna()
         return PARALOGS.validate(table)
-    except pa.errors.SchemaError as err:
-        raise ValueError(f"{path}: {err}") from err
+    except (ValueError, pa.errors.SchemaError) as err:
+        raise ParalogError(f"{path}: {err}") from err
 
 
 def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Series, int]:
@@ -103,14 +119,13 @@ def build_groups(transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsC
     return table, summary
 
 
-@metered("pairs")
-def run_pairs(cfg: Config, data_root: Path, transcripts_path: Path, groups_out: Path, summary_out: Path | None = None) -> PairsSummary:
-    """Read the validated transcripts and the paralog file; write the groups table."""
-    transcripts = TRANSCRIPTS.validate(pd.read_parquet(transcripts_path))
-    paralogs = read_paralogs(cfg.data.path(cfg.data.paralogs, data_root))
+def run(cfg: Config, paths: Paths) -> PairsSummary:
+    """The pairs stage: read the validated transcripts and the paralog file; write the groups table."""
+    transcripts = TRANSCRIPTS.validate(pd.read_parquet(paths.transcripts))
+    paralogs = read_paralogs(cfg.data.path(cfg.data.paralogs, paths.data_dir))
     table, summary = build_groups(transcripts, paralogs, cfg.splits)
-    groups_out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(groups_out, index=False)
-    if summary_out is not None:
-        summary_out.write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    paths.groups.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(paths.groups, index=False)
+    paths.pairs_summary.parent.mkdir(parents=True, exist_ok=True)
+    paths.pairs_summary.write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -102,6 +102,12 @@ def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
     return result
 
 
+def metadata(result: Result) -> dict:
+    """The result's scalar fields, for a Kubeflow artifact's metadata."""
+    fields = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else {}
+    return {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))}
+
+
 def fail(message: str) -> None:
     """Print one ``error:`` line and exit 1 (the drivers' way to stop on a project error)."""
     print(f"error: {message}", file=sys.stderr)

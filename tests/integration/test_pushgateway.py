@@ -9,10 +9,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from isoclr import metrics
-from isoclr.gate import run_gate
-from isoclr.ingest import ValidateResult
-from isoclr.pairs import PairsSummary
-from isoclr.registry import run_register
 from tests.code.test_metrics import config
 from tests.code.test_registry import write_inputs
 from tests.code.test_train import tables, tiny_config  # noqa: F401 (tables is a fixture)
@@ -43,30 +39,39 @@ def run_id(monkeypatch) -> str:
     return value
 
 
-def test_every_stage_result_is_pushed_with_job_run_and_stage(pushgateway, run_id):
-    cfg = config(pushgateway_url=pushgateway, job="isoclr-test")
-    results = {
-        "validate": ValidateResult(n_transcripts=120, n_quarantined=5, by_rule={"too_long": 3, "duplicate_id": 2}),
-        "pairs": PairsSummary(n_transcripts=120, n_genes=40, n_multi_isoform_genes=10, n_paralog_edges=4,
-                              n_homology_groups=37, largest_group_genes=3, split_transcripts={"train": 80, "val": 20, "test": 20}),
-        "probe": {"halflife": {"isoclr": {"pearson_r": 0.21, "pearson_r_ci95": [0.1, 0.3], "mse": 2.5, "n": 132}}},
-    }
-    for stage, result in results.items():
-        metrics.stage(stage)(lambda cfg, result=result: result)(cfg)
+@pytest.mark.slow
+def test_every_stage_pushes_its_metrics_when_run_for_real(pushgateway, run_id, sample_data, tmp_path):
+    """The whole pipeline on the sample (tiny sizes) through the one stage runner: each stage's own metrics
+    arrive under job / run_id / stage, the probe's classification metrics included."""
+    from isoclr import stage
+    from isoclr.artifacts import STAGES, Paths
+    from isoclr.config import Config
+    from tests.conftest import tiny_params
+
+    params = tiny_params()
+    params["metrics"] = {"pushgateway_url": pushgateway, "job": "isoclr-test"}
+    params["registry"] = {"uri": f"file://{tmp_path / 'registry'}"}
+    cfg = Config.model_validate(params)
+    paths = Paths.under(tmp_path / "outputs", data_dir=sample_data)
+    for name in STAGES:
+        stage.run(name, cfg, paths)
 
     text = scrape(pushgateway)
-    got = samples(text, job="isoclr-test", run_id=run_id)
-    assert got[("isoclr_records_validated_total", ())] == 120
-    assert got[("isoclr_records_quarantined_total", (("rule", "too_long"),))] == 3
-    assert got[("isoclr_homology_groups", ())] == 37
-    assert got[("isoclr_split_transcripts", (("split", "val"),))] == 20
-    probe = (("metric", "pearson_r"), ("model", "isoclr"), ("task", "halflife"))
-    assert got[("isoclr_probe_metric", probe)] == pytest.approx(0.21)
-    for stage in results:
-        per_stage = samples(text, job="isoclr-test", run_id=run_id, stage=stage)
-        assert per_stage[("isoclr_stage_success", ())] == 1
-        assert per_stage[("isoclr_stage_duration_seconds", ())] >= 0
-        assert per_stage[("push_time_seconds", ())] > 0  # the gateway's own record of the push
+    got = {name: samples(text, job="isoclr-test", run_id=run_id, stage=name) for name in STAGES}
+    for name in STAGES:
+        assert got[name][("isoclr_stage_success", ())] == 1, name
+        assert got[name][("isoclr_stage_duration_seconds", ())] > 0, name
+    assert got["validate"][("isoclr_records_validated_total", ())] > 1000
+    assert got["encode"][("isoclr_track_store_transcripts", ())] == got["validate"][("isoclr_records_validated_total", ())]
+    assert got["pairs"][("isoclr_homology_groups", ())] > 100
+    assert got["train"][("isoclr_train_loss", ())] > 0
+    probe = got["probe"]
+    for task, metric in [("halflife", "pearson_r"), ("mrl", "mse"), ("coding", "auroc"), ("coding", "auprc")]:
+        for model in ("isoclr", "random_init", "kmer"):
+            key = ("isoclr_probe_metric", (("metric", metric), ("model", model), ("task", task)))
+            assert key in probe, key
+    assert got["gate"][("isoclr_gate_passed", ())] == 1
+    assert got["register"][("isoclr_model_registered", ())] == 1
 
 
 def test_gate_and_register_stages_push_verdict_and_registry_counts(pushgateway, run_id, tmp_path):
@@ -117,7 +122,8 @@ def test_training_progress_is_pushed_every_n_steps_and_served(pushgateway, run_i
 
 
 def test_without_a_configured_gateway_nothing_arrives(pushgateway, run_id):
-    metrics.stage("gate")(lambda cfg: {"passed": True, "rules": []})(config(pushgateway_url=None))
+    with metrics.stage_metrics(config(pushgateway_url=None), "gate") as meter:
+        meter.set("isoclr_gate_passed", 1)
     assert samples(scrape(pushgateway), run_id=run_id) == {}
 
 
