@@ -165,3 +165,13 @@ def test_local_run_registers_a_model(tmp_path, sample_data, monkeypatch):
     versions = list_versions(registry)
     assert len(versions) == 1
     assert champion(registry) == versions[0]["version"]
+
+
+def test_probe_is_cached_with_the_champion_as_an_input_read_by_an_uncached_task():
+    spec, _ = _compiled()
+    tasks = _tasks(spec)
+    assert not tasks["champion"].get("cachingOptions", {}).get("enableCache", False)
+    assert tasks["probe"]["cachingOptions"]["enableCache"] is True
+    champion_input = tasks["probe"]["inputs"]["parameters"]["champion_version"]
+    assert champion_input["taskOutputParameter"]["producerTask"] == "champion"
+    assert "registry_uri" not in tasks["probe"]["inputs"]["parameters"]  # nothing else that moves
