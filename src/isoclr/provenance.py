@@ -1,4 +1,8 @@
-"""Where a model came from: code commit, data version, package versions, parameters."""
+"""Where a model came from: code commit, data version, package versions, parameters.
+
+The commit is "-dirty" only when the source or config the model depends on (:data:`SOURCES`)
+differs from it, not when files that DVC itself rewrites (dvc.lock) do.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +17,54 @@ import yaml
 # The packages whose versions change what a model computes.
 TRACKED_PACKAGES = ("isoclr", "torch", "numpy", "pandas", "scikit-learn", "kfp", "dvc")
 
+# What a model depends on, relative to the repository root: an uncommitted change to a tracked file
+# here makes the recorded commit "-dirty". dvc.lock and the outputs are not in it on purpose:
+# `dvc repro` rewrites them itself, so they would turn every model from a clean clone dirty.
+SOURCES = ("src", "pyproject.toml", "params.yaml", "data.dvc", "dvc.yaml")
 
-def git_commit(repo: Path = Path(".")) -> str | None:
-    """HEAD commit, with ``-dirty`` when the work tree has uncommitted changes; None outside git."""
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def dirty_paths(repo: Path = Path("."), sources: tuple[str, ...] = SOURCES) -> list[str] | None:
+    """Tracked files under ``sources`` that differ from HEAD (staged or not), sorted; None outside git."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
+        status = _git(
+            repo,
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=no",
+            "--",
+            *(f":(top){source}" for source in sources),
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
-    return f"{head}-dirty" if dirty else head
+    entries = iter(status.split("\0"))
+    paths = []
+    for entry in entries:
+        if not entry:
+            continue
+        paths.append(entry[3:])  # "XY path"
+        if entry[0] in "RC":
+            next(entries, None)  # a rename or copy: the next field is the old path
+    return sorted(paths)
+
+
+def git_state(repo: Path = Path(".")) -> tuple[str | None, list[str]]:
+    """``(commit, dirty sources)``: HEAD, with ``-dirty`` when a source differs from it; ``(None, [])`` outside git."""
+    try:
+        head = _git(repo, "rev-parse", "HEAD").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None, []
+    dirty = dirty_paths(repo) or []
+    return (f"{head}-dirty" if dirty else head), dirty
+
+
+def git_commit(repo: Path = Path(".")) -> str | None:
+    """HEAD commit, ``-dirty`` when a tracked file under :data:`SOURCES` has uncommitted changes; None outside git."""
+    return git_state(repo)[0]
 
 
 def data_version(dvc_file: Path = Path("data.dvc")) -> str | None:
@@ -49,8 +87,10 @@ def package_versions() -> dict[str, str | None]:
 
 def collect(repo: Path = Path(".")) -> dict:
     """Everything recorded beside a model (checkpoint, registry version)."""
+    commit, dirty = git_state(repo)
     return {
-        "git_commit": git_commit(repo),
+        "git_commit": commit,
+        "git_dirty_paths": dirty,  # the sources that made the commit "-dirty"; empty when clean
         "data_md5": data_version(repo / "data.dvc"),
         "packages": package_versions(),
         "python": platform.python_version(),

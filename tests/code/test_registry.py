@@ -1,8 +1,9 @@
-"""Model registry (file:// backend): immutable verified versions, atomic champion pointer, the register stage."""
+"""Model registry (file:// backend): immutable verified versions, atomic champion pointer, champion resolution."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from isoclr.config import Config
+from isoclr.errors import IsoclrError
 from isoclr.registry import (
     ABSENT,
+    CHAMPION,
+    POINTER,
     FileBackend,
     RegistryError,
     backend_for,
@@ -21,11 +25,13 @@ from isoclr.registry import (
     list_versions,
     new_version_id,
     register,
-    run_register,
+    registered_version,
+    resolve,
     set_champion,
     verify,
 )
 from tests.conftest import tiny_params
+from tests.helpers import write_inputs  # noqa: F401 (tests/integration/test_pushgateway.py imports it from here)
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def test_register_list_champion(uri, model_dir, tmp_path):
     set_champion(uri, v1)  # rollback
     assert champion(uri) == v1
     assert [v["champion"] for v in list_versions(uri)] == [True, False]
-    pointer = json.loads((Path(uri.removeprefix("file://")) / "champion.json").read_text())
+    pointer = json.loads((Path(uri.removeprefix("file://")) / POINTER).read_text())
     assert [h["version"] for h in pointer["history"]] == [v2, v1] and pointer["history"][1]["previous"] == v2
 
     out = download(uri, v1, tmp_path / "fetched")
@@ -161,45 +167,30 @@ def test_registry_uri_is_checked_in_the_config():
             Config.model_validate(params)
 
 
-def stage_config(uri: str) -> Config:
-    params = tiny_params()
-    params["registry"] = {"uri": uri}
-    return Config.model_validate(params)
+def test_resolve_names_a_version_or_the_champion(uri, model_dir):
+    with pytest.raises(RegistryError, match=rf"^{re.escape(uri)} has no champion yet$"):
+        resolve(uri, CHAMPION)
+    v1 = register(uri, model_dir, {}, {})
+    v2 = register(uri, model_dir, {}, {})
+    assert resolve(uri, v1) == v1  # a version id is taken as it is (readers verify it when they fetch)
+    set_champion(uri, v2)
+    assert resolve(uri, CHAMPION) == resolve(uri) == v2
+    set_champion(uri, v1)
+    assert resolve(uri, "champion") == v1
 
 
-def write_inputs(tmp_path: Path, passed: bool) -> tuple[Path, Path]:
+def test_registry_errors_are_project_errors():
+    assert issubclass(RegistryError, IsoclrError)
+    with pytest.raises(IsoclrError, match="no backend for scheme"):
+        backend_for("nosuch://x")
+
+
+def test_registered_version_finds_the_same_files(uri, model_dir, tmp_path):
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"halflife": {"isoclr": {"pearson_r": 0.3}}}))
-    decision = tmp_path / "gate.json"
-    rule = {"task": "mrl", "metric": "pearson_r", "passed": passed, "reason": "ok" if passed else "metric missing"}
-    decision.write_text(json.dumps({"passed": passed, "rules": [rule]}))
-    return metrics, decision
-
-
-def test_run_register_with_failed_decision_registers_nothing(uri, model_dir, tmp_path):
-    metrics, decision = write_inputs(tmp_path, passed=False)
-    record = tmp_path / "registration.json"
-    assert run_register(stage_config(uri), model_dir, metrics, decision, record) is None
-    written = json.loads(record.read_text())
-    assert written["registered"] is False
-    assert written["reason"].startswith("not registered:") and "mrl pearson_r: metric missing" in written["reason"]
-    assert list_versions(uri) == [] and champion(uri) is None
-
-
-def test_run_register_registers_promotes_and_is_idempotent(uri, model_dir, tmp_path):
-    metrics, decision = write_inputs(tmp_path, passed=True)
-    record_path = tmp_path / "registration.json"
-    cfg = stage_config(uri)
-    record = run_register(cfg, model_dir, metrics, decision, record_path)
-    assert record["registered"] is True and json.loads(record_path.read_text()) == record
-    assert champion(uri) == record["version"]
-    metadata = list_versions(uri)[0]["metadata"]
-    assert {"provenance", "config", "metrics", "decision"} <= set(metadata)
-    assert metadata["config"]["registry"]["uri"] == uri
-    assert metadata["metrics"]["halflife"]["isoclr"]["pearson_r"] == 0.3
-
-    again = run_register(cfg, model_dir, metrics, decision, record_path)
-    assert again["version"] == record["version"] and len(list_versions(uri)) == 1
-    (model_dir / "encoder.pt").write_bytes(b"retrained")
-    new = run_register(cfg, model_dir, metrics, decision, record_path)
-    assert new["version"] > record["version"] and champion(uri) == new["version"]
+    metrics.write_text("{}")
+    assert registered_version(uri, model_dir, {"metrics": metrics}) is None
+    v1 = register(uri, model_dir, {"metrics": metrics}, {"note": "metadata does not count"})
+    assert registered_version(uri, model_dir, {"metrics": metrics}) == v1
+    assert registered_version(uri, model_dir, {}) is None  # the attachments are part of the identity
+    metrics.write_text('{"changed": 1}')
+    assert registered_version(uri, model_dir, {"metrics": metrics}) is None

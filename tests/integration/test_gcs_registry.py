@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from isoclr.cli import app
 from isoclr.registry import GCSBackend, RegistryError, backend_for, champion, list_versions, register, set_champion
-from tests.integration.test_registry_backends import make_model
+from tests.helpers import make_model
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -26,7 +26,9 @@ runner = CliRunner()
 
 def test_a_missing_bucket_is_named(gcs_bucket, tmp_path):
     uri = f"gs://{gcs_bucket}-absent/models"
-    for call in (lambda: list_versions(uri), lambda: champion(uri), lambda: register(uri, make_model(tmp_path, "1"), {}, {})):
+    model = make_model(tmp_path, "1")
+    calls = (lambda: list_versions(uri), lambda: champion(uri), lambda: register(uri, model, {}, {}))
+    for call in calls:
         with pytest.raises(RegistryError, match=rf"bucket '{gcs_bucket}-absent' does not exist.*fix registry.uri"):
             call()
 
@@ -81,7 +83,8 @@ def denying_endpoint(monkeypatch):
 
 def test_permission_denied_is_one_clear_message(denying_endpoint, tmp_path):
     uri = "gs://isoclr-models/registry"
-    with pytest.raises(RegistryError, match=r"permission denied to read champion.json in bucket 'isoclr-models' \(HTTP 403"):
+    denied = r"permission denied to read champion.json in bucket 'isoclr-models' \(HTTP 403"
+    with pytest.raises(RegistryError, match=denied):
         list_versions(uri)
     with pytest.raises(RegistryError, match="permission denied to .* roles/storage.objectUser"):
         register(uri, make_model(tmp_path, "1"), {}, {})
@@ -95,12 +98,20 @@ def test_missing_credentials_is_one_clear_message(tmp_path):
     # A fresh process with no emulator, no key file, no gcloud config, and the GCE metadata check off
     # (so nothing leaves the machine): the client finds no credentials at all.
     env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
-    env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="true",
-               GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")
+    env.update(
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        NO_GCE_CHECK="true",
+        GCE_METADATA_HOST="127.0.0.1:9",
+        GCE_METADATA_IP="127.0.0.1:9",
+    )
     code = "from isoclr.cli import app; app()"
     result = subprocess.run(
         [sys.executable, "-c", code, "registry", "list", "--registry", "gs://isoclr-models/registry"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: registry gs://isoclr-models/registry: no Google Cloud credentials found")

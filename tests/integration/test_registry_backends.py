@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from isoclr import registry
+from isoclr import registry, stage
+from isoclr.artifacts import Paths
 from isoclr.registry import (
     ABSENT,
     FileBackend,
@@ -25,14 +26,12 @@ from isoclr.registry import (
     download,
     list_versions,
     register,
-    run_register,
     set_champion,
     verify,
 )
-from tests.code.test_registry import stage_config, write_inputs
+from tests.helpers import MODEL_FILES, make_model, registry_config, write_inputs
 
 N_RACERS = 20
-MODEL_FILES = {"encoder.pt": b"\x00weights" * 500, "meta.json": b'{"out_dim": 16}', "sub/extra.txt": b"nested"}
 
 
 @pytest.fixture(params=["file", pytest.param("gs", marks=pytest.mark.integration)])
@@ -44,14 +43,6 @@ def uri(request, tmp_path) -> str:
 
 class UploadDied(Exception):
     """Stands for the process dying between two uploads."""
-
-
-def make_model(root: Path, tag: str) -> Path:
-    for name, data in MODEL_FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data + tag.encode())
-    return root
 
 
 def overwrite(uri: str, key: str, data: bytes) -> None:
@@ -187,21 +178,24 @@ def test_a_changed_file_makes_the_version_untrusted(uri, tmp_path):
         champion(uri)
 
 
-def test_run_register_retry_is_idempotent(uri, tmp_path):
-    model = make_model(tmp_path / "m", "r")
-    metrics, decision = write_inputs(tmp_path, passed=True)
-    cfg = stage_config(uri)
-    first = run_register(cfg, model, metrics, decision, tmp_path / "registration.json")
-    again = run_register(cfg, model, metrics, decision, tmp_path / "registration.json")
-    assert again["version"] == first["version"] and again["note"].startswith("same model")
+def test_register_stage_retry_is_idempotent(uri, tmp_path):
+    paths = Paths.under(tmp_path / "outputs")
+    make_model(paths.model, "r")
+    _, decision = write_inputs(paths.probe, passed=True)
+    decision.rename(paths.decision)
+    cfg = registry_config(uri)
+    first = stage.run("register", cfg, paths)
+    again = stage.run("register", cfg, paths)
+    assert again.version == first.version and again.note.startswith("same model")
     assert len(list_versions(uri)) == 1
-    assert [h["version"] for h in champion_history(uri)] == [first["version"]]
-    assert json.loads((tmp_path / "registration.json").read_text())["registry"] == uri
+    assert [h["version"] for h in champion_history(uri)] == [first.version]
+    assert json.loads(paths.registration.read_text())["registry"] == uri
 
 
 def test_versions_are_immutable(uri, tmp_path):
     v1 = register(uri, make_model(tmp_path / "m", "1"), {}, {})
     backend = backend_for(uri)
     with pytest.raises(RegistryError, match="immutable"):
-        backend.publish(f"{registry.VERSIONS}/{v1}", {"model/x": tmp_path / "m" / "meta.json"}, ("MANIFEST.json", b"{}"))
+        files = {"model/x": tmp_path / "m" / "meta.json"}
+        backend.publish(f"{registry.VERSIONS}/{v1}", files, (registry.MANIFEST, b"{}"))
     verify(uri, v1)
