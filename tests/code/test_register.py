@@ -13,7 +13,7 @@ from isoclr import metrics, stage
 from isoclr.artifacts import Paths
 from isoclr.errors import MissingInputError
 from isoclr.register import NOT_REGISTERED, RegisterResult
-from isoclr.registry import champion, list_versions, run_register
+from isoclr.registry import champion, list_versions
 from tests.helpers import make_model, registry_config, write_inputs
 
 
@@ -101,10 +101,3 @@ def test_missing_probe_metrics_is_a_missing_input(uri, tmp_path):
     with pytest.raises(MissingInputError, match="metrics.json does not exist"):
         stage.run("register", registry_config(uri), paths)
     assert not paths.registration.exists() and list_versions(uri) == []
-
-
-def test_the_old_entry_still_registers(uri, tmp_path):
-    paths = stage_inputs(tmp_path, passed=True)
-    record = run_register(registry_config(uri), paths.model, paths.probe_metrics, paths.decision, tmp_path / "r.json")
-    assert record["registered"] is True and json.loads((tmp_path / "r.json").read_text()) == record
-    assert champion(uri) == record["version"]

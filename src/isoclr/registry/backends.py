@@ -346,7 +346,7 @@ class GCSBackend:
         for key in keys:
             try:
                 self.bucket.blob(self._name(key)).delete()
-            except Exception as err:  # best effort: the caller's error is the one to report
+            except Exception as err:  # noqa: BLE001 -- best effort: the caller's error is the one to report
                 log.warning("could not remove %s after a failed upload: %s", key, err)
 
 

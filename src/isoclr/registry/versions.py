@@ -34,7 +34,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from isoclr import metrics
@@ -84,7 +84,7 @@ def _files_of(path: Path, prefix: str) -> dict[str, Path]:
 
 def new_version_id(now: datetime | None = None) -> str:
     """``20250101T120000123456Z-1a2b3c4d``: sorts by creation time, unique by its random tail."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now.strftime(_TIME_FORMAT)}-{secrets.token_hex(_SUFFIX_BYTES)}"
 
 
@@ -119,7 +119,7 @@ def register(uri: str, model_dir: Path, attachments: dict[str, Path], metadata: 
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": version,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": entries,
         }
         backend.publish(f"{VERSIONS}/{version}", files, (MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n"))
@@ -290,7 +290,7 @@ def set_champion(uri: str, version: str) -> None:
         entry = {
             "version": version,
             "previous": pointer.get("version"),
-            "set_utc": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "set_utc": datetime.now(UTC).isoformat(timespec="microseconds"),
             "id": entry_id,
         }
         new = json.dumps({"version": version, "history": [*history, entry]}, indent=2).encode() + b"\n"
