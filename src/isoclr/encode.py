@@ -20,15 +20,15 @@ from isoclr.store import write_store
 class EncodeResult:
     n_transcripts: int
     n_bytes: int  # packed nucleotides, one byte each
-    n_shards: int
+    shards: int  # shard files (the key the Kubeflow encode component has always set)
 
     def record(self, meter: StageRun) -> None:
         meter.set("isoclr_track_store_transcripts", self.n_transcripts)
         meter.set("isoclr_track_store_bytes", self.n_bytes)
-        meter.set("isoclr_track_store_shards", self.n_shards)
+        meter.set("isoclr_track_store_shards", self.shards)
 
     def summary(self) -> str:
-        return f"{self.n_transcripts} transcripts, {self.n_bytes:,} bytes in {self.n_shards} shard(s)"
+        return f"{self.n_transcripts} transcripts, {self.n_bytes:,} bytes in {self.shards} shard(s)"
 
 
 def run(cfg: Config, paths: Paths) -> EncodeResult:
@@ -36,4 +36,4 @@ def run(cfg: Config, paths: Paths) -> EncodeResult:
     if not paths.transcripts.is_file():
         raise MissingInputError(f"{paths.transcripts}: no transcripts table; run `isoclr validate` first")
     store = write_store(paths.transcripts, paths.tracks, cfg.encode.shard_bytes)
-    return EncodeResult(n_transcripts=store.n_transcripts, n_bytes=store.n_bytes, n_shards=len(store.shards))
+    return EncodeResult(n_transcripts=store.n_transcripts, n_bytes=store.n_bytes, shards=len(store.shards))

@@ -50,6 +50,9 @@ _PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
 _PACKED_PAIRS = PACKED_BASE_OF_BYTE[_PAIRS].reshape(-1).view(np.uint16)
 # Bytes looked up per step: the chunk and its output stay in cache.
 _PACK_CHUNK = 1 << 16
+# Fewer bytes than this are looked up one at a time: the pair table is then mostly out of cache, and one lookup
+# per byte is faster (a single transcript; the store packs pieces of many).
+_PAIRS_FROM = 1 << 15
 
 
 def _unknown(value) -> bool:
@@ -58,7 +61,11 @@ def _unknown(value) -> bool:
 
 
 def pack_bases(data: np.ndarray, out: np.ndarray) -> None:
-    """(n,) sequence bytes -> ``out`` (n,) packed base bytes (no CDS or splice bits yet), two bytes per lookup."""
+    """(n,) sequence bytes -> ``out`` (n,) packed base bytes (no CDS or splice bits yet); long inputs two bytes per
+    lookup."""
+    if len(data) < _PAIRS_FROM:
+        np.take(PACKED_BASE_OF_BYTE, data, out=out)
+        return
     pairs, step = len(data) // 2 * 2, max(2, _PACK_CHUNK // 2 * 2)
     for i in range(0, pairs, step):
         j = min(i + step, pairs)

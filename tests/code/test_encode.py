@@ -40,7 +40,7 @@ def test_encode_packs_every_validated_transcript(validated):
     cfg, paths = validated
     result = stage.run("encode", cfg, paths)
     table = pd.read_parquet(paths.transcripts)
-    assert result == EncodeResult(n_transcripts=len(table), n_bytes=int(table.length.sum()), n_shards=1)
+    assert result == EncodeResult(n_transcripts=len(table), n_bytes=int(table.length.sum()), shards=1)
     store = TrackStore(paths.tracks)
     assert store.ids == table.transcript_id.tolist()
     for row in table.itertuples():
@@ -52,12 +52,12 @@ def test_shard_size_comes_from_the_encode_section(validated):
     cfg, paths = validated
     cfg = cfg.model_copy(update={"encode": cfg.encode.model_copy(update={"shard_bytes": 32})})
     result = stage.run("encode", cfg, paths)
-    assert result.n_shards > 1
-    assert len(list(paths.tracks.glob("shard-*.u8"))) == result.n_shards
+    assert result.shards > 1
+    assert len(list(paths.tracks.glob("shard-*.u8"))) == result.shards
 
 
 def test_result_records_its_metrics_and_says_what_it_did():
-    result = EncodeResult(n_transcripts=8, n_bytes=1234, n_shards=2)
+    result = EncodeResult(n_transcripts=8, n_bytes=1234, shards=2)
     meter = metrics.StageRun(MetricsConfig(), "encode")
     result.record(meter)
     assert [meter.registry.get_sample_value(name) for name in ENCODE_METRICS] == [8, 1234, 2]

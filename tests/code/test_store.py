@@ -159,6 +159,7 @@ def test_packing_in_chunks_equals_one_pass(monkeypatch):
     table = pyarrow.Table.from_pandas(ROWS, preserve_index=False)
     whole, offsets = pack_table(table)
     monkeypatch.setattr("isoclr.tracks._PACK_CHUNK", 7)
+    monkeypatch.setattr("isoclr.tracks._PAIRS_FROM", 0)
     chunked, chunked_offsets = pack_table(table)
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(chunked_offsets, offsets)
@@ -169,6 +170,7 @@ def test_packing_every_byte_value_at_odd_offsets(monkeypatch, chunk, piece):
     """Bases are looked up two at a time, in pieces packed by several threads: odd lengths and odd starts in
     the data buffer, and every byte value (lowercase, U, IUPAC, anything else), pack as :func:`tracks.pack`."""
     monkeypatch.setattr("isoclr.tracks._PACK_CHUNK", chunk)
+    monkeypatch.setattr("isoclr.tracks._PAIRS_FROM", 0 if chunk < 16 else 1 << 15)
     monkeypatch.setattr("isoclr.store._PACK_PIECE", piece)
     every = bytes(range(1, 128)).decode("ascii")
     seqs = ["A", every, "acgun", every[::-1] + "T", "GGC"]
