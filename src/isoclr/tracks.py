@@ -42,8 +42,8 @@ BASE_MASK = 0b11
 N_BIT = 1 << 2
 CDS_BIT = 1 << 3
 SPLICE_BIT = 1 << 4
-# Byte value -> packed base (0..3, or N_BIT).
-PACKED_BASE_OF_BYTE = np.where(base_codes(NO_BASE) == NO_BASE, N_BIT, base_codes(NO_BASE)).astype(np.uint8)
+# Byte value -> packed base (0..3, or N_BIT for N and anything else).
+PACKED_BASE_OF_BYTE = base_codes(N_BIT)
 # The same for a pair of bytes read as one native uint16: one lookup per two bases in a 128 KiB table runs ~3x
 # faster at GENCODE scale than bytes.translate (~2 ns a byte here).
 _PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)

@@ -33,6 +33,9 @@ from isoclr.ingest import ValidationError, read_annotation
 from isoclr.metrics import StageRun
 from isoclr.schemas import DROPPED, KEPT_WITHOUT_CDS, QUARANTINE, TRANSCRIPTS, TRANSCRIPTS_ARROW
 
+# Outputs worth keeping when the stage stops on a limit: the report says why (for the stage runner to move into
+# place on a ValidationError; the transcripts table is then removed, so no later stage reads a stale one).
+KEPT_ON_FAILURE = ("quarantine", "validate_summary")
 # How many rules an error message lists.
 TOP_RULES = 5
 # lz4 for every column: at GENCODE scale it writes in ~1.0 s against 1.4 s for zstd level 1 and reads back
