@@ -2,11 +2,114 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import random
 from pathlib import Path
 
-from isoclr.config import Config
+import pandas as pd
+
+from isoclr.config import Annotation, Config
 from tests.conftest import tiny_params
+
+# --------------------------------------------------------------------------- annotation files (ingest, validate)
+
+MAX_LENGTH = 1000
+
+
+def rand_seq(n: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice("ACGT") for _ in range(n))
+
+
+def gtf_line(tid, start, end, strand="+", feature="exon", gene="G", frame=".", extra="") -> str:
+    attrs = "".join(f'{k} "{v}"; ' for k, v in (("transcript_id", tid), ("gene_id", gene)) if v is not None)
+    return f"chr1\ttest\t{feature}\t{start}\t{end}\t.\t{strand}\t{frame}\t{attrs}{extra}".rstrip() + "\n"
+
+
+def fasta(records: dict[str, str] | list[tuple[str, str]]) -> str:
+    items = records.items() if isinstance(records, dict) else records
+    return "".join(f">{h}\n" + "".join(s[i : i + 10] + "\n" for i in range(0, len(s), 10)) for h, s in items)
+
+
+def gtf_annotation(tmp_path, gtf_text: str, fasta_text: str, name="toy", gzip_fasta=False) -> Annotation:
+    (tmp_path / f"{name}.gtf").write_text(gtf_text)
+    fa = tmp_path / f"{name}.fa"
+    fa.write_bytes(gzip.compress(fasta_text.encode()) if gzip_fasta else fasta_text.encode())
+    return Annotation(
+        name=name,
+        format="gtf_transcript_fasta",
+        gtf=f"{name}.gtf",
+        fasta=f"{name}.fa",
+        species="homo_sapiens",
+        assembly="test",
+    )
+
+
+def gencode_annotation(tmp_path, fasta_text: str, name="gc", gzip_fasta=False) -> Annotation:
+    fa = tmp_path / f"{name}.fa"  # deliberately no .gz suffix: gzip is told by magic bytes
+    fa.write_bytes(gzip.compress(fasta_text.encode()) if gzip_fasta else fasta_text.encode())
+    return Annotation(name=name, format="gencode_fasta", fasta=f"{name}.fa", species="homo_sapiens", assembly="GRCh38")
+
+
+def gencode_header(tid, gene, length, extra="protein_coding|") -> str:
+    return f"{tid}|{gene}|OTTHUMG1|OTTHUMT1|{tid}-201|NAME_{gene}|{length}|{extra}"
+
+
+def make_config(annotations: list[Annotation], **limits) -> Config:
+    """A config reading ``annotations``, with validate limits (``limits`` override) that tiny files pass."""
+    return Config.model_validate(
+        {
+            "data": {"annotations": [a.model_dump() for a in annotations], "paralogs": "p.csv"},
+            "validate": {"max_length": MAX_LENGTH, "min_transcripts": 1, "max_quarantine_fraction": 0.5, **limits},
+            "probe": {"tasks": [{"name": "t", "file": "t.csv", "join": "gene_id", "id_column": "g", "target": "y"}]},
+            "gate": {"rules": [{"task": "t", "min": 0.0}]},
+        }
+    )
+
+
+def rules_of(quarantine: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
+    """record -> (rule, action, file name)."""
+    return {r.record: (r.rule, r.action, r.file.rsplit("/", 1)[-1]) for r in quarantine.itertuples()}
+
+
+# Plus strand: exons 101-110 and 201-215 (25 nt); CDS 105-110 + 201-209 crosses the
+# junction, stop codon 210-212 -> transcript CDS [4, 22).
+# Minus strand: exons 301-312 and 401-408 (20 nt); transcript order starts at 408.
+# CDS 401-404 -> tx 4..7, 305-312 -> tx 8..15, stop 302-304 -> tx 16..18 -> [4, 19).
+# Phase: CDS 602-630 with frame 2 -> first whole codon at tx 3 -> [3, 30).
+GOOD_GTF = (
+    "#!genome-build test\n"
+    + gtf_line("TP", 101, 110, gene="GP", extra='gene_name "GENEP"; transcript_type "protein_coding";')
+    + gtf_line("TP", 201, 215, gene="GP", extra='gene_name "GENEP";')
+    + gtf_line("TP", 105, 110, feature="CDS", gene="GP", frame="0")
+    + gtf_line("TP", 201, 209, feature="CDS", gene="GP", frame="0")
+    + gtf_line("TP", 210, 212, feature="stop_codon", gene="GP", frame="0")
+    + gtf_line("TM", 301, 312, "-", gene="GM")
+    + gtf_line("TM", 302, 304, "-", feature="stop_codon", gene="GM", frame="0")
+    + gtf_line("TM", 305, 312, "-", feature="CDS", gene="GM", frame="2")
+    + gtf_line("TM", 401, 408, "-", gene="GM")
+    + gtf_line("TM", 401, 404, "-", feature="CDS", gene="GM", frame="0")
+    + gtf_line("TN", 501, 530, gene="GN", extra='gene_type "lncRNA";')
+    + gtf_line("TF", 601, 630, gene="GF")
+    + gtf_line("TF", 602, 630, feature="CDS", gene="GF", frame="2")
+)
+SEQS = {"TP": rand_seq(25, 1), "TM": rand_seq(20, 2), "TN": rand_seq(30, 3), "TF": rand_seq(30, 4)}
+
+
+def gencode_records() -> list[tuple[str, str]]:
+    """A GENCODE FASTA of 8 records: 4 kept (one without its CDS), 4 quarantined, one CDS stripped."""
+    return [
+        (gencode_header("ENST1.1", "ENSG1.1", 15, "UTR5:1-3|CDS:4-15|"), "cccATGAAAuuuTAA"),
+        (gencode_header("ENST2.1", "ENSG1.1", 12), rand_seq(12, 1)),
+        (gencode_header("ENST3.1", "ENSG2.1", 50), rand_seq(40, 2)),  # truncated
+        ("ENST4.1 no bars here", rand_seq(12, 3)),
+        (gencode_header("ENST5.1", "ENSG3.1", 12, "CDS:2-12|"), rand_seq(12, 4)),  # 11 nt CDS
+        (gencode_header("ENST6.1", "ENSG3.1", 12, "CDS:4-15|"), rand_seq(12, 5)),  # CDS past the end
+        (gencode_header("ENST2.1", "ENSG1.1", 12), rand_seq(12, 6)),  # duplicate id
+        (gencode_header("ENST7.1", "ENSG4.1", 12), "ACGTNNRYACGT"),
+    ]
+
 
 # --------------------------------------------------------------------------- registry and the register stage
 

@@ -6,44 +6,19 @@ caught where it enters, with the column and rule named.
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute
 
+from isoclr.alphabet import DNA, dna_only
+from isoclr.coordinates import cds_inside
+
 SPLITS = ["train", "val", "test"]
-
-# The transcript alphabet after normalisation (U read as T, upper case).
-DNA = b"ACGTN"
-# Bytes of the concatenated sequences scanned per step: the temporary copy stays in the allocator's heap and in
-# cache (64 MiB steps cost ~0.3 s more at GENCODE scale, in page faults of fresh memory).
-_SCAN_BYTES = 1 << 20
-
-
-def dna_only(seq: pd.Series) -> pd.Series:
-    """Per row: the sequence is non-empty and holds only ACGTN (the regex ``^[ACGTN]+$``).
-
-    One pass over the column's concatenated bytes (a per-row regex costs ~2 s at
-    GENCODE scale); rows are looked at one by one only where a bad byte exists.
-    Nulls count as passing here, as in pandera's built-in string checks (the
-    column's ``nullable`` decides about them).
-    """
-    arr = pyarrow.array(seq, type=pyarrow.large_string(), from_pandas=True)
-    if isinstance(arr, pyarrow.ChunkedArray):  # an Arrow-backed column of several chunks
-        arr = arr.combine_chunks()
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1] if n else np.zeros(1, np.int64)
-    data = arr.buffers()[2]
-    view = memoryview(data)[offsets[0] : offsets[-1]] if data is not None else memoryview(b"")
-    ok = np.diff(offsets) > 0
-    if any(bytes(view[i : i + _SCAN_BYTES]).translate(None, DNA) for i in range(0, len(view), _SCAN_BYTES)):
-        allowed = np.zeros(256, dtype=bool)
-        allowed[np.frombuffer(DNA, np.uint8)] = True
-        bad = np.flatnonzero(~allowed[np.frombuffer(view, np.uint8)])
-        ok[np.searchsorted(offsets - offsets[0], bad, side="right") - 1] = False
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    return pd.Series(ok | ~valid, index=seq.index)
+# What validate did with a quarantined record: dropped it, or kept it with its CDS forgotten (empty CDS track).
+DROPPED, KEPT_WITHOUT_CDS = "dropped", "kept_without_cds"
 
 
 def seq_lengths(seq: pd.Series) -> pd.Series:
@@ -64,39 +39,73 @@ def length_is_len_seq(df: pd.DataFrame) -> pd.Series:
     return same
 
 
+@dataclass(frozen=True)
+class Field:
+    """One column of a table written as parquet: its Arrow type and what pandera checks in it.
+
+    The pandas dtype pandera coerces to follows from the Arrow type: a string is ``str``, an integer
+    ``int`` (``Int64`` where nullable), a list ``object``.
+    """
+
+    arrow: pyarrow.DataType
+    nullable: bool = False
+    unique: bool = False
+    checks: tuple[pa.Check, ...] = ()
+
+    def pandas(self):
+        if pyarrow.types.is_string(self.arrow):
+            return str
+        if pyarrow.types.is_integer(self.arrow):
+            return "Int64" if self.nullable else int
+        if pyarrow.types.is_list(self.arrow):
+            return object
+        raise TypeError(f"no pandas dtype for Arrow {self.arrow}")
+
+    def column(self) -> pa.Column:
+        return pa.Column(self.pandas(), list(self.checks), nullable=self.nullable, unique=self.unique)
+
+
+_DNA_ONLY = pa.Check(dna_only, error=f"str_matches('^[{DNA}]+$')")
+
+
+def _cds_inside(df: pd.DataFrame) -> pd.Series:
+    """Per row: no CDS (both ends null), or one inside the sequence (:func:`isoclr.coordinates.cds_inside`)."""
+    start, end = df["cds_start"].astype("Int64"), df["cds_end"].astype("Int64")
+    known = start.notna() | end.notna()
+    return ~known | cds_inside(start, end, df["length"]).fillna(False).astype(bool)
+
+
+# The transcripts table, one definition for both the pandera schema and the parquet file's Arrow schema.
+TRANSCRIPT_FIELDS: dict[str, Field] = {
+    "transcript_id": Field(pyarrow.string(), unique=True),
+    "gene_id": Field(pyarrow.string()),
+    "gene_name": Field(pyarrow.string(), nullable=True),
+    "annotation": Field(pyarrow.string()),
+    "species": Field(pyarrow.string()),
+    "assembly": Field(pyarrow.string()),
+    "biotype": Field(pyarrow.string(), nullable=True),
+    # Upper-case DNA alphabet: U is read as T, anything outside ACGTN is quarantined.
+    "seq": Field(pyarrow.string(), checks=(_DNA_ONLY,)),
+    "length": Field(pyarrow.int64(), checks=(pa.Check.gt(0),)),
+    # Transcript coordinates (isoclr.coordinates), 0-based half-open; null where the CDS is unknown or absent.
+    "cds_start": Field(pyarrow.int64(), nullable=True, checks=(pa.Check.ge(0),)),
+    "cds_end": Field(pyarrow.int64(), nullable=True, checks=(pa.Check.gt(0),)),
+    # 0-based position of the last nucleotide of every exon; null where exons are unknown.
+    "exon_ends": Field(pyarrow.list_(pyarrow.int64()), nullable=True),
+}
+
 TRANSCRIPTS = pa.DataFrameSchema(
-    {
-        "transcript_id": pa.Column(str, unique=True),
-        "gene_id": pa.Column(str),
-        "gene_name": pa.Column(str, nullable=True),
-        "annotation": pa.Column(str),
-        "species": pa.Column(str),
-        "assembly": pa.Column(str),
-        "biotype": pa.Column(str, nullable=True),
-        # Upper-case DNA alphabet: U is read as T, anything outside ACGTN is quarantined.
-        "seq": pa.Column(str, pa.Check(dna_only, error="str_matches('^[ACGTN]+$')")),
-        "length": pa.Column(int, pa.Check.gt(0)),
-        # Transcript coordinates, 0-based half-open; null where the CDS is unknown or absent.
-        "cds_start": pa.Column("Int64", pa.Check.ge(0), nullable=True),
-        "cds_end": pa.Column("Int64", pa.Check.gt(0), nullable=True),
-        # 0-based position of the last nucleotide of every exon; null where exons are unknown.
-        "exon_ends": pa.Column(object, nullable=True),
-    },
+    {name: field.column() for name, field in TRANSCRIPT_FIELDS.items()},
     checks=[
         pa.Check(length_is_len_seq, error="length equals len(seq)"),
-        pa.Check(
-            lambda df: df["cds_end"].isna() | (df["cds_end"] <= df["length"]),
-            error="CDS ends inside the transcript",
-        ),
-        pa.Check(
-            lambda df: df["cds_start"].isna() | (df["cds_start"] < df["cds_end"]),
-            error="CDS start before CDS end",
-        ),
+        pa.Check(_cds_inside, error="CDS inside the transcript"),
     ],
     strict=True,
     coerce=True,
     name="transcripts",
 )
+# Every field nullable, as pyarrow infers from pandas: the file's layout does not change with the checks.
+TRANSCRIPTS_ARROW = pyarrow.schema([(name, field.arrow) for name, field in TRANSCRIPT_FIELDS.items()])
 
 QUARANTINE = pa.DataFrameSchema(
     {
@@ -105,7 +114,7 @@ QUARANTINE = pa.DataFrameSchema(
         "rule": pa.Column(str),
         "detail": pa.Column(str),
         # dropped: the record is not in the output; kept_without_cds: kept, CDS track left empty.
-        "action": pa.Column(str, pa.Check.isin(["dropped", "kept_without_cds"])),
+        "action": pa.Column(str, pa.Check.isin([DROPPED, KEPT_WITHOUT_CDS])),
     },
     strict=True,
     coerce=True,
@@ -143,7 +152,7 @@ GROUPS = pa.DataFrameSchema(
 PROBE_ROWS = pa.DataFrameSchema(
     {
         "id": pa.Column(str),
-        "seq": pa.Column(str, pa.Check(dna_only, error="str_matches('^[ACGTN]+$')")),
+        "seq": pa.Column(str, _DNA_ONLY),
         "target": pa.Column(float, pa.Check(lambda s: s.notna() & ~s.isin([float("inf"), float("-inf")]))),
         "group": pa.Column(str),
     },

@@ -5,7 +5,8 @@ Layout of a store directory (DVC tracks a few large files, not one per transcrip
 - ``shard-00000.u8`` ...: packed transcripts back to back, one byte per
   nucleotide (:mod:`isoclr.tracks` packed layout: base, N, CDS codon start,
   exon end), each shard at most ``shard_bytes`` plus one transcript;
-- ``index.parquet``: transcript_id -> shard, offset, length (:data:`STORE_INDEX`);
+- ``index.parquet`` (:data:`isoclr.artifacts.STORE_INDEX`): transcript_id -> shard, offset, length
+  (:data:`INDEX_SCHEMA`);
 - ``manifest.json``: format, version, byte layout, counts and shard sizes,
   written last, so a directory without it is not a store.
 
@@ -33,6 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet
 
 from isoclr import tracks
+from isoclr.artifacts import STORE_INDEX
+from isoclr.coordinates import CoordinateError, cds_error, cds_inside, exon_ends_error, exon_ends_inside
+from isoclr.errors import IsoclrError
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +44,6 @@ if TYPE_CHECKING:
 FORMAT = "isoclr-track-store"
 VERSION = 1
 MANIFEST = "manifest.json"
-INDEX = "index.parquet"
 SHARD_NAME = "shard-{:05d}.u8"
 DEFAULT_SHARD_BYTES = 1 << 28
 LAYOUT = {
@@ -51,7 +54,7 @@ LAYOUT = {
     "splice_bit": tracks.SPLICE_BIT,
 }
 
-STORE_INDEX = pa.DataFrameSchema(
+INDEX_SCHEMA = pa.DataFrameSchema(
     {
         "transcript_id": pa.Column(str, unique=True),
         "shard": pa.Column("int64", pa.Check.ge(0)),
@@ -63,18 +66,11 @@ STORE_INDEX = pa.DataFrameSchema(
     name="store_index",
 )
 
-# Byte value -> packed base byte, and the same for a pair of bytes read as one native uint16: one lookup per
-# two bases in a 128 KiB table runs ~3x faster at GENCODE scale than bytes.translate (~2 ns a byte here).
-_PACK_LUT = tracks.PACKED_BASE_OF_BYTE.astype(np.uint8)
-_PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
-_PACK_PAIRS = _PACK_LUT[_PAIRS].reshape(-1).view(np.uint16)
-# Bytes looked up per step: the chunk and its output stay in cache.
-_PACK_CHUNK = 1 << 16
 # Bytes per piece handed to a packing thread.
 _PACK_PIECE = 1 << 24
 
 
-class StoreError(Exception):
+class StoreError(IsoclrError):
     """A store cannot be written from this table, or the directory is not a readable store."""
 
 
@@ -88,17 +84,11 @@ class StoreSummary:
         return asdict(self)
 
 
-def _int_column(table: pyarrow.Table, name: str, missing: int) -> np.ndarray:
-    return pc.fill_null(table[name].combine_chunks(), missing).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _pack_bases(data: np.ndarray, out: np.ndarray) -> None:
-    """(n,) sequence bytes -> ``out`` (n,) packed base bytes, two bytes per lookup (:data:`_PACK_PAIRS`)."""
-    pairs, step = len(data) // 2 * 2, max(2, _PACK_CHUNK // 2 * 2)
-    for i in range(0, pairs, step):
-        j = min(i + step, pairs)
-        np.take(_PACK_PAIRS, data[i:j].view(np.uint16), out=out[i:j].view(np.uint16))
-    out[pairs:] = _PACK_LUT[data[pairs:]]
+def _int_column(table: pyarrow.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values with 0 for null, whether known) of an integer column, as int64 and bool arrays."""
+    column = table[name].combine_chunks()
+    known = column.is_valid().to_numpy(zero_copy_only=False)
+    return pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64), known
 
 
 def _record(table: pyarrow.Table, row: int) -> str:
@@ -118,8 +108,10 @@ def pack_table(table: pyarrow.Table, out: np.ndarray | None = None) -> tuple[np.
 
     Returns (packed (total length,) uint8, offsets (n + 1,) int64): row ``i`` is
     ``packed[offsets[i]:offsets[i + 1]]``, equal to
-    ``tracks.pack(seq, cds_start, cds_end, exon_ends)`` of that row. ``packed``
-    is ``out`` when given (it must have the total length), else a new array.
+    ``tracks.pack(seq, cds_start, cds_end, exon_ends)`` of that row: the bytes are
+    packed and the bits set by the same functions of :mod:`isoclr.tracks`, a CDS or
+    exon end outside its sequence is the same :class:`~isoclr.coordinates.CoordinateError`.
+    ``packed`` is ``out`` when given (it must have the total length), else a new array.
     """
     n = table.num_rows
     seq = table["seq"].cast(pyarrow.large_string())
@@ -145,32 +137,30 @@ def pack_table(table: pyarrow.Table, out: np.ndarray | None = None) -> tuple[np.
         at += int(raw[-1] - raw[0])
     if len(pieces) > 1:
         with ThreadPoolExecutor(max_workers=min(len(pieces), os.cpu_count() or 1)) as pool:
-            list(pool.map(lambda job: _pack_bases(*job), pieces))
+            list(pool.map(lambda job: tracks.pack_bases(*job), pieces))
     elif pieces:
-        _pack_bases(*pieces[0])
+        tracks.pack_bases(*pieces[0])
     starts = offsets[:-1]
 
-    cds_start, cds_end = _int_column(table, "cds_start", -1), _int_column(table, "cds_end", -1)
-    coding = (cds_start >= 0) & (cds_end >= 0)
-    bad = coding & ~((cds_start < cds_end) & (cds_end <= lengths))
+    (cds_start, start_known), (cds_end, end_known) = _int_column(table, "cds_start"), _int_column(table, "cds_end")
+    coding = start_known & end_known
+    bad = coding & ~cds_inside(cds_start, cds_end, lengths)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise StoreError(
-            f"{_record(table, row)}: CDS [{cds_start[row]}, {cds_end[row]}) is not inside a {lengths[row]}-nt sequence"
-        )
+        raise cds_error(cds_start[row], cds_end[row], lengths[row], _record(table, row))
     # One strided slice per coding transcript: an index array of every codon start would take ~1 GB at GENCODE scale.
-    for a, b in zip((starts + cds_start)[coding].tolist(), (starts + cds_end)[coding].tolist()):
-        packed[a:b:tracks.CODON] |= tracks.CDS_BIT
+    for a, b in zip((starts + cds_start)[coding].tolist(), (starts + cds_end)[coding].tolist(), strict=True):
+        tracks.mark_cds(packed, a, b)
 
     ends = table["exon_ends"].combine_chunks()
     counts = pc.fill_null(pc.list_value_length(ends), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     values = pc.list_flatten(ends).to_numpy(zero_copy_only=False).astype(np.int64)
     rows = np.repeat(np.arange(n), counts)
-    outside = (values < 0) | (values >= lengths[rows])
+    outside = ~exon_ends_inside(values, lengths[rows])
     if outside.any():
         row = int(rows[np.flatnonzero(outside)[0]])
-        raise StoreError(f"{_record(table, row)}: exon ends fall outside its {lengths[row]}-nt sequence")
-    packed[starts[rows] + values] |= tracks.SPLICE_BIT
+        raise exon_ends_error(values[rows == row].tolist(), lengths[row], _record(table, row))
+    tracks.mark_exon_ends(packed, starts[rows] + values)
     return packed, offsets
 
 
@@ -204,7 +194,7 @@ def write_store(transcripts: Path, out_dir: Path, shard_bytes: int = DEFAULT_SHA
             "length": lengths,
         }
     )
-    index = STORE_INDEX.validate(index)
+    index = INDEX_SCHEMA.validate(index)
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -218,15 +208,21 @@ def write_store(transcripts: Path, out_dir: Path, shard_bytes: int = DEFAULT_SHA
             shard_map = np.memmap(tmp / SHARD_NAME.format(k), dtype=np.uint8, mode="w+", shape=(sizes[k],))
             pack_table(table.slice(a, b - a), out=shard_map)
             del shard_map
-    except StoreError as err:
+    except (StoreError, CoordinateError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"{transcripts}: {err}") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(index, preserve_index=False), tmp / INDEX)
+    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(index, preserve_index=False), tmp / STORE_INDEX)
     summary = StoreSummary(n_transcripts=len(index), n_bytes=int(lengths.sum()), shards=sizes)
-    manifest = {"format": FORMAT, "version": VERSION, "layout": LAYOUT, "channels": list(tracks.CHANNELS), **summary.to_dict()}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "layout": LAYOUT,
+        "channels": list(tracks.CHANNELS),
+        **summary.to_dict(),
+    }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     old = out_dir.with_name(f".{out_dir.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -251,7 +247,7 @@ class TrackStore:
                 f"{self.path}: store format {manifest.get('format')} v{manifest.get('version')} with layout "
                 f"{manifest.get('layout')}; this code reads {FORMAT} v{VERSION} {LAYOUT}: re-run `isoclr encode`"
             )
-        self.index = STORE_INDEX.validate(pd.read_parquet(self.path / INDEX))
+        self.index = INDEX_SCHEMA.validate(pd.read_parquet(self.path / STORE_INDEX))
         self._row = pd.Index(self.index["transcript_id"])
         self._shard = self.index["shard"].to_numpy()
         self._offset = self.index["offset"].to_numpy()
@@ -286,7 +282,9 @@ class TrackStore:
         if shard not in self._maps:
             path = self.path / SHARD_NAME.format(shard)
             if path.stat().st_size != self._sizes[shard]:
-                raise StoreError(f"{path}: {path.stat().st_size} bytes, manifest says {self._sizes[shard]}: re-run encode")
+                raise StoreError(
+                    f"{path}: {path.stat().st_size} bytes, manifest says {self._sizes[shard]}: re-run encode"
+                )
             self._maps[shard] = np.memmap(path, dtype=np.uint8, mode="r")
         return self._maps[shard]
 
@@ -309,6 +307,8 @@ class TrackStore:
         Returns x (batch, 6, max_len) float32 and lengths (batch,) int64.
         """
         return tracks.batch(
-            [self.tracks(tid) if max_length is None else tracks.unpack_window(self.packed(tid), max_length, rng)
-             for tid in transcript_ids]
+            [
+                self.tracks(tid) if max_length is None else tracks.unpack_window(self.packed(tid), max_length, rng)
+                for tid in transcript_ids
+            ]
         )

@@ -26,16 +26,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
-_COMPLEMENT = np.arange(256, dtype=np.uint8)
-for _a, _b in ("AT", "CG", "NN", "at", "cg", "nn"):
-    _COMPLEMENT[ord(_a)], _COMPLEMENT[ord(_b)] = ord(_b), ord(_a)
+from isoclr import alphabet
+from isoclr.alphabet import CODON
+
+BASES = np.frombuffer(alphabet.BASES.encode(), dtype=np.uint8)
+# Complement keeping case (a soft-masked gene placed on the minus strand stays soft-masked).
+_COMPLEMENT = np.frombuffer(alphabet.COMPLEMENT, dtype=np.uint8)
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[ord("A") : ord("Z") + 1] += ord("a") - ord("A")
-START_CODON = b"ATG"
-STOP_CODONS = (b"TAA", b"TAG", b"TGA")
+START_CODON = alphabet.START_CODON.encode()
+STOP_CODONS = tuple(codon.encode() for codon in alphabet.STOP_CODONS)
 DONOR, ACCEPTOR = b"GT", b"AG"
-CODON = 3
 FASTA_LINE = 60
 SOURCE = "SYNTH"
 SOFT_MASK_WINDOW = 150  # nt lower-cased in a soft-masked gene (a repeat inside it)
@@ -106,7 +107,9 @@ def _random_bases(rng, n: int) -> np.ndarray:
 def _gene_model(rng, shape: Shape, gene_id: str, name: str) -> _Gene:
     """Exons, introns, sequence and CDS of a new gene (transcript orientation)."""
     single = rng.random() < shape.single_exon_share
-    n_exons = 1 if single else int(_lognormal(rng, shape.gene_exons_median, shape.gene_exons_sigma, 2, shape.max_gene_exons))
+    n_exons = (
+        1 if single else int(_lognormal(rng, shape.gene_exons_median, shape.gene_exons_sigma, 2, shape.max_gene_exons))
+    )
     lengths = _lognormal(rng, shape.internal_exon_median, shape.exon_sigma, shape.min_exon, shape.max_exon, n_exons)
     lengths[0] = _lognormal(rng, shape.first_exon_median, shape.exon_sigma, shape.min_exon, shape.max_exon)
     lengths[-1] = _lognormal(rng, shape.last_exon_median, shape.exon_sigma, shape.min_exon, shape.max_exon)
@@ -238,7 +241,7 @@ def _gtf_lines(gene: _Gene, contig: str, offset: int, minus: bool, tids: list[st
     first = min(gene.exons[i][0] for c, _ in gene.isoforms for i in c)
     last = max(gene.exons[i][1] for c, _ in gene.isoforms for i in c)
     out = [line("gene", first, last, _attrs(gene))]
-    for tid, (chain, ttype) in zip(tids, gene.isoforms):
+    for tid, (chain, ttype) in zip(tids, gene.isoforms, strict=True):
         tx_attrs = _attrs(gene, tid, ttype)
         exons = [gene.exons[i] for i in chain]
         out.append(line("transcript", exons[0][0], exons[-1][1], tx_attrs))
@@ -348,13 +351,23 @@ def synth(
         pieces[contig].append(placed)
         cursor[contig] += len(placed)
         if truth:
-            for tid, (chain, ttype) in zip(tids, gene.isoforms):
+            for tid, (chain, ttype) in zip(tids, gene.isoforms, strict=True):
                 seq, ends, cds = _mature(gene, chain)
                 cds = cds if ttype == "protein_coding" else None
                 truth_rows.append(
-                    (tid, gene.gene_id, gene.name, seq.tobytes().decode(), *(cds or (None, None)), ends, "-+"[not minus])
+                    (
+                        tid,
+                        gene.gene_id,
+                        gene.name,
+                        seq.tobytes().decode(),
+                        *(cds or (None, None)),
+                        ends,
+                        "-+"[not minus],
+                    )
                 )
-    contigs = {c: np.concatenate(p + [_LOWER[_random_bases(rng, int(shape.intergenic_median))]]) for c, p in pieces.items()}
+    contigs = {
+        c: np.concatenate(p + [_LOWER[_random_bases(rng, int(shape.intergenic_median))]]) for c, p in pieces.items()
+    }
 
     genome = out_dir / ("genome.fa.gz" if bgzip_genome else "genome.fa")
     if bgzip_genome:
@@ -369,7 +382,7 @@ def synth(
     else:
         _write_fasta(genome, contigs)
     gtf = out_dir / ("annotation.gtf.gz" if gzip_gtf else "annotation.gtf")
-    text = ("##description: isoclr synth seed=%d\n" % seed + "\n".join(gtf_lines) + "\n").encode()
+    text = (f"##description: isoclr synth seed={seed}\n" + "\n".join(gtf_lines) + "\n").encode()
     gtf.write_bytes(gzip.compress(text, compresslevel=1, mtime=0) if gzip_gtf else text)
 
     pairs = [

@@ -10,8 +10,10 @@ import pytest
 from Bio import bgzf
 
 from isoclr.config import Annotation
-from isoclr.genome import Exons, Genome, splice
 from isoclr.ingest import ValidationError, read_annotation
+from isoclr.ingest.genome import Exons, Genome, splice
+from isoclr.ingest.gtf import gtf_transcripts
+from isoclr.ingest.readers import spliced
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
 from isoclr.tracks import CHANNELS, encode_row
 
@@ -62,7 +64,10 @@ GOOD_GTF = (
 
 
 def fasta_text(contigs: dict[str, str], width: int = 7) -> str:
-    return "".join(f">{n} some description\n" + "".join(s[i : i + width] + "\n" for i in range(0, len(s), width)) for n, s in contigs.items())
+    return "".join(
+        f">{n} some description\n" + "".join(s[i : i + width] + "\n" for i in range(0, len(s), width))
+        for n, s in contigs.items()
+    )
 
 
 def genome_annotation(tmp_path, gtf: str, contigs: dict[str, str], bgzip=False, gzip_gtf=False, name="g") -> Annotation:
@@ -74,7 +79,14 @@ def genome_annotation(tmp_path, gtf: str, contigs: dict[str, str], bgzip=False, 
             fh.write(fasta_text(contigs).encode())
     else:
         genome.write_text(fasta_text(contigs))
-    return Annotation(name=name, format="gtf_genome_fasta", gtf=gtf_file.name, genome=genome.name, species="homo_sapiens", assembly="toy")
+    return Annotation(
+        name=name,
+        format="gtf_genome_fasta",
+        gtf=gtf_file.name,
+        genome=genome.name,
+        species="homo_sapiens",
+        assembly="toy",
+    )
 
 
 @pytest.fixture(params=["plain", "bgzip+gzip_gtf"])
@@ -251,7 +263,7 @@ def test_windows_line_breaks_in_a_plain_genome(tmp_path):
 
 @pytest.mark.parametrize(
     "odd_comment",
-    ["#chrT\tt\texon\t1\t10\t.\t+\t.\tgene_id \"GP\"; transcript_id \"P\";\n", "#x\ty\tz\tnot\ta number\n"],
+    ['#chrT\tt\texon\t1\t10\t.\t+\t.\tgene_id "GP"; transcript_id "P";\n', "#x\ty\tz\tnot\ta number\n"],
     ids=["commented-out-line", "text-where-start-is"],
 )
 def test_comment_and_blank_lines_anywhere_leave_the_table_and_line_numbers(tmp_path, good, odd_comment):
@@ -269,7 +281,7 @@ def test_comment_and_blank_lines_anywhere_leave_the_table_and_line_numbers(tmp_p
 
 
 def test_keys_read_in_slices_on_several_threads_give_the_same_table(tmp_path, monkeypatch, good):
-    monkeypatch.setattr("isoclr.ingest.ROWS_PER_THREAD", 2)
+    monkeypatch.setattr("isoclr.ingest.gtf.ROWS_PER_THREAD", 2)
     monkeypatch.setattr("os.cpu_count", lambda: 3)  # three slices, whatever this machine has
     folder = tmp_path / "sliced"
     folder.mkdir()
@@ -312,8 +324,8 @@ def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypat
     """Transcripts alternate between contigs (as in a GTF not sorted by contig), one has no exons, one a bad
     byte; a plain genome is cut in transcript order (mapped pages given back every ``release`` bytes), a
     bgzip one per contig; with ``thread_bases`` 4 the exons are shared out between threads."""
-    monkeypatch.setattr("isoclr.genome.THREAD_MIN_BASES", thread_bases)
-    monkeypatch.setattr("isoclr.genome.RELEASE_BYTES", release)
+    monkeypatch.setattr("isoclr.ingest.genome.THREAD_MIN_BASES", thread_bases)
+    monkeypatch.setattr("isoclr.ingest.genome.RELEASE_BYTES", release)
     contigs = {"chrA": "ACGTACGTTTGGCCAAacgtaCGTA", "chrB": "GGGCCCATATNNTTAAGGCXTT"}
     plain = genome_annotation(tmp_path, "", contigs)
     packed = genome_annotation(tmp_path, "", contigs, bgzip=True, name="z")
@@ -331,7 +343,7 @@ def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypat
     for t in range(5):
         parts = [(contigs[names[c]][s - 1 : e].upper(), m) for tt, c, s, e, m in spec if tt == t]
         expected.append("".join(reverse_complement(p) if m else p for p, m in parts) if parts else None)
-    transcript, contig, start, end, minus = (np.array(column) for column in zip(*spec))
+    transcript, contig, start, end, minus = (np.array(column) for column in zip(*spec, strict=True))
     exons = Exons(transcript=transcript, contig=contig, contigs=names, start=start, end=end, minus=minus)
     for ann in (plain, packed):
         genome = Genome(tmp_path / ann.genome)
@@ -343,15 +355,13 @@ def test_splice_plain_and_bgzip_agree_on_interleaved_contigs(tmp_path, monkeypat
 
 def test_spliced_sequences_follow_the_rows_in_any_order(tmp_path):
     """The reader keeps transcripts in GTF order (a fast path); rows in another order get the same sequences."""
-    from isoclr.ingest import _gtf_transcripts, _spliced
-
     ann = genome_annotation(tmp_path, GOOD_GTF, GENOME)
-    structure, _, _, exons = _gtf_transcripts(tmp_path / ann.gtf)
+    structure, _, _, exons = gtf_transcripts(tmp_path / ann.gtf)
     genome = Genome(tmp_path / ann.genome)
-    in_order, _ = _spliced(genome, exons, structure)
-    shuffled, _ = _spliced(genome, exons, structure.iloc[[2, 0, 3, 1]])
+    in_order, _ = spliced(genome, exons, structure)
+    shuffled, _ = spliced(genome, exons, structure.iloc[[2, 0, 3, 1]])
     genome.close()
     expected = {tid: seq for tid, (seq, _, _) in EXPECTED.items()}
-    assert dict(zip(structure["transcript_id"], in_order)) == expected
-    assert dict(zip(structure["transcript_id"].iloc[[2, 0, 3, 1]], shuffled)) == expected
+    assert dict(zip(structure["transcript_id"], in_order, strict=True)) == expected
+    assert dict(zip(structure["transcript_id"].iloc[[2, 0, 3, 1]], shuffled, strict=True)) == expected
     assert list(shuffled.index) == [2, 0, 3, 1]

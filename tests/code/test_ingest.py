@@ -3,109 +3,26 @@
 from __future__ import annotations
 
 import gzip
-import json
-import random
 
 import pandas as pd
-import pandera.errors
-import pyarrow
-import pyarrow.parquet
 import pytest
 
-from isoclr.config import Annotation, Config
-from isoclr.ingest import (
-    PARQUET_SCHEMA,
-    ValidateResult,
-    ValidationError,
-    read_annotation,
-    validate,
-)
+from isoclr.errors import IsoclrError
+from isoclr.ingest import GenomeError, ValidationError, open_text, parse_gencode_header, read_annotation
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
-
-MAX_LENGTH = 1000
-
-
-def rand_seq(n: int, seed: int) -> str:
-    rng = random.Random(seed)
-    return "".join(rng.choice("ACGT") for _ in range(n))
-
-
-def gtf_line(tid, start, end, strand="+", feature="exon", gene="G", frame=".", extra="") -> str:
-    attrs = "".join(f'{k} "{v}"; ' for k, v in (("transcript_id", tid), ("gene_id", gene)) if v is not None)
-    return f"chr1\ttest\t{feature}\t{start}\t{end}\t.\t{strand}\t{frame}\t{attrs}{extra}".rstrip() + "\n"
-
-
-def fasta(records: dict[str, str] | list[tuple[str, str]]) -> str:
-    items = records.items() if isinstance(records, dict) else records
-    return "".join(f">{h}\n" + "".join(s[i : i + 10] + "\n" for i in range(0, len(s), 10)) for h, s in items)
-
-
-def gtf_annotation(tmp_path, gtf_text: str, fasta_text: str, name="toy", gzip_fasta=False) -> Annotation:
-    (tmp_path / f"{name}.gtf").write_text(gtf_text)
-    fa = tmp_path / f"{name}.fa"
-    fa.write_bytes(gzip.compress(fasta_text.encode()) if gzip_fasta else fasta_text.encode())
-    return Annotation(
-        name=name,
-        format="gtf_transcript_fasta",
-        gtf=f"{name}.gtf",
-        fasta=f"{name}.fa",
-        species="homo_sapiens",
-        assembly="test",
-    )
-
-
-def gencode_annotation(tmp_path, fasta_text: str, name="gc", gzip_fasta=False) -> Annotation:
-    fa = tmp_path / f"{name}.fa"  # deliberately no .gz suffix: gzip is told by magic bytes
-    fa.write_bytes(gzip.compress(fasta_text.encode()) if gzip_fasta else fasta_text.encode())
-    return Annotation(name=name, format="gencode_fasta", fasta=f"{name}.fa", species="homo_sapiens", assembly="GRCh38")
-
-
-def gencode_header(tid, gene, length, extra="protein_coding|") -> str:
-    return f"{tid}|{gene}|OTTHUMG1|OTTHUMT1|{tid}-201|NAME_{gene}|{length}|{extra}"
-
-
-def make_config(annotations: list[Annotation], **limits) -> Config:
-    return Config.model_validate(
-        {
-            "data": {"annotations": [a.model_dump() for a in annotations], "paralogs": "p.csv"},
-            "validate": {"max_length": MAX_LENGTH, "min_transcripts": 1, "max_quarantine_fraction": 0.5, **limits},
-            "probe": {"tasks": [{"name": "t", "file": "t.csv", "join": "gene_id", "id_column": "g", "target": "y"}]},
-            "gate": {"rules": [{"task": "t", "min": 0.0}]},
-        }
-    )
-
-
-def rules_of(quarantine: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
-    """record -> (rule, action, file name)."""
-    return {r.record: (r.rule, r.action, r.file.rsplit("/", 1)[-1]) for r in quarantine.itertuples()}
-
-
-# --------------------------------------------------------------------------
-# GTF + transcript FASTA: structure and CDS
-# --------------------------------------------------------------------------
-
-# Plus strand: exons 101-110 and 201-215 (25 nt); CDS 105-110 + 201-209 crosses the
-# junction, stop codon 210-212 -> transcript CDS [4, 22).
-# Minus strand: exons 301-312 and 401-408 (20 nt); transcript order starts at 408.
-# CDS 401-404 -> tx 4..7, 305-312 -> tx 8..15, stop 302-304 -> tx 16..18 -> [4, 19).
-# Phase: CDS 602-630 with frame 2 -> first whole codon at tx 3 -> [3, 30).
-GOOD_GTF = (
-    "#!genome-build test\n"
-    + gtf_line("TP", 101, 110, gene="GP", extra='gene_name "GENEP"; transcript_type "protein_coding";')
-    + gtf_line("TP", 201, 215, gene="GP", extra='gene_name "GENEP";')
-    + gtf_line("TP", 105, 110, feature="CDS", gene="GP", frame="0")
-    + gtf_line("TP", 201, 209, feature="CDS", gene="GP", frame="0")
-    + gtf_line("TP", 210, 212, feature="stop_codon", gene="GP", frame="0")
-    + gtf_line("TM", 301, 312, "-", gene="GM")
-    + gtf_line("TM", 302, 304, "-", feature="stop_codon", gene="GM", frame="0")
-    + gtf_line("TM", 305, 312, "-", feature="CDS", gene="GM", frame="2")
-    + gtf_line("TM", 401, 408, "-", gene="GM")
-    + gtf_line("TM", 401, 404, "-", feature="CDS", gene="GM", frame="0")
-    + gtf_line("TN", 501, 530, gene="GN", extra='gene_type "lncRNA";')
-    + gtf_line("TF", 601, 630, gene="GF")
-    + gtf_line("TF", 602, 630, feature="CDS", gene="GF", frame="2")
+from tests.helpers import (
+    GOOD_GTF,
+    MAX_LENGTH,
+    SEQS,
+    fasta,
+    gencode_annotation,
+    gencode_header,
+    gencode_records,
+    gtf_annotation,
+    gtf_line,
+    rand_seq,
+    rules_of,
 )
-SEQS = {"TP": rand_seq(25, 1), "TM": rand_seq(20, 2), "TN": rand_seq(30, 3), "TF": rand_seq(30, 4)}
 
 
 @pytest.fixture
@@ -295,23 +212,9 @@ def test_missing_file_names_the_file(tmp_path):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def gencode_records():
-    return [
-        (gencode_header("ENST1.1", "ENSG1.1", 15, "UTR5:1-3|CDS:4-15|"), "cccATGAAAuuuTAA"),
-        (gencode_header("ENST2.1", "ENSG1.1", 12), rand_seq(12, 1)),
-        (gencode_header("ENST3.1", "ENSG2.1", 50), rand_seq(40, 2)),  # truncated
-        ("ENST4.1 no bars here", rand_seq(12, 3)),
-        (gencode_header("ENST5.1", "ENSG3.1", 12, "CDS:2-12|"), rand_seq(12, 4)),  # 11 nt CDS
-        (gencode_header("ENST6.1", "ENSG3.1", 12, "CDS:4-15|"), rand_seq(12, 5)),  # CDS past the end
-        (gencode_header("ENST2.1", "ENSG1.1", 12), rand_seq(12, 6)),  # duplicate id
-        (gencode_header("ENST7.1", "ENSG4.1", 12), "ACGTNNRYACGT"),
-    ]
-
-
 @pytest.mark.parametrize("gzipped", [False, True])
-def test_gencode_fasta(tmp_path, gencode_records, gzipped):
-    ann = gencode_annotation(tmp_path, fasta(gencode_records), gzip_fasta=gzipped)
+def test_gencode_fasta(tmp_path, gzipped):
+    ann = gencode_annotation(tmp_path, fasta(gencode_records()), gzip_fasta=gzipped)
     transcripts, quarantine = read_annotation(ann, tmp_path, MAX_LENGTH)
     kept = transcripts.set_index("transcript_id")
     assert sorted(kept.index) == ["ENST1.1", "ENST2.1", "ENST5.1", "ENST6.1"]
@@ -334,126 +237,32 @@ def test_gencode_fasta(tmp_path, gencode_records, gzipped):
     assert "50" in quarantine.set_index("record").loc["ENST3.1", "detail"]
 
 
-# --------------------------------------------------------------------------
-# The stage: outputs and stopping rules
-# --------------------------------------------------------------------------
-
-
-def test_validate_writes_tables_and_summary(tmp_path, gencode_records):
-    anns = [gtf_annotation(tmp_path, GOOD_GTF, fasta(SEQS)), gencode_annotation(tmp_path, fasta(gencode_records))]
-    out = tmp_path / "out"
-    config = make_config(anns, max_quarantine_fraction=0.6)
-    result = validate(config, tmp_path, out / "t.parquet", out / "q.tsv", out / "s.json")
-    assert isinstance(result, ValidateResult)
-    assert result.n_transcripts == 4 + 4
-    assert result.n_quarantined == 6
-    assert result.by_rule["truncated_record"] == 1
-    assert result.to_dict()["by_rule"] == result.by_rule
-
-    table = pyarrow.parquet.read_table(out / "t.parquet")
-    assert table.schema.field("exon_ends").type == pyarrow.list_(pyarrow.int64())
-    assert table.schema.field("cds_start").type == pyarrow.int64()
-    frame = table.to_pandas().set_index("transcript_id")
-    assert list(frame.loc["TM"].exon_ends) == [7, 19]
-    assert frame.loc["ENST1.1"].exon_ends is None
-    # Written while the schema checked it, the file holds the checked frame, down to the pandas dtypes it records.
-    checked = TRANSCRIPTS.validate(frame.reset_index())
-    checked = pyarrow.Table.from_pandas(checked, schema=PARQUET_SCHEMA, preserve_index=False)
-    assert table.schema.pandas_metadata["columns"] == checked.schema.pandas_metadata["columns"]
-
-    quarantine = pd.read_csv(out / "q.tsv", sep="\t")
-    assert list(quarantine.columns) == ["file", "record", "rule", "detail", "action"]
-    assert len(quarantine) == 6
-
-    summary = json.loads((out / "s.json").read_text())
-    assert summary["by_annotation"]["gc"]["by_rule"]["truncated_record"] == 1
-    assert summary["by_annotation"]["toy"]["n_transcripts"] == 4
-    assert summary["n_transcripts"] == 8
-
-
-def test_empty_quarantine_still_has_header(tmp_path):
-    ann = gtf_annotation(tmp_path, GOOD_GTF, fasta(SEQS))
-    validate(make_config([ann]), tmp_path, tmp_path / "t.parquet", tmp_path / "q.tsv")
-    assert (tmp_path / "q.tsv").read_text().strip() == "file\trecord\trule\tdetail\taction"
-
-
-def test_duplicate_ids_across_annotation_sets(tmp_path):
-    first = gtf_annotation(tmp_path, GOOD_GTF, fasta(SEQS), name="first")
-    second = gtf_annotation(tmp_path, GOOD_GTF, fasta(SEQS), name="second")
-    result = validate(
-        make_config([first, second], max_quarantine_fraction=1.0), tmp_path, tmp_path / "t.parquet", tmp_path / "q.tsv"
-    )
-    assert result.n_transcripts == 4 and result.by_rule == {"duplicate_id": 4}
-    quarantine = pd.read_csv(tmp_path / "q.tsv", sep="\t")
-    assert set(quarantine.file.str.rsplit("/", n=1).str[-1]) == {"second.fa"}
-    assert (pd.read_parquet(tmp_path / "t.parquet").annotation == "first").all()
-
-
-def test_too_few_transcripts_stops_and_names_the_file(tmp_path, gencode_records):
-    ann = gencode_annotation(tmp_path, fasta(gencode_records))
-    stale = tmp_path / "t.parquet"
-    stale.write_text("from an earlier run")
-    with pytest.raises(ValidationError) as err:
-        validate(make_config([ann], min_transcripts=10), tmp_path, stale, tmp_path / "q.tsv")
-    message = str(err.value)
-    assert "gc.fa" in message and "only 4 usable" in message and "min_transcripts" in message
-    assert "truncated_record" in message
-    assert not stale.exists()  # no stale table for the next stage to read
-    assert len(pd.read_csv(tmp_path / "q.tsv", sep="\t")) == 6  # the report is written to look at
-
-
-def test_large_quarantined_share_stops_and_names_the_rule(tmp_path):
-    records = [(gencode_header(f"ENST{i}", "ENSG1", 40), rand_seq(30, i)) for i in range(6)]
-    records += [(gencode_header("ENST9", "ENSG2", 30), rand_seq(30, 9))]
-    ann = gencode_annotation(tmp_path, fasta(records))
-    with pytest.raises(ValidationError, match=r"gc\.fa.*6 of 7.*max_quarantine_fraction.*truncated_record \(6\)"):
-        validate(make_config([ann], max_quarantine_fraction=0.2), tmp_path, tmp_path / "t.parquet", tmp_path / "q.tsv")
-
-
 def test_fasta_not_starting_with_a_header_is_an_error(tmp_path):
     ann = gtf_annotation(tmp_path, GOOD_GTF, "ACGTACGT\n" + fasta(SEQS))
     with pytest.raises(ValidationError, match="toy.fa.*'>'"):
         read_annotation(ann, tmp_path, MAX_LENGTH)
 
 
-def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: list[int] | None = None):
-    n = len(seqs)
-    return pd.DataFrame(
-        {
-            "transcript_id": [f"t{i}" for i in range(n)],
-            "gene_id": "g",
-            "gene_name": None,
-            "annotation": "x",
-            "species": "s",
-            "assembly": "a",
-            "biotype": None,
-            "seq": seqs,
-            "length": [len(s) for s in seqs] if lengths is None else lengths,
-            "cds_start": pd.array([None] * n, dtype="Int64"),
-            "cds_end": pd.array([None] * n, dtype="Int64"),
-            "exon_ends": None,
-        },
-        index=index,
-    )
+# --------------------------------------------------------------------------
+# The public readers embedding uses
+# --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["", "ACGU", "acgt", "ACG-T", "ACGT\u00e9"])
-def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
-    """The vectorised alphabet check keeps the contract of the regex ^[ACGTN]+$, row by row."""
-    frame = transcripts_frame(["ACGTN", bad, "NNNA" * 50])
-    TRANSCRIPTS.validate(frame.drop(index=1))
-    with pytest.raises(pandera.errors.SchemaErrors) as err:
-        TRANSCRIPTS.validate(frame, lazy=True)
-    cases = err.value.failure_cases
-    seq_cases = cases[cases["column"] == "seq"]
-    assert seq_cases["failure_case"].tolist() == [bad] and seq_cases["index"].tolist() == [1]
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_open_text_reads_plain_or_gzip_whatever_the_name(tmp_path, gzipped):
+    path = tmp_path / "records.txt"  # no .gz suffix either way
+    path.write_bytes(gzip.compress(b">a\nACGT\n") if gzipped else b">a\nACGT\n")
+    with open_text(path) as fh:
+        assert fh.read() == ">a\nACGT\n"
 
 
-def test_transcripts_schema_refuses_a_length_that_is_not_the_sequences():
-    """The length check reads the Arrow offsets; rows keep their own index labels."""
-    frame = transcripts_frame(["ACGTN", "ACG", "NNNA" * 50], lengths=[5, 4, 200], index=[3, 7, 9])
-    with pytest.raises(pandera.errors.SchemaErrors) as err:
-        TRANSCRIPTS.validate(frame, lazy=True)
-    cases = err.value.failure_cases
-    assert set(cases["check"]) == {"length equals len(seq)"} and set(cases["index"]) == {7}
-    TRANSCRIPTS.validate(frame.drop(index=7))
+def test_parse_gencode_header_gives_cds_half_open_and_says_why_a_header_is_malformed():
+    parsed = parse_gencode_header(gencode_header("ENST1.1", "ENSG1.1", 15, "UTR5:1-3|CDS:4-15|lncRNA|"))
+    assert parsed["malformed"] is None
+    assert (parsed["gene_id"], parsed["gene_name"], parsed["header_length"]) == ("ENSG1.1", "NAME_ENSG1.1", 15)
+    assert (parsed["cds_start"], parsed["cds_end"], parsed["biotype"]) == (3, 15, "lncRNA")
+    assert "ENST|ENSG" in parse_gencode_header("ENST4.1 no bars here")["malformed"]
+
+
+def test_ingest_errors_are_project_errors():
+    assert issubclass(ValidationError, IsoclrError) and issubclass(GenomeError, IsoclrError)

@@ -12,8 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from isoclr import tracks
+from isoclr.artifacts import STORE_INDEX
 from isoclr.cli import app
-from isoclr.store import INDEX, MANIFEST, StoreError, TrackStore, pack_table, write_store
+from isoclr.coordinates import CoordinateError
+from isoclr.errors import IsoclrError
+from isoclr.store import MANIFEST, StoreError, TrackStore, pack_table, write_store
 
 ROWS = pd.DataFrame(
     {
@@ -67,7 +70,7 @@ def test_one_byte_per_nucleotide_in_few_shards_with_index(store, tmp_path):
     assert sum(manifest["shards"]) == manifest["n_bytes"]
     # 32-byte shards: each holds at most 32 bytes plus the one transcript that crosses the boundary.
     assert len(manifest["shards"]) > 1 and max(manifest["shards"]) < 32 + 40
-    index = pd.read_parquet(tmp_path / "tracks" / INDEX)
+    index = pd.read_parquet(tmp_path / "tracks" / STORE_INDEX)
     assert list(index.columns) == ["transcript_id", "shard", "offset", "length"]
     assert list(index.length) == list(ROWS.seq.str.len())
     assert len(store) == 5 and store.ids == list(ROWS.transcript_id)
@@ -107,14 +110,29 @@ def test_rewrite_replaces_the_old_store(tmp_path):
     write_table(t, ROWS.iloc[:2])
     summary = write_store(t, tmp_path / "tracks")
     assert summary.n_transcripts == 2 and len(summary.shards) == 1
-    assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["index.parquet", "manifest.json", "shard-00000.u8"]
+    assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == [
+        "index.parquet",
+        "manifest.json",
+        "shard-00000.u8",
+    ]
     assert TrackStore(tmp_path / "tracks").ids == ["P", "M"]
 
 
 def test_cds_outside_sequence_is_an_error(tmp_path):
     rows = ROWS.iloc[:1].assign(cds_end=pd.array([99], dtype="Int64"))
-    with pytest.raises(StoreError, match="t.parquet: transcript 'P': CDS"):
+    with pytest.raises(StoreError, match=r"t.parquet: transcript 'P': CDS \[2, 99\) is not inside a 20-nt sequence"):
         write_store(write_table(tmp_path / "t.parquet", rows), tmp_path / "tracks")
+    assert issubclass(StoreError, IsoclrError)
+
+
+@pytest.mark.parametrize("start, end", [(-3, 6), (5, 5), (6, 3), (0, 21)])
+def test_pack_table_and_pack_refuse_the_same_cds(start, end):
+    """One check (isoclr.coordinates) for both packers, one error: a negative start is no CDS-less row."""
+    rows = ROWS.iloc[:1].assign(cds_start=pd.array([start], dtype="Int64"), cds_end=pd.array([end], dtype="Int64"))
+    with pytest.raises(CoordinateError, match=rf"transcript 'P': CDS \[{start}, {end}\) is not inside a 20-nt"):
+        pack_table(pyarrow.Table.from_pandas(rows, preserve_index=False))
+    with pytest.raises(CoordinateError, match=rf"^CDS \[{start}, {end}\) is not inside a 20-nt"):
+        tracks.pack(rows.seq[0], start, end, None)
 
 
 def test_bad_row_in_a_later_shard_is_named_and_leaves_the_old_store(tmp_path, store):
@@ -122,7 +140,7 @@ def test_bad_row_in_a_later_shard_is_named_and_leaves_the_old_store(tmp_path, st
     and the half-built store is removed, leaving the store that was there."""
     before = {p.name: p.read_bytes() for p in (tmp_path / "tracks").iterdir()}
     rows = ROWS.assign(exon_ends=[[9, 19], [9, 19], None, [14], [4, 99]])
-    with pytest.raises(StoreError, match="transcript 'X': exon ends fall outside its 40-nt sequence"):
+    with pytest.raises(StoreError, match=r"transcript 'X': exon ends \[4, 99\] fall outside a 40-nt sequence"):
         write_store(write_table(tmp_path / "bad.parquet", rows), tmp_path / "tracks", shard_bytes=16)
     assert {p.name: p.read_bytes() for p in (tmp_path / "tracks").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.parquet", "bad.parquet", "tracks"])
@@ -140,7 +158,8 @@ def test_packing_in_chunks_equals_one_pass(monkeypatch):
     """Bases are translated a chunk at a time; chunk edges inside a transcript change nothing."""
     table = pyarrow.Table.from_pandas(ROWS, preserve_index=False)
     whole, offsets = pack_table(table)
-    monkeypatch.setattr("isoclr.store._PACK_CHUNK", 7)
+    monkeypatch.setattr("isoclr.tracks._PACK_CHUNK", 7)
+    monkeypatch.setattr("isoclr.tracks._PAIRS_FROM", 0)
     chunked, chunked_offsets = pack_table(table)
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(chunked_offsets, offsets)
@@ -150,7 +169,8 @@ def test_packing_in_chunks_equals_one_pass(monkeypatch):
 def test_packing_every_byte_value_at_odd_offsets(monkeypatch, chunk, piece):
     """Bases are looked up two at a time, in pieces packed by several threads: odd lengths and odd starts in
     the data buffer, and every byte value (lowercase, U, IUPAC, anything else), pack as :func:`tracks.pack`."""
-    monkeypatch.setattr("isoclr.store._PACK_CHUNK", chunk)
+    monkeypatch.setattr("isoclr.tracks._PACK_CHUNK", chunk)
+    monkeypatch.setattr("isoclr.tracks._PAIRS_FROM", 0 if chunk < 16 else 1 << 15)
     monkeypatch.setattr("isoclr.store._PACK_PIECE", piece)
     every = bytes(range(1, 128)).decode("ascii")
     seqs = ["A", every, "acgun", every[::-1] + "T", "GGC"]

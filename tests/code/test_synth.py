@@ -27,8 +27,12 @@ def generated(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ingested(generated):
     ann = Annotation(
-        name="synth", format="gtf_genome_fasta", gtf=generated.gtf.name, genome=generated.genome.name,
-        species="synthetic", assembly="synth3",
+        name="synth",
+        format="gtf_genome_fasta",
+        gtf=generated.gtf.name,
+        genome=generated.genome.name,
+        species="synthetic",
+        assembly="synth3",
     )
     return read_annotation(ann, generated.gtf.parent, 10**6)
 
@@ -41,14 +45,14 @@ def test_ingest_recovers_every_generated_transcript(generated, ingested):
     assert (got.seq == truth.seq).all()
     assert (got.cds_start.fillna(-1) == truth.cds_start.fillna(-1)).all()
     assert (got.cds_end.fillna(-1) == truth.cds_end.fillna(-1)).all()
-    assert all(list(a) == list(b) for a, b in zip(got.exon_ends, truth.exon_ends))
+    assert all(list(a) == list(b) for a, b in zip(got.exon_ends, truth.exon_ends, strict=True))
     assert set(truth.strand) == {"+", "-"}
 
 
 def test_coding_transcripts_start_with_atg_and_end_with_a_stop(ingested):
     coding = ingested[0].dropna(subset=["cds_start"])
     assert len(coding) > N / 5
-    for seq, a, b in zip(coding.seq, coding.cds_start, coding.cds_end):
+    for seq, a, b in zip(coding.seq, coding.cds_start, coding.cds_end, strict=True):
         assert seq[a : a + 3] == "ATG" and seq[b - 3 : b] in STOPS and (b - a) % 3 == 0
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from isoclr.coordinates import CoordinateError
 from isoclr.tracks import CHANNELS, batch, crop, encode, encode_row
 
 A, C, G, T, CDS, SPLICE = range(len(CHANNELS))
@@ -55,9 +56,9 @@ def test_unknown_cds_and_exons_leave_tracks_empty(unknown):
 
 
 def test_cds_or_exons_outside_sequence_are_errors():
-    with pytest.raises(ValueError, match="CDS"):
+    with pytest.raises(CoordinateError, match="CDS"):
         encode("ACGTAC", 3, 9, None)
-    with pytest.raises(ValueError, match="exon ends"):
+    with pytest.raises(CoordinateError, match="exon ends"):
         encode("ACGTAC", None, None, [2, 6])
 
 

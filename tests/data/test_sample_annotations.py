@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from isoclr import stage
+from isoclr.alphabet import STOP_CODONS
+from isoclr.artifacts import Paths
 from isoclr.config import load
-from isoclr.ingest import read_annotation, validate
+from isoclr.ingest import read_annotation
 from isoclr.store import TrackStore, write_store
 from isoclr.tracks import encode_row
 
@@ -21,7 +24,6 @@ GENCODE = "gencode_v28_chr1p_transcripts.fa"
 CUFFLINKS_GTF = "cufflinks_hg19_chr1_isoforms.gtf.gz"
 CUFFLINKS_FASTA = "cufflinks_hg19_chr1_isoforms.fa.gz"
 NO_LIMIT = 10**9  # read every record, whatever its length
-STOP_CODONS = ("TAA", "TAG", "TGA")
 
 pytestmark = pytest.mark.skipif(
     not all((DATA / f).is_file() for f in (GENCODE, CUFFLINKS_GTF, CUFFLINKS_FASTA)),
@@ -72,7 +74,7 @@ def test_cufflinks_sample_exons_agree_with_fasta_lengths(cufflinks):
     assert len(transcripts) == 1092
     assert transcripts.exon_ends.notna().all()
     # GTF exon lengths sum to the FASTA length: the last exon ends at the last nt.
-    assert all(ends[-1] + 1 == n for ends, n in zip(transcripts.exon_ends, transcripts.length))
+    assert all(ends[-1] + 1 == n for ends, n in zip(transcripts.exon_ends, transcripts.length, strict=True))
     assert all(list(ends) == sorted(ends) for ends in transcripts.exon_ends)
     assert transcripts.exon_ends.map(len).max() > 1
 
@@ -82,31 +84,31 @@ def test_cufflinks_sample_cds_is_a_reading_frame(cufflinks):
     transcripts, _ = cufflinks
     coding = transcripts[transcripts.cds_start.notna()]
     assert len(coding) == 1078
-    starts = [s[a : a + 3] for s, a in zip(coding.seq, coding.cds_start)]
+    starts = [s[a : a + 3] for s, a in zip(coding.seq, coding.cds_start, strict=True)]
     assert starts.count("ATG") == len(coding)
     assert ((coding.cds_end - coding.cds_start) % 3 == 0).all()
     early_stops = sum(
         any(s[i : i + 3] in STOP_CODONS for i in range(a, b - 3, 3))
-        for s, a, b in zip(coding.seq, coding.cds_start, coding.cds_end)
+        for s, a, b in zip(coding.seq, coding.cds_start, coding.cds_end, strict=True)
     )
     assert early_stops == 0
     # The GTF has no stop_codon features; the stop codon is added where the sequence has one.
-    ending_in_stop = sum(s[b - 3 : b] in STOP_CODONS for s, b in zip(coding.seq, coding.cds_end))
+    ending_in_stop = sum(s[b - 3 : b] in STOP_CODONS for s, b in zip(coding.seq, coding.cds_end, strict=True))
     assert ending_in_stop / len(coding) > 0.9
 
 
 def test_validate_on_sample_config(tmp_path):
     cfg = load(PARAMS)
-    result = validate(cfg, DATA, tmp_path / "t.parquet", tmp_path / "q.tsv", tmp_path / "s.json")
+    result = stage.run("validate", cfg, Paths.under(tmp_path, data_dir=DATA))
     assert result.by_rule == {"too_long": 8, "truncated_record": 1}  # max_length 12288
     assert (result.n_transcripts, result.n_quarantined) == (2915, 9)
 
 
 def test_track_store_of_the_sample_equals_the_encoding_of_every_row(tmp_path):
-    cfg = load(PARAMS)
-    validate(cfg, DATA, tmp_path / "t.parquet", tmp_path / "q.tsv")
-    summary = write_store(tmp_path / "t.parquet", tmp_path / "tracks", shard_bytes=1 << 20)
-    table = pd.read_parquet(tmp_path / "t.parquet")
+    paths = Paths.under(tmp_path, data_dir=DATA)
+    stage.run("validate", load(PARAMS), paths)
+    summary = write_store(paths.transcripts, tmp_path / "tracks", shard_bytes=1 << 20)
+    table = pd.read_parquet(paths.transcripts)
     store = TrackStore(tmp_path / "tracks")
     assert summary.n_bytes == table.length.sum() and len(summary.shards) > 1
     assert store.ids == table.transcript_id.tolist()

@@ -10,7 +10,7 @@ the interpreter, not the bytes.
 
 Coordinates in: GTF, 1-based closed. Out: an Arrow string array with every
 transcript's mature sequence in transcript orientation (minus strand
-reverse-complemented), upper case, U read as T.
+reverse-complemented), normalised by :data:`isoclr.alphabet.UPPER`.
 """
 
 from __future__ import annotations
@@ -27,17 +27,10 @@ import numpy as np
 import pyarrow
 import pyfaidx
 
-GZIP_MAGIC = b"\x1f\x8b"
+from isoclr.alphabet import COMPLEMENT_UPPER, UPPER, outside_dna
+from isoclr.errors import IsoclrError
+from isoclr.ingest.files import is_gzip
 
-# Upper case with U read as T; complement of IUPAC DNA (either case, to upper case). Other
-# ASCII bytes stay as written, so the validate stage can name them; non-ASCII bytes become "?"
-# (as a text read with errors="replace" would), so every sequence is valid UTF-8.
-_NON_ASCII = bytes(range(128, 256))
-_UPPER = bytes.maketrans(b"acgtunrykmbvdhswU" + _NON_ASCII, b"ACGTTNRYKMBVDHSWT" + b"?" * len(_NON_ASCII))
-_COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHacgturykmbvdh", b"TGCAAYRMKVBHDTGCAAYRMKVBHD")
-# Complement, then upper case, as one table: a minus-strand base is translated once.
-_COMPLEMENT_UPPER = _COMPLEMENT.translate(_UPPER)
-VALID = b"ACGTN"
 # Bytes inside an exon's range of a FASTA file that are no bases.
 LF, CR = ord("\n"), ord("\r")
 # Mapped genome bytes read between two hand-backs of the touched pages (bounds RSS; each costs a syscall).
@@ -46,7 +39,7 @@ RELEASE_BYTES = 1 << 26
 THREAD_MIN_BASES = 1 << 20
 
 
-class GenomeError(Exception):
+class GenomeError(IsoclrError):
     """The genome FASTA cannot be read or indexed, or is shorter than its index says."""
 
 
@@ -72,9 +65,7 @@ class Genome:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        with self.path.open("rb") as fh:
-            gzipped = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
-        if gzipped and not self.path.name.lower().endswith(".gz"):
+        if is_gzip(self.path) and not self.path.name.lower().endswith(".gz"):
             raise GenomeError(f"{self.path}: gzip-compressed but not named .gz; compress it with `bgzip` as NAME.fa.gz")
         try:
             self._faidx = pyfaidx.Faidx(str(self.path), as_raw=True, rebuild=True)
@@ -211,15 +202,24 @@ def _kernel():
         return numba.njit(nogil=True)(_cut_exons)
 
 
+# The kernel's tables (isoclr.alphabet): plus strand, minus strand, and the bytes that make a sequence invalid.
 _TABLES = (
-    np.frombuffer(_UPPER, dtype=np.uint8),
-    np.frombuffer(_COMPLEMENT_UPPER, dtype=np.uint8),
-    (~np.isin(np.arange(256), np.frombuffer(VALID, dtype=np.uint8))).astype(np.uint8),
+    np.frombuffer(UPPER, dtype=np.uint8),
+    np.frombuffer(COMPLEMENT_UPPER, dtype=np.uint8),
+    outside_dna().astype(np.uint8),
 )
 
 
-def _cut(source: np.ndarray, layout: tuple[np.ndarray, np.ndarray, np.ndarray], first: np.ndarray,
-         last: np.ndarray, minus: np.ndarray, at: np.ndarray, out: np.ndarray, bad: np.ndarray) -> int:
+def _cut(
+    source: np.ndarray,
+    layout: tuple[np.ndarray, np.ndarray, np.ndarray],
+    first: np.ndarray,
+    last: np.ndarray,
+    minus: np.ndarray,
+    at: np.ndarray,
+    out: np.ndarray,
+    bad: np.ndarray,
+) -> int:
     """:func:`_cut_exons` over exon ranges of about equal bases, one per core. Returns -1 or the first exon
     (index into these) whose lines disagree with the index."""
     kernel = _kernel()

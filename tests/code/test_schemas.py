@@ -1,0 +1,81 @@
+"""The schemas of the tables that cross a stage boundary: the transcripts table's checks and its one definition."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.errors
+import pyarrow
+import pytest
+
+from isoclr.schemas import TRANSCRIPT_FIELDS, TRANSCRIPTS, TRANSCRIPTS_ARROW
+
+
+def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: list[int] | None = None):
+    n = len(seqs)
+    return pd.DataFrame(
+        {
+            "transcript_id": [f"t{i}" for i in range(n)],
+            "gene_id": "g",
+            "gene_name": None,
+            "annotation": "x",
+            "species": "s",
+            "assembly": "a",
+            "biotype": None,
+            "seq": seqs,
+            "length": [len(s) for s in seqs] if lengths is None else lengths,
+            "cds_start": pd.array([None] * n, dtype="Int64"),
+            "cds_end": pd.array([None] * n, dtype="Int64"),
+            "exon_ends": None,
+        },
+        index=index,
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "ACGU", "acgt", "ACG-T", "ACGT\u00e9"])
+def test_transcripts_schema_refuses_sequences_outside_acgtn(bad):
+    """The vectorised alphabet check keeps the contract of the regex ^[ACGTN]+$, row by row."""
+    frame = transcripts_frame(["ACGTN", bad, "NNNA" * 50])
+    TRANSCRIPTS.validate(frame.drop(index=1))
+    with pytest.raises(pandera.errors.SchemaErrors) as err:
+        TRANSCRIPTS.validate(frame, lazy=True)
+    cases = err.value.failure_cases
+    seq_cases = cases[cases["column"] == "seq"]
+    assert seq_cases["failure_case"].tolist() == [bad] and seq_cases["index"].tolist() == [1]
+
+
+def test_transcripts_schema_refuses_a_length_that_is_not_the_sequences():
+    """The length check reads the Arrow offsets; rows keep their own index labels."""
+    frame = transcripts_frame(["ACGTN", "ACG", "NNNA" * 50], lengths=[5, 4, 200], index=[3, 7, 9])
+    with pytest.raises(pandera.errors.SchemaErrors) as err:
+        TRANSCRIPTS.validate(frame, lazy=True)
+    cases = err.value.failure_cases
+    assert set(cases["check"]) == {"length equals len(seq)"} and set(cases["index"]) == {7}
+    TRANSCRIPTS.validate(frame.drop(index=7))
+
+
+def test_pandera_and_arrow_schemas_come_from_one_definition():
+    assert list(TRANSCRIPTS.columns) == list(TRANSCRIPT_FIELDS) == TRANSCRIPTS_ARROW.names
+    for name, field in TRANSCRIPT_FIELDS.items():
+        column = TRANSCRIPTS.columns[name]
+        assert TRANSCRIPTS_ARROW.field(name).type == field.arrow
+        assert column.nullable == field.nullable and column.unique == field.unique
+    assert (
+        str(TRANSCRIPTS.columns["cds_start"].dtype) == "Int64" and str(TRANSCRIPTS.columns["length"].dtype) == "int64"
+    )
+    assert TRANSCRIPTS_ARROW.field("exon_ends").type == pyarrow.list_(pyarrow.int64())
+
+
+@pytest.mark.parametrize(
+    "start, end, ok",
+    [(0, 3, True), (None, None, True), (2, 5, True), (3, 3, False), (4, 2, False), (2, 6, False), (2, None, False)],
+)
+def test_transcripts_schema_wants_no_cds_or_one_inside_the_sequence(start, end, ok):
+    frame = transcripts_frame(["ACGTN"]).assign(
+        cds_start=pd.array([start], dtype="Int64"), cds_end=pd.array([end], dtype="Int64")
+    )
+    if ok:
+        TRANSCRIPTS.validate(frame)
+    else:
+        with pytest.raises(pandera.errors.SchemaErrors) as err:
+            TRANSCRIPTS.validate(frame, lazy=True)
+        assert "CDS inside the transcript" in set(err.value.failure_cases["check"])
