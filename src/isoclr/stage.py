@@ -55,13 +55,32 @@ def _move_into_place(staged: Path, final: Path, trash: Path) -> None:
     os.replace(staged, final)
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _final_names(err: BaseException, moved: dict[str, Path], paths: Paths) -> None:
+    """Say the final paths, not the staging ones, in a project error's message."""
+    if isinstance(err, IsoclrError) and err.args and isinstance(err.args[0], str):
+        message = err.args[0]
+        for field, staged_path in moved.items():
+            message = message.replace(str(staged_path), str(getattr(paths, field)))
+        err.args = (message, *err.args[1:])
+
+
 @contextmanager
-def staged(name: str, paths: Paths) -> Iterator[Paths]:
+def staged(name: str, paths: Paths, kept_on_failure: tuple[str, ...] = ()) -> Iterator[Paths]:
     """``paths`` with the outputs of stage ``name`` moved to a staging folder; on success, move them into place.
 
     The staging folder sits beside each output (same file system, so the final move is a rename) and is
     removed whatever happens. A folder output replaces the old folder whole: a reader sees the old
-    folder, briefly nothing, or the new folder, never a mix.
+    folder, briefly nothing, or the new folder, never a mix. When the stage fails with a project error,
+    the outputs named in ``kept_on_failure`` (reports that say why, such as validate's quarantine) are
+    moved into place all the same, and the stage's other outputs are removed so that no stale result
+    sits beside them.
     """
     fields = STAGE_OUTPUTS[name]
     stages: dict[Path, Path] = {}
@@ -75,12 +94,24 @@ def staged(name: str, paths: Paths) -> Iterator[Paths]:
             shutil.rmtree(stages[parent], ignore_errors=True)
             stages[parent].mkdir()
         moved[field] = stages[parent] / final.name
+
+    def place(selected: tuple[str, ...]) -> None:
+        for field in selected:
+            final = Path(getattr(paths, field))
+            _move_into_place(moved[field], final, stages[final.parent])
+
     try:
         yield dataclasses.replace(paths, **moved)
         if _primary():
+            place(fields)
+    except IsoclrError as err:
+        _final_names(err, moved, paths)
+        if kept_on_failure and _primary():
             for field in fields:
-                final = Path(getattr(paths, field))
-                _move_into_place(moved[field], final, stages[final.parent])
+                if field not in kept_on_failure:
+                    _remove(Path(getattr(paths, field)))
+            place(kept_on_failure)
+        raise
     finally:
         for folder in stages.values():
             shutil.rmtree(folder, ignore_errors=True)
@@ -96,7 +127,8 @@ def stage_module(name: str):
 def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
     """Run stage ``name``: metered, outputs staged and moved into place on success."""
     module = stage_module(name)
-    with metrics.stage_metrics(cfg, name) as meter, staged(name, paths) as work:
+    kept = getattr(module, "KEPT_ON_FAILURE", ())
+    with metrics.stage_metrics(cfg, name) as meter, staged(name, paths, kept) as work:
         result = module.run(cfg, work, **options)
         result.record(meter)
     return result

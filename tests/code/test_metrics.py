@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 
 from isoclr import metrics
 from isoclr.config import Config
-from isoclr.ingest import ValidateResult
 from isoclr.registry import RegistryError, list_versions, register, verify
+from isoclr.validate import ValidateResult
 from tests.conftest import ROOT, tiny_params
 
 
@@ -27,16 +27,9 @@ def exposition(run: metrics.StageRun) -> str:
 
 
 def test_without_a_gateway_nothing_is_pushed_and_the_stage_runs():
-    cfg = config(pushgateway_url=None)
-    seen = []
-
-    @metrics.stage("validate")
-    def validate(cfg):
-        seen.append(metrics.current())
-        return ValidateResult(n_transcripts=7, n_quarantined=2, by_rule={"too_long": 2})
-
-    assert validate(cfg).n_transcripts == 7
-    run = seen[0]
+    with metrics.stage_metrics(config(pushgateway_url=None), "validate") as run:
+        assert metrics.current() is run
+        ValidateResult(n_transcripts=7, n_quarantined=2, by_rule={"too_long": 2}).record(run)
     assert run.push() is False  # no gateway configured: no request at all
     text = exposition(run)
     assert "isoclr_records_validated_total 7.0" in text
@@ -49,37 +42,16 @@ def test_an_unreachable_gateway_is_a_warning_not_a_failure(caplog):
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     cfg = config(pushgateway_url=f"http://127.0.0.1:{closed}", push_timeout_seconds=2)
-
-    @metrics.stage("gate")
-    def gate(cfg):
-        return {"passed": True, "rules": []}
-
-    with caplog.at_level(logging.WARNING, logger="isoclr.metrics"):
-        assert gate(cfg) == {"passed": True, "rules": []}
+    with caplog.at_level(logging.WARNING, logger="isoclr.metrics"), metrics.stage_metrics(cfg, "gate") as run:
+        run.set("isoclr_gate_passed", 1)
     assert "could not push the gate metrics" in caplog.text and "the stage goes on" in caplog.text
 
 
 def test_a_failing_stage_still_reports_and_raises():
-    runs = []
-
-    @metrics.stage("pairs")
-    def pairs(cfg):
-        runs.append(metrics.current())
+    with pytest.raises(ValueError, match="bad input"), metrics.stage_metrics(config(), "pairs") as run:
         raise ValueError("bad input")
-
-    with pytest.raises(ValueError, match="bad input"):
-        pairs(config())
-    assert "isoclr_stage_success 0.0" in exposition(runs[0])
-    assert "isoclr_stage_duration_seconds" in exposition(runs[0])
-
-
-def test_an_unexpected_result_costs_metrics_not_the_stage(caplog):
-    @metrics.stage("probe")
-    def probe(cfg):
-        return ["not", "a", "dict"]
-
-    assert probe(config()) == ["not", "a", "dict"]
-    assert "could not read the probe result" in caplog.text
+    assert "isoclr_stage_success 0.0" in exposition(run)
+    assert "isoclr_stage_duration_seconds" in exposition(run)
 
 
 def test_registry_calls_are_counted_once_with_failures(tmp_path):
