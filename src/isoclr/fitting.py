@@ -27,9 +27,9 @@ from sklearn.preprocessing import StandardScaler
 from isoclr import schemas
 from isoclr.config import ProbeConfig
 from isoclr.errors import IsoclrError
-from isoclr.scores import FULL_TRAIN, METRICS, ci_key
+from isoclr.scores import FULL_TRAIN, METRICS, ci_key, finite_or_none
 from isoclr.splits import split_by_group
-from isoclr.statistics import mean_ci, score
+from isoclr.statistics import mean_ci, paired_difference, score
 
 # Logistic regression: Newton iteration cap per penalty (warm-started along the path).
 LOGISTIC_MAX_ITER = 100
@@ -169,10 +169,50 @@ def evaluate(
     per_seed = pd.DataFrame(rows)
     if FULL_TRAIN in skipped:
         raise ProbeSplitError(f"the full train split cannot be probed: {skipped[FULL_TRAIN]}")
-    full = per_seed[per_seed["train_fraction"] == FULL_TRAIN]
+    full = _full_split(per_seed)
     result: dict = {"per_seed": per_seed, "skipped": skipped, "n": int(len(y)), "predictions": predictions}
     for metric in METRICS[task_type]:
         mean, lo, hi = mean_ci(full[metric])
         result[metric] = mean
         result[ci_key(metric)] = [lo, hi]
     return result
+
+
+# --------------------------------------------------------------------------- metrics.json entries
+
+
+def _full_split(per_seed: pd.DataFrame) -> pd.DataFrame:
+    return per_seed[per_seed["train_fraction"] == FULL_TRAIN]
+
+
+def model_entry(result: dict, task_type: str) -> dict:
+    """One model's metrics.json entry (:mod:`isoclr.scores`) from its :func:`evaluate` result: full train split."""
+    entry: dict = {}
+    for metric in METRICS[task_type]:
+        entry[metric] = finite_or_none(result[metric])
+        entry[ci_key(metric)] = [finite_or_none(v) for v in result[ci_key(metric)]]
+    full = _full_split(result["per_seed"])
+    entry["n"] = result["n"]
+    entry["n_train"] = float(full["n_train"].mean())
+    entry["n_test"] = float(full["n_test"].mean())
+    entry["seeds"] = len(full)
+    # Penalties at the grid's edges: "bottom" means the grid may be too narrow; "top" that the
+    # strongest penalty won, i.e. the features carry little linear signal (predictions ~ the mean).
+    entry["alpha_at_bottom"] = int((full["alpha_edge"] == "bottom").sum())
+    entry["alpha_at_top"] = int((full["alpha_edge"] == "top").sum())
+    return entry
+
+
+def paired_entry(candidate: dict, baseline: dict, task_type: str) -> dict:
+    """The entry of candidate - baseline (two :func:`evaluate` results, same splits): per-seed differences on
+    the full train split, their mean and 95% CI for each metric."""
+    a = _full_split(candidate["per_seed"]).set_index("seed")
+    b = _full_split(baseline["per_seed"]).set_index("seed")
+    entry: dict = {}
+    for metric in METRICS[task_type]:
+        mean, lo, hi = paired_difference(a[metric], b.loc[a.index, metric])
+        entry[metric] = finite_or_none(mean)
+        entry[ci_key(metric)] = [finite_or_none(lo), finite_or_none(hi)]
+    entry["seeds"] = len(a)
+    entry["paired"] = True
+    return entry

@@ -23,7 +23,7 @@ from isoclr import champion as champions
 from isoclr import report, schemas, scores
 from isoclr.artifacts import PROBE_PER_SEED, PROBE_PREDICTIONS, PROBE_REPORT, PROBE_TASKS, Paths
 from isoclr.config import Config
-from isoclr.fitting import evaluate
+from isoclr.fitting import evaluate, model_entry, paired_entry
 from isoclr.kmers import kmer_features
 from isoclr.metrics import StageRun
 from isoclr.tasks import task_table
@@ -142,11 +142,11 @@ def run(cfg: Config, paths: Paths, *, tracks: bool = True,
         y, task_groups = table["target"].to_numpy(), table["group"].to_numpy()
         results = {name: evaluate(features[name], y, task_groups, cfg.probe, task.type) for name in models}
         task_notes["skipped_fractions"] = {str(f): r for f, r in results[scores.CANDIDATE]["skipped"].items()}
-        metrics[task.name] = {name: scores.model_entry(results[name], task.type) for name in models}
+        metrics[task.name] = {name: model_entry(results[name], task.type) for name in models}
         if champion is not None:
             metrics[task.name][scores.CHAMPION][scores.VERSION] = champion_version
         for baseline in models[1:]:
-            metrics[task.name][scores.paired_key(baseline)] = scores.paired_entry(
+            metrics[task.name][scores.paired_key(baseline)] = paired_entry(
                 results[scores.CANDIDATE], results[baseline], task.type
             )
         for name in models:

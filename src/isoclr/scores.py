@@ -10,7 +10,8 @@ judges it and the register stage attaches it to the model version. Its shape::
 ``<model>`` is the candidate (``isoclr``), a baseline (``random_init``, ``kmer``)
 or the registry's ``champion`` (with its ``version``); ``<metric>`` the metrics of
 the task's type (:data:`METRICS`); a metric that could not be computed is null.
-Every key is spelled here and nowhere else.
+The model names, the paired and interval keys and the metrics of each task type
+are spelled here and nowhere else; :mod:`isoclr.fitting` builds the entries.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
-
 from isoclr.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from isoclr.statistics import paired_difference
 
 CANDIDATE = "isoclr"  # the model being judged
 RANDOM_INIT = "random_init"  # the same architecture, untrained
@@ -71,43 +69,7 @@ def ci(entry: Mapping | None, metric: str) -> list | None:
 
 def finite_or_none(value: float) -> float | None:
     """NaN is not JSON: a metric that could not be computed is written as null."""
-    return float(value) if np.isfinite(value) else None
-
-
-def _full_split(per_seed):
-    return per_seed[per_seed["train_fraction"] == FULL_TRAIN]
-
-
-def model_entry(result: dict, task_type: str) -> dict:
-    """The entry of one model from its :func:`isoclr.fitting.evaluate` result (full train split)."""
-    entry: dict = {}
-    for metric in METRICS[task_type]:
-        entry[metric] = finite_or_none(result[metric])
-        entry[ci_key(metric)] = [finite_or_none(v) for v in result[ci_key(metric)]]
-    full = _full_split(result["per_seed"])
-    entry["n"] = result["n"]
-    entry["n_train"] = float(full["n_train"].mean())
-    entry["n_test"] = float(full["n_test"].mean())
-    entry["seeds"] = len(full)
-    # Penalties at the grid's edges: "bottom" means the grid may be too narrow; "top" that the
-    # strongest penalty won, i.e. the features carry little linear signal (predictions ~ the mean).
-    entry["alpha_at_bottom"] = int((full["alpha_edge"] == "bottom").sum())
-    entry["alpha_at_top"] = int((full["alpha_edge"] == "top").sum())
-    return entry
-
-
-def paired_entry(candidate: dict, baseline: dict, task_type: str) -> dict:
-    """candidate - baseline per seed on the full train split: mean and 95% CI of each metric."""
-    a = _full_split(candidate["per_seed"]).set_index("seed")
-    b = _full_split(baseline["per_seed"]).set_index("seed")
-    entry: dict = {}
-    for metric in METRICS[task_type]:
-        mean, lo, hi = paired_difference(a[metric], b.loc[a.index, metric])
-        entry[metric] = finite_or_none(mean)
-        entry[ci_key(metric)] = [finite_or_none(lo), finite_or_none(hi)]
-    entry["seeds"] = len(a)
-    entry["paired"] = True
-    return entry
+    return float(value) if math.isfinite(value) else None
 
 
 def task_scores(metrics: Mapping, task_types: Mapping[str, str]) -> Iterator[tuple[str, str, str, float]]:

@@ -6,9 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from isoclr import scores
 from isoclr.config import ProbeConfig, ProbeTask
 from isoclr.errors import IsoclrError
-from isoclr.fitting import ProbeSplitError, _fit_predict, _ridge_select, evaluate, low_data_rows, probe_splits
+from isoclr.fitting import (
+    ProbeSplitError,
+    _fit_predict,
+    _ridge_select,
+    evaluate,
+    low_data_rows,
+    model_entry,
+    paired_entry,
+    probe_splits,
+)
 
 
 def probe_cfg(**update) -> ProbeConfig:
@@ -138,3 +148,40 @@ def test_low_data_points_share_subsets_across_models_and_skip_when_too_small():
     train_rows = np.arange(100)
     assert (low_data_rows(train_rows, 0.1, 0) == low_data_rows(train_rows, 0.1, 0)).all()
     assert len(low_data_rows(train_rows, 0.1, 0)) == 10 and (low_data_rows(train_rows, 1.0, 3) == train_rows).all()
+
+
+# --------------------------------------------------------------------------- metrics.json entries
+
+
+def per_seed(values: dict[str, list[float]], n_train=(70, 72, 71), edges=("", "top", "bottom")) -> pd.DataFrame:
+    """A per-seed table as isoclr.fitting.evaluate returns it: three full-split seeds and one low-data row."""
+    full = pd.DataFrame({"train_fraction": 1.0, "seed": [0, 1, 2], "n_train": list(n_train), "n_test": 15,
+                         "alpha_edge": list(edges), **values})
+    low = pd.DataFrame({"train_fraction": 0.1, "seed": [0], "n_train": [7], "n_test": [15], "alpha_edge": [""],
+                        **{k: [0.0] for k in values}})
+    return pd.concat([full, low], ignore_index=True)
+
+
+def result(values: dict[str, list[float]], **means) -> dict:
+    out = {"per_seed": per_seed(values), "n": 100}
+    for metric, seeds in values.items():
+        out[metric] = float(np.nanmean(seeds))
+        out[scores.ci_key(metric)] = [means.get("lo", 0.0), float("nan")]
+    return out
+
+
+def test_model_entry_takes_the_full_train_split_and_writes_nan_as_null():
+    entry = model_entry(result({"auroc": [0.8, 0.9, 0.7], "auprc": [0.6, 0.7, 0.5]}), "classification")
+    assert entry["auroc"] == pytest.approx(0.8) and entry["auroc_ci95"] == [0.0, None]
+    assert entry["n"] == 100 and entry["n_train"] == pytest.approx(71.0) and entry["n_test"] == 15.0
+    assert entry["seeds"] == 3 and entry["alpha_at_top"] == 1 and entry["alpha_at_bottom"] == 1
+    assert "pearson_r" not in entry
+
+
+def test_paired_entry_is_the_mean_of_per_seed_differences():
+    a = result({"pearson_r": [0.5, 0.2, 0.4], "spearman_r": [0.1, 0.1, 0.1], "mse": [1.0, 2.0, 3.0]})
+    b = result({"pearson_r": [0.3, 0.1, 0.1], "spearman_r": [0.1, 0.1, 0.1], "mse": [1.5, 2.5, 3.5]})
+    entry = paired_entry(a, b, "regression")
+    assert entry["pearson_r"] == pytest.approx(0.2) and entry["mse"] == pytest.approx(-0.5)
+    assert entry["mse_ci95"] == [pytest.approx(-0.5), pytest.approx(-0.5)]  # the same shift on every seed
+    assert entry["seeds"] == 3 and entry["paired"] is True
