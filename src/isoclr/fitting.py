@@ -60,8 +60,15 @@ def _ridge_select(x_fit, y_fit, x_val, y_val, alphas: Sequence[float]) -> tuple[
     return float(alphas[best]), weights[best], intercept
 
 
-def _fit_predict(task_type: str, x: np.ndarray, y: np.ndarray, fit: np.ndarray, val: np.ndarray,
-                 test: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, float]:
+def _fit_predict(
+    task_type: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    fit: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    alphas: Sequence[float],
+) -> tuple[np.ndarray, float]:
     """Standardise on the fit rows, choose the penalty on the val rows, fit, predict the test rows.
 
     Returns (test predictions (n_test,), chosen alpha). Regression predicts the
@@ -161,9 +168,18 @@ def evaluate(
                 skipped.setdefault(fraction, reason)
                 continue
             pred, alpha = _fit_predict(task_type, features, y, fit, val, test, cfg.alphas)
-            rows.append({"train_fraction": fraction, "seed": seed, "n_train": len(fit), "n_val": len(val),
-                         "n_test": len(test), "alpha": alpha, "alpha_edge": _edge(alpha, cfg.alphas),
-                         **score(task_type, y[test], pred)})
+            rows.append(
+                {
+                    "train_fraction": fraction,
+                    "seed": seed,
+                    "n_train": len(fit),
+                    "n_val": len(val),
+                    "n_test": len(test),
+                    "alpha": alpha,
+                    "alpha_edge": _edge(alpha, cfg.alphas),
+                    **score(task_type, y[test], pred),
+                }
+            )
             if seed == 0 and fraction == FULL_TRAIN:
                 predictions = {"index": test.tolist(), "measured": y[test].tolist(), "predicted": pred.tolist()}
     per_seed = pd.DataFrame(rows)

@@ -38,31 +38,68 @@ NOT_COMPARED = object()
 
 
 def _record(kind: str, task: str, metric: str, value, bound, passed: bool, reason: str, ci=None) -> dict:
-    return {"kind": kind, "task": task, "metric": metric, "value": value, "min": bound, "ci95": ci,
-            "passed": passed, "reason": reason}
+    return {
+        "kind": kind,
+        "task": task,
+        "metric": metric,
+        "value": value,
+        "min": bound,
+        "ci95": ci,
+        "passed": passed,
+        "reason": reason,
+    }
 
 
 def _threshold(task: str, metric: str, floor: float, by_model: dict) -> dict:
     entry = by_model.get(CANDIDATE)
     value = scores.number(entry, metric)
     if value is None:
-        return _record("threshold", task, metric, None, floor, False,
-                       f"metric missing: metrics.json has no finite {task}.{CANDIDATE}.{metric}")
+        return _record(
+            "threshold",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"metric missing: metrics.json has no finite {task}.{CANDIDATE}.{metric}",
+        )
     ok = value >= floor
-    return _record("threshold", task, metric, value, floor, ok,
-                   f"{value:.4f} {'>=' if ok else '<'} min {floor:g}", scores.ci(entry, metric))
+    return _record(
+        "threshold",
+        task,
+        metric,
+        value,
+        floor,
+        ok,
+        f"{value:.4f} {'>=' if ok else '<'} min {floor:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def _beats_random(task: str, metric: str, margin: float, by_model: dict) -> dict:
     entry = by_model.get(scores.paired_key(RANDOM_INIT))
     value = scores.number(entry, metric)
     if value is None:
-        return _record("beats_random_init", task, metric, None, margin, False,
-                       f"metric missing: no paired {CANDIDATE} - {RANDOM_INIT} difference for {task}.{metric}")
+        return _record(
+            "beats_random_init",
+            task,
+            metric,
+            None,
+            margin,
+            False,
+            f"metric missing: no paired {CANDIDATE} - {RANDOM_INIT} difference for {task}.{metric}",
+        )
     ok = value > margin
-    return _record("beats_random_init", task, metric, value, margin, ok,
-                   f"paired {CANDIDATE} - {RANDOM_INIT} = {value:+.4f} {'>' if ok else '<='} {margin:g}",
-                   scores.ci(entry, metric))
+    return _record(
+        "beats_random_init",
+        task,
+        metric,
+        value,
+        margin,
+        ok,
+        f"paired {CANDIDATE} - {RANDOM_INIT} = {value:+.4f} {'>' if ok else '<='} {margin:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def _no_regression(task: str, metric: str, margin: float, by_model: dict, champion) -> dict:
@@ -75,19 +112,40 @@ def _no_regression(task: str, metric: str, margin: float, by_model: dict, champi
         return _record("no_regression", task, metric, None, floor, False, "champion unknown: registry unreadable")
     probed = (by_model.get(CHAMPION) or {}).get(scores.VERSION)
     if probed != champion:
-        return _record("no_regression", task, metric, None, floor, False,
-                       f"champion {champion} was not probed on these splits (the probe scored "
-                       f"{probed or 'no champion'}): rerun the probe stage")
+        return _record(
+            "no_regression",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"champion {champion} was not probed on these splits (the probe scored "
+            f"{probed or 'no champion'}): rerun the probe stage",
+        )
     entry = by_model.get(scores.paired_key(CHAMPION))
     value = scores.number(entry, metric)
     if value is None:
-        return _record("no_regression", task, metric, None, floor, False,
-                       f"metric missing: no paired {CANDIDATE} - champion difference for {task}.{metric}")
+        return _record(
+            "no_regression",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"metric missing: no paired {CANDIDATE} - champion difference for {task}.{metric}",
+        )
     ok = value >= floor
     verdict = ">=" if ok else "< (regression)"
-    return _record("no_regression", task, metric, value, floor, ok,
-                   f"paired {CANDIDATE} - champion {champion} = {value:+.4f} {verdict} -{margin:g}",
-                   scores.ci(entry, metric))
+    return _record(
+        "no_regression",
+        task,
+        metric,
+        value,
+        floor,
+        ok,
+        f"paired {CANDIDATE} - champion {champion} = {value:+.4f} {verdict} -{margin:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def decide(gate: GateConfig, metrics: dict, champion=None) -> dict:
@@ -124,8 +182,10 @@ def markdown(decision: dict) -> str:
         bound = "-" if r.get("min") is None else f"{r['min']:g}"
         ci = r.get("ci95") or [None, None]
         ci_text = "-" if None in ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
-        lines.append(f"| {'PASS' if r['passed'] else 'FAIL'} | {r['kind']} | {r['task']} | {r['metric']} | "
-                     f"{value} | {bound} | {ci_text} | {r['reason']} |")
+        lines.append(
+            f"| {'PASS' if r['passed'] else 'FAIL'} | {r['kind']} | {r['task']} | {r['metric']} | "
+            f"{value} | {bound} | {ci_text} | {r['reason']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -165,13 +225,16 @@ class GateResult:
             meter.set("isoclr_gate_rule_passed", passed, kind=kind, task=task, metric=metric)
 
     def summary(self) -> str:
-        lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {r['kind']:<17} {r['task']} {r['metric']}: {r['reason']}"
-                 for r in self.decision["rules"]]
+        lines = [
+            f"{'PASS' if r['passed'] else 'FAIL'}  {r['kind']:<17} {r['task']} {r['metric']}: {r['reason']}"
+            for r in self.decision["rules"]
+        ]
         return "\n".join([*lines, f"gate: {'passed' if self.passed else 'failed'}"])
 
 
-def run(cfg: Config, paths: Paths, *, compare_champion: bool = True,
-        champion_version: champions.Given = champions.RESOLVE) -> GateResult:
+def run(
+    cfg: Config, paths: Paths, *, compare_champion: bool = True, champion_version: champions.Given = champions.RESOLVE
+) -> GateResult:
     """Read ``paths.probe``'s metrics.json, decide, write the decision JSON to ``paths.decision``.
 
     With ``compare_champion`` the model is held to the champion: ``champion_version`` (a version
@@ -196,8 +259,10 @@ def run(cfg: Config, paths: Paths, *, compare_champion: bool = True,
         model=CANDIDATE,
         metrics_file=str(metrics_path),
         champion=None if champion in (UNKNOWN, NOT_COMPARED) else champion,
-        settings={"max_regression": cfg.gate.max_regression,
-                  "min_gain_over_random_init": cfg.gate.min_gain_over_random_init},
+        settings={
+            "max_regression": cfg.gate.max_regression,
+            "min_gain_over_random_init": cfg.gate.min_gain_over_random_init,
+        },
     )
     decision_path = Path(paths.decision)
     decision_path.parent.mkdir(parents=True, exist_ok=True)

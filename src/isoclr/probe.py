@@ -60,9 +60,7 @@ class ProbeResult:
 def same_weights(a, b) -> bool:
     """Whether two encoders hold identical parameters and buffers (then their embeddings are identical)."""
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and bool((sa[k] == sb[k]).all()) for k in sa
-    )
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and bool((sa[k] == sb[k]).all()) for k in sa)
 
 
 def champion_encoder(cfg: Config, workdir: Path, given: champions.Given = champions.RESOLVE):
@@ -86,8 +84,9 @@ def champion_encoder(cfg: Config, workdir: Path, given: champions.Given = champi
         return version, None, f"{type(err).__name__}: {err}"
 
 
-def run(cfg: Config, paths: Paths, *, tracks: bool = True,
-        champion_version: champions.Given = champions.RESOLVE) -> ProbeResult:
+def run(
+    cfg: Config, paths: Paths, *, tracks: bool = True, champion_version: champions.Given = champions.RESOLVE
+) -> ProbeResult:
     """Probe every task with the trained encoder, the baselines and the champion; write results and the report.
 
     Reads ``paths.transcripts``, ``paths.groups``, ``paths.model``, the label files under
@@ -152,9 +151,11 @@ def run(cfg: Config, paths: Paths, *, tracks: bool = True,
         for name in models:
             per_seed.append(results[name]["per_seed"].assign(task=task.name, model=name))
             pred = results[name]["predictions"]
-            prediction_rows.append(pd.DataFrame(
-                {"task": task.name, "model": name, "measured": pred["measured"], "predicted": pred["predicted"]}
-            ))
+            prediction_rows.append(
+                pd.DataFrame(
+                    {"task": task.name, "model": name, "measured": pred["measured"], "predicted": pred["predicted"]}
+                )
+            )
 
     per_seed_table = pd.concat(per_seed, ignore_index=True)
     per_seed_table = per_seed_table[PER_SEED_LEAD + [c for c in per_seed_table.columns if c not in PER_SEED_LEAD]]

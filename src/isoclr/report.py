@@ -87,10 +87,22 @@ def low_data_table(per_seed: pd.DataFrame, notes: dict) -> pd.DataFrame:
     for (task, model, fraction), seeds in per_seed.groupby(["task", "model", "train_fraction"], sort=False):
         metric = PRIMARY_METRIC[_task_type(notes, task)]
         mean, lo, hi = mean_ci(seeds[metric])
-        rows.append({"task": task, "model": model, "train_fraction": fraction, "n_train": seeds["n_train"].mean(),
-                     "metric": metric, "mean": mean, "lo": lo, "hi": hi, "seeds": len(seeds)})
-    return pd.DataFrame(rows).sort_values(["task", "model", "train_fraction"], ascending=[True, True, False],
-                                          ignore_index=True)
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "train_fraction": fraction,
+                "n_train": seeds["n_train"].mean(),
+                "metric": metric,
+                "mean": mean,
+                "lo": lo,
+                "hi": hi,
+                "seeds": len(seeds),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(
+        ["task", "model", "train_fraction"], ascending=[True, True, False], ignore_index=True
+    )
 
 
 def _display_results(metrics: dict, notes: dict) -> pd.DataFrame:
@@ -101,8 +113,12 @@ def _display_results(metrics: dict, notes: dict) -> pd.DataFrame:
             for metric in METRICS[_task_type(notes, task)]:
                 lo, hi = values.get(ci_key(metric)) or [None, None]
                 row[metric] = _fmt(values.get(metric), lo, hi)
-            row.update(n=values.get("n"), n_train=f"{values.get('n_train', 0):.0f}",
-                       n_test=f"{values.get('n_test', 0):.0f}", seeds=values.get("seeds"))
+            row.update(
+                n=values.get("n"),
+                n_train=f"{values.get('n_train', 0):.0f}",
+                n_test=f"{values.get('n_test', 0):.0f}",
+                seeds=values.get("seeds"),
+            )
             rows.append(row)
     table = pd.DataFrame(rows)
     # A regression and a classification task share one table: a metric a task lacks reads as "-".
@@ -113,8 +129,9 @@ def _display_low_data(low: pd.DataFrame) -> pd.DataFrame:
     if low.empty:
         return low
     wide = low.assign(value=[_fmt(m, lo, hi) for m, lo, hi in zip(low["mean"], low["lo"], low["hi"], strict=True)])
-    wide = wide.pivot_table(index=["task", "metric", "train_fraction"], columns="model", values="value",
-                            aggfunc="first", sort=False)
+    wide = wide.pivot_table(
+        index=["task", "metric", "train_fraction"], columns="model", values="value", aggfunc="first", sort=False
+    )
     n_train = low.groupby(["task", "metric", "train_fraction"], sort=False)["n_train"].first().round().astype(int)
     wide.insert(0, "n_train", n_train)
     wide = wide.sort_index(level=["task", "train_fraction"], ascending=[True, False])
@@ -124,21 +141,26 @@ def _display_low_data(low: pd.DataFrame) -> pd.DataFrame:
 def _display_notes(notes: dict) -> pd.DataFrame:
     rows = []
     for task, note in notes.items():
-        dropped = {k.removeprefix("dropped_"): note[k] for k in note if k.startswith("dropped_")
-                   and not k.endswith("_examples") and note[k]}
-        rows.append({
-            "task": task,
-            "type": note.get("type", "regression"),
-            "labels": note.get("file", ""),
-            "label rows": note.get("n_label_rows"),
-            "used (n)": note.get("n"),
-            "groups": note.get("n_groups"),
-            "split": note.get("split_kind", ""),
-            "tracks embedded": note.get("tracks", ""),
-            "dropped": ", ".join(f"{k} {v}" for k, v in dropped.items()) or "-",
-            "unmatched ids": note.get("unmatched", 0),
-            "subsampled from": note.get("subsampled_from", "-"),
-        })
+        dropped = {
+            k.removeprefix("dropped_"): note[k]
+            for k in note
+            if k.startswith("dropped_") and not k.endswith("_examples") and note[k]
+        }
+        rows.append(
+            {
+                "task": task,
+                "type": note.get("type", "regression"),
+                "labels": note.get("file", ""),
+                "label rows": note.get("n_label_rows"),
+                "used (n)": note.get("n"),
+                "groups": note.get("n_groups"),
+                "split": note.get("split_kind", ""),
+                "tracks embedded": note.get("tracks", ""),
+                "dropped": ", ".join(f"{k} {v}" for k, v in dropped.items()) or "-",
+                "unmatched ids": note.get("unmatched", 0),
+                "subsampled from": note.get("subsampled_from", "-"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -166,11 +188,15 @@ def _remarks(metrics: dict, notes: dict, low: pd.DataFrame) -> list[str]:
             out.append(f"{task}: train fraction {fraction} skipped ({reason}).")
         for model, values in model_entries(metrics.get(task, {})).items():
             if values.get("alpha_at_bottom"):
-                out.append(f"{task} / {model}: the weakest penalty of the grid won in {values['alpha_at_bottom']} "
-                           f"of {values.get('seeds')} seeds: the grid may be too narrow at the bottom.")
+                out.append(
+                    f"{task} / {model}: the weakest penalty of the grid won in {values['alpha_at_bottom']} "
+                    f"of {values.get('seeds')} seeds: the grid may be too narrow at the bottom."
+                )
             if values.get("alpha_at_top"):
-                out.append(f"{task} / {model}: the strongest penalty of the grid won in {values['alpha_at_top']} "
-                           f"of {values.get('seeds')} seeds: little linear signal there (predictions near the mean).")
+                out.append(
+                    f"{task} / {model}: the strongest penalty of the grid won in {values['alpha_at_top']} "
+                    f"of {values.get('seeds')} seeds: little linear signal there (predictions near the mean)."
+                )
         if "sequence only" in note.get("tracks", ""):
             out.append(f"{task}: embedded from the sequence alone ({note['tracks']}).")
         if note.get("about"):
@@ -202,8 +228,13 @@ def plot_predictions(predictions: pd.DataFrame, metrics: dict, notes: dict, path
             rows = predictions[(predictions["task"] == task) & (predictions["model"] == model)]
             if kind == "classification":
                 for label, name in ((0, "negative"), (1, "positive")):
-                    ax.hist(rows.loc[rows["measured"] == label, "predicted"], bins=HIST_BINS, range=(0, 1),
-                            alpha=POINT_ALPHA, label=name)
+                    ax.hist(
+                        rows.loc[rows["measured"] == label, "predicted"],
+                        bins=HIST_BINS,
+                        range=(0, 1),
+                        alpha=POINT_ALPHA,
+                        label=name,
+                    )
                 ax.set_xlabel("predicted P(positive)")
                 ax.set_ylabel("test rows")
                 ax.legend(fontsize="x-small")
@@ -245,13 +276,21 @@ def plot_baselines(metrics: dict, notes: dict, path: Path) -> Path:
     axes = fig.subplots(2, len(tasks), squeeze=False)
     for j, task in enumerate(tasks):
         metric = PRIMARY_METRIC[_task_type(notes, task)]
-        for i, (entries, title) in enumerate(((model_entries(metrics[task]), metric),
-                                              (paired_entries(metrics[task]), f"{CANDIDATE} - baseline, {metric}"))):
+        for i, (entries, title) in enumerate(
+            (
+                (model_entries(metrics[task]), metric),
+                (paired_entries(metrics[task]), f"{CANDIDATE} - baseline, {metric}"),
+            )
+        ):
             ax = axes[i, j]
             names = list(entries)
             means = np.array([entries[n].get(metric) if entries[n].get(metric) is not None else np.nan for n in names])
-            ci = np.array([[v if v is not None else np.nan for v in (entries[n].get(ci_key(metric)) or [None, None])]
-                           for n in names]).reshape(len(names), 2)
+            ci = np.array(
+                [
+                    [v if v is not None else np.nan for v in (entries[n].get(ci_key(metric)) or [None, None])]
+                    for n in names
+                ]
+            ).reshape(len(names), 2)
             err = np.nan_to_num(np.vstack([means - ci[:, 0], ci[:, 1] - means]))
             ax.errorbar(means, np.arange(len(names)), xerr=err, fmt="o", capsize=3)
             ax.set_yticks(np.arange(len(names)), names, fontsize="small")
@@ -275,13 +314,29 @@ def _save(fig: Figure, path: Path) -> Path:
 def markdown_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeConfig) -> str:
     """table.md: results, paired differences, low-data curves, label sets and remarks (Markdown)."""
     parts = [
-        "# Linear probes", "", protocol_text(probe_cfg), "",
-        "## Results (full train split)", "", _display_results(metrics, notes).to_markdown(index=False), "",
-        "## Model vs baselines (paired, same splits)", "",
-        paired_table(metrics, notes).fillna("-").to_markdown(index=False), "",
-        "## Low-data curves", "", _display_low_data(low).fillna("-").to_markdown(index=False), "",
-        "## Label sets", "", _display_notes(notes).to_markdown(index=False), "",
-        "## Remarks", "", *[f"- {r}" for r in _remarks(metrics, notes, low)],
+        "# Linear probes",
+        "",
+        protocol_text(probe_cfg),
+        "",
+        "## Results (full train split)",
+        "",
+        _display_results(metrics, notes).to_markdown(index=False),
+        "",
+        "## Model vs baselines (paired, same splits)",
+        "",
+        paired_table(metrics, notes).fillna("-").to_markdown(index=False),
+        "",
+        "## Low-data curves",
+        "",
+        _display_low_data(low).fillna("-").to_markdown(index=False),
+        "",
+        "## Label sets",
+        "",
+        _display_notes(notes).to_markdown(index=False),
+        "",
+        "## Remarks",
+        "",
+        *[f"- {r}" for r in _remarks(metrics, notes, low)],
     ]
     return "\n".join(parts) + "\n"
 
@@ -322,7 +377,11 @@ def html_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeC
 
 
 def write_report(
-    metrics: dict, notes: dict, per_seed: pd.DataFrame, predictions: pd.DataFrame, probe_cfg: ProbeConfig,
+    metrics: dict,
+    notes: dict,
+    per_seed: pd.DataFrame,
+    predictions: pd.DataFrame,
+    probe_cfg: ProbeConfig,
     out_dir: Path,
 ) -> dict[str, Path]:
     """table.csv, low_data.csv, plots/*.png, table.md and report.html under ``out_dir``; returns their paths."""
@@ -334,8 +393,13 @@ def write_report(
         "low_data": plot_low_data(low, png["low_data"]),
         "model_vs_baselines": plot_baselines(metrics, notes, png["model_vs_baselines"]),
     }
-    paths = {"table_csv": out_dir / TABLE_CSV, "low_data_csv": out_dir / PROBE_LOW_DATA,
-             "markdown": out_dir / PROBE_TABLE, "html": out_dir / PROBE_REPORT, **plots}
+    paths = {
+        "table_csv": out_dir / TABLE_CSV,
+        "low_data_csv": out_dir / PROBE_LOW_DATA,
+        "markdown": out_dir / PROBE_TABLE,
+        "html": out_dir / PROBE_REPORT,
+        **plots,
+    }
     results_table(metrics).to_csv(paths["table_csv"], index=False)
     low.to_csv(paths["low_data_csv"], index=False)
     paths["markdown"].write_text(markdown_report(metrics, notes, low, probe_cfg))

@@ -59,9 +59,7 @@ def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | No
         needed.append(_group_column(task))
     missing = [c for c in needed if c not in labels.columns]
     if missing:
-        raise LabelError(
-            f"{where}: probe task {task.name!r} needs column(s) {missing}; it has {list(labels.columns)}"
-        )
+        raise LabelError(f"{where}: probe task {task.name!r} needs column(s) {missing}; it has {list(labels.columns)}")
     return labels
 
 
@@ -100,8 +98,12 @@ def task_table(
     """
     where = "the transcripts table" if task.source == "annotation" else str(Path(data_root) / task.file)
     labels = read_labels(task, data_root, transcripts)
-    notes: dict = {"task": task.name, "type": task.type, "file": task.file or "(annotation)",
-                   "n_label_rows": len(labels)}
+    notes: dict = {
+        "task": task.name,
+        "type": task.type,
+        "file": task.file or "(annotation)",
+        "n_label_rows": len(labels),
+    }
     if task.about:
         notes["about"] = task.about
 
@@ -180,12 +182,16 @@ def _join_annotation(
             f"first annotated keys: {representative['_key'].head(SHOW_IDS).tolist()}"
         )
     own = ["id", "target"] + ([_group_column(task)] if _group_column(task) else [])
-    table = labels.loc[matched, own].merge(
-        representative[["_key", "transcript_id", "gene_id", "seq", *_TRACK_COLUMNS]],
-        left_on="id",
-        right_on="_key",
-        how="inner",
-    ).drop(columns="_key")
+    table = (
+        labels.loc[matched, own]
+        .merge(
+            representative[["_key", "transcript_id", "gene_id", "seq", *_TRACK_COLUMNS]],
+            left_on="id",
+            right_on="_key",
+            how="inner",
+        )
+        .drop(columns="_key")
+    )
     if task.group_by == "homology":
         homology = groups.drop_duplicates("transcript_id").set_index("transcript_id")["homology_group"]
         table["group"] = table["transcript_id"].map(homology)

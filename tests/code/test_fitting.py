@@ -155,10 +155,26 @@ def test_low_data_points_share_subsets_across_models_and_skip_when_too_small():
 
 def per_seed(values: dict[str, list[float]], n_train=(70, 72, 71), edges=("", "top", "bottom")) -> pd.DataFrame:
     """A per-seed table as isoclr.fitting.evaluate returns it: three full-split seeds and one low-data row."""
-    full = pd.DataFrame({"train_fraction": 1.0, "seed": [0, 1, 2], "n_train": list(n_train), "n_test": 15,
-                         "alpha_edge": list(edges), **values})
-    low = pd.DataFrame({"train_fraction": 0.1, "seed": [0], "n_train": [7], "n_test": [15], "alpha_edge": [""],
-                        **{k: [0.0] for k in values}})
+    full = pd.DataFrame(
+        {
+            "train_fraction": 1.0,
+            "seed": [0, 1, 2],
+            "n_train": list(n_train),
+            "n_test": 15,
+            "alpha_edge": list(edges),
+            **values,
+        }
+    )
+    low = pd.DataFrame(
+        {
+            "train_fraction": 0.1,
+            "seed": [0],
+            "n_train": [7],
+            "n_test": [15],
+            "alpha_edge": [""],
+            **{k: [0.0] for k in values},
+        }
+    )
     return pd.concat([full, low], ignore_index=True)
 
 

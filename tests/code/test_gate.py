@@ -22,8 +22,13 @@ GATE = GateConfig(
 CHAMPION = "v1"
 
 
-def task_metrics(value: float, vs_random: float = 0.1, vs_champion: float | None = None, metric: str = "pearson_r",
-                 champion: str = CHAMPION) -> dict:
+def task_metrics(
+    value: float,
+    vs_random: float = 0.1,
+    vs_champion: float | None = None,
+    metric: str = "pearson_r",
+    champion: str = CHAMPION,
+) -> dict:
     """One task's entries as isoclr.probe writes them (paired differences as isoclr_minus_<baseline>)."""
     out = {
         "isoclr": {metric: value, f"{metric}_ci95": [value - 0.05, value + 0.05]},
@@ -49,13 +54,23 @@ def test_all_rules_met_passes_and_lists_every_rule_with_its_number():
     decision = decide(GATE, metrics(vs_champion=0.0), CHAMPION)
     assert decision["passed"] is True
     assert [(r["kind"], r["task"]) for r in decision["rules"]] == [
-        ("threshold", "halflife"), ("beats_random_init", "halflife"), ("no_regression", "halflife"),
-        ("threshold", "mrl"), ("beats_random_init", "mrl"), ("no_regression", "mrl"),
+        ("threshold", "halflife"),
+        ("beats_random_init", "halflife"),
+        ("no_regression", "halflife"),
+        ("threshold", "mrl"),
+        ("beats_random_init", "mrl"),
+        ("no_regression", "mrl"),
     ]
     threshold, vs_random, vs_champion = decision["rules"][:3]
     assert threshold | {"reason": None} == {
-        "kind": "threshold", "task": "halflife", "metric": "pearson_r", "value": 0.3, "min": 0.05,
-        "ci95": [0.25, 0.35], "passed": True, "reason": None,
+        "kind": "threshold",
+        "task": "halflife",
+        "metric": "pearson_r",
+        "value": 0.3,
+        "min": 0.05,
+        "ci95": [0.25, 0.35],
+        "passed": True,
+        "reason": None,
     }
     assert vs_random["value"] == 0.1 and vs_random["min"] == 0.0 and vs_random["ci95"] == [0.07, 0.13]
     assert vs_champion["value"] == 0.0 and vs_champion["min"] == -0.02 and CHAMPION in vs_champion["reason"]
@@ -67,7 +82,8 @@ def test_first_model_passes_without_a_champion():
     decision = decide(GATE, metrics(), None)
     assert decision["passed"] is True
     assert [r["reason"] for r in decision["rules"] if r["kind"] == "no_regression"] == [
-        "no champion yet: nothing to regress from"] * 2
+        "no champion yet: nothing to regress from"
+    ] * 2
 
 
 def test_one_metric_below_its_threshold_fails():
@@ -152,8 +168,10 @@ def test_the_gate_stage_writes_the_decision_and_fails_closed_on_missing_input(tm
     assert decision["passed"] is False and result.passed is False  # mrl is missing
     assert decision["champion"] is None and decision["model"] == "isoclr"
     assert decision["settings"] == {"max_regression": 0.02, "min_gain_over_random_init": 0.0}
-    assert result.failed_rules()[0] == "threshold mrl spearman_r: metric missing: metrics.json has no finite " \
-                                       "mrl.isoclr.spearman_r"
+    assert (
+        result.failed_rules()[0] == "threshold mrl spearman_r: metric missing: metrics.json has no finite "
+        "mrl.isoclr.spearman_r"
+    )
     assert result.markdown() == markdown(decision)
     lines = result.summary().splitlines()
     assert lines[0] == "PASS  threshold         halflife pearson_r: 0.2000 >= min 0.05"

@@ -70,8 +70,12 @@ def test_probe_stage_end_to_end(tmp_path):
 
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert result.champion == version and result.champion_error is None
-    assert result.task_types == {"halflife": "regression", "mrl": "regression", "utr3_stability": "regression",
-                                 "coding": "classification"}
+    assert result.task_types == {
+        "halflife": "regression",
+        "mrl": "regression",
+        "utr3_stability": "regression",
+        "coding": "classification",
+    }
     per_seed = pd.read_csv(out / "per_seed.csv")
     assert set(per_seed["model"]) == models and set(per_seed["train_fraction"]) >= {1.0, 0.1}
     low = pd.read_csv(out / "low_data.csv")
@@ -84,8 +88,13 @@ def test_probe_stage_end_to_end(tmp_path):
     assert "0.005" in notes["halflife"]["skipped_fractions"]
 
     summary = (out / "table.md").read_text()
-    for heading in ("## Results", "## Model vs baselines (paired, same splits)", "## Low-data curves",
-                    "## Label sets", "## Remarks"):
+    for heading in (
+        "## Results",
+        "## Model vs baselines (paired, same splits)",
+        "## Low-data curves",
+        "## Label sets",
+        "## Remarks",
+    ):
         assert heading in summary
     assert "isoclr - champion" in summary and "skipped" in summary and "by homology group" in summary
     assert result.table == summary and result.summary().startswith(summary)
@@ -124,14 +133,24 @@ def test_probe_reads_rows_from_the_track_store(tmp_path):
 def test_the_result_records_every_metric_of_each_task_type_classification_included():
     cfg = Config.model_validate(tiny_params())
     metrics = {
-        "coding": {"isoclr": {"auroc": 0.91, "auprc": 0.83, "auroc_ci95": [0.9, 0.92], "n": 40},
-                   "kmer": {"auroc": 0.7, "auprc": None},
-                   "isoclr_minus_kmer": {"auroc": 0.21, "auprc": 0.1, "paired": True}},
-        "halflife": {"isoclr": {"pearson_r": 0.2, "spearman_r": 0.1, "mse": 1.5},
-                     "champion": {"pearson_r": 0.25, "spearman_r": 0.2, "mse": 1.4, "version": "v1"}},
+        "coding": {
+            "isoclr": {"auroc": 0.91, "auprc": 0.83, "auroc_ci95": [0.9, 0.92], "n": 40},
+            "kmer": {"auroc": 0.7, "auprc": None},
+            "isoclr_minus_kmer": {"auroc": 0.21, "auprc": 0.1, "paired": True},
+        },
+        "halflife": {
+            "isoclr": {"pearson_r": 0.2, "spearman_r": 0.1, "mse": 1.5},
+            "champion": {"pearson_r": 0.25, "spearman_r": 0.2, "mse": 1.4, "version": "v1"},
+        },
     }
-    result = ProbeResult(metrics=metrics, task_types={"coding": "classification", "halflife": "regression"},
-                         champion="v1", champion_error=None, table="# Linear probes\n", report=Path("report.html"))
+    result = ProbeResult(
+        metrics=metrics,
+        task_types={"coding": "classification", "halflife": "regression"},
+        champion="v1",
+        champion_error=None,
+        table="# Linear probes\n",
+        report=Path("report.html"),
+    )
     meter = StageRun(cfg.metrics, "probe")
     result.record(meter)
     assert probe_metric(meter, "coding", "isoclr", "auroc") == 0.91
@@ -142,10 +161,17 @@ def test_the_result_records_every_metric_of_each_task_type_classification_includ
     assert probe_metric(meter, "halflife", "champion", "mse") == 1.4
     assert probe_metric(meter, "coding", "isoclr", "n") is None
     assert result.flat_scores() == {
-        "coding.isoclr.auroc": 0.91, "coding.isoclr.auprc": 0.83, "coding.kmer.auroc": 0.7,
-        "coding.isoclr_minus_kmer.auroc": 0.21, "coding.isoclr_minus_kmer.auprc": 0.1,
-        "halflife.isoclr.pearson_r": 0.2, "halflife.isoclr.spearman_r": 0.1, "halflife.isoclr.mse": 1.5,
-        "halflife.champion.pearson_r": 0.25, "halflife.champion.spearman_r": 0.2, "halflife.champion.mse": 1.4,
+        "coding.isoclr.auroc": 0.91,
+        "coding.isoclr.auprc": 0.83,
+        "coding.kmer.auroc": 0.7,
+        "coding.isoclr_minus_kmer.auroc": 0.21,
+        "coding.isoclr_minus_kmer.auprc": 0.1,
+        "halflife.isoclr.pearson_r": 0.2,
+        "halflife.isoclr.spearman_r": 0.1,
+        "halflife.isoclr.mse": 1.5,
+        "halflife.champion.pearson_r": 0.25,
+        "halflife.champion.spearman_r": 0.2,
+        "halflife.champion.mse": 1.4,
     }
     assert result.summary() == "# Linear probes\n\nreport: report.html"
 
@@ -185,8 +211,9 @@ def test_the_champion_version_passed_in_is_probed_and_the_registry_pointer_is_no
 
     none = stage.run("probe", cfg, paths, tracks=False, champion_version="")  # a pipeline's "no champion"
     assert none.champion is None and none.champion_error is None
-    assert all("champion" not in entries and "isoclr_minus_champion" not in entries
-               for entries in none.metrics.values())
+    assert all(
+        "champion" not in entries and "isoclr_minus_champion" not in entries for entries in none.metrics.values()
+    )
     assert "no champion" in (paths.probe / "table.md").read_text()
 
     read_now = stage.run("probe", cfg, paths, tracks=False)  # the default reads the (broken) pointer: fails closed

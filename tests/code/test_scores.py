@@ -29,14 +29,21 @@ def test_a_number_is_finite_and_numeric():
 
 def test_task_scores_name_every_metric_of_the_task_type_paired_differences_included():
     metrics = {
-        "coding": {"isoclr": {"auroc": 0.9, "auprc": None, "n": 10},
-                   "isoclr_minus_kmer": {"auroc": 0.1, "auprc": 0.05, "seeds": 3}},
+        "coding": {
+            "isoclr": {"auroc": 0.9, "auprc": None, "n": 10},
+            "isoclr_minus_kmer": {"auroc": 0.1, "auprc": 0.05, "seeds": 3},
+        },
         "mrl": {"kmer": {"pearson_r": 0.7, "spearman_r": 0.6, "mse": 1.2, "auroc": 0.5}},
     }
     got = list(scores.task_scores(metrics, {"coding": "classification", "mrl": "regression"}))
-    assert got == [("coding", "isoclr", "auroc", 0.9), ("coding", "isoclr_minus_kmer", "auroc", 0.1),
-                   ("coding", "isoclr_minus_kmer", "auprc", 0.05), ("mrl", "kmer", "pearson_r", 0.7),
-                   ("mrl", "kmer", "spearman_r", 0.6), ("mrl", "kmer", "mse", 1.2)]
+    assert got == [
+        ("coding", "isoclr", "auroc", 0.9),
+        ("coding", "isoclr_minus_kmer", "auroc", 0.1),
+        ("coding", "isoclr_minus_kmer", "auprc", 0.05),
+        ("mrl", "kmer", "pearson_r", 0.7),
+        ("mrl", "kmer", "spearman_r", 0.6),
+        ("mrl", "kmer", "mse", 1.2),
+    ]
 
 
 def test_write_refuses_nan_and_read_returns_what_was_written(tmp_path):

@@ -32,12 +32,7 @@ def transcripts_table() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_gene_id_join_strips_versions_and_takes_the_longest_isoform(tmp_path):
     (tmp_path / "hl.tsv").write_text(
-        "ensembl_gene_id\tname\thl\n"
-        "ENSG01\tA\t1.5\n"
-        "ENSG02.9\tB\t-0.5\n"
-        "ENSG04\tD\t2.0\n"
-        "ENSG03\tC\tNA\n"
-        "ENSG99\tZ\t3.0\n"
+        "ensembl_gene_id\tname\thl\nENSG01\tA\t1.5\nENSG02.9\tB\t-0.5\nENSG04\tD\t2.0\nENSG03\tC\tNA\nENSG99\tZ\t3.0\n"
     )
     task = ProbeTask(name="hl", file="hl.tsv", sep="\t", join="gene_id", id_column="ensembl_gene_id", target="hl")
     transcripts, groups = transcripts_table()
@@ -81,8 +76,15 @@ def test_transcript_id_and_gene_name_joins(tmp_path):
 
 def test_classification_task_from_the_annotation_with_sequence_only_tracks(tmp_path):
     task = ProbeTask(
-        name="coding", source="annotation", join="transcript_id", id_column="transcript_id", target="biotype",
-        type="classification", positive=["protein_coding"], negative=["lincRNA"], tracks="sequence",
+        name="coding",
+        source="annotation",
+        join="transcript_id",
+        id_column="transcript_id",
+        target="biotype",
+        type="classification",
+        positive=["protein_coding"],
+        negative=["lincRNA"],
+        tracks="sequence",
     )
     table, notes = task_table(task, tmp_path, *annotated())
     classes = {"ENST1.1": 1.0, "ENST3.2": 0.0, "ENST4.1": 1.0}
@@ -131,8 +133,14 @@ def test_sequence_join_groups_by_prefix_and_counts_na(tmp_path):
     with gzip.open(tmp_path / "stab.tsv.gz", "wt") as fh:
         fh.write("\n".join(lines) + "\n")
     task = ProbeTask(
-        name="stab", file="stab.tsv.gz", sep="\t", header=["sequence", "a", "b"], join="sequence",
-        id_column="sequence", target="a", group_by="prefix5",
+        name="stab",
+        file="stab.tsv.gz",
+        sep="\t",
+        header=["sequence", "a", "b"],
+        join="sequence",
+        id_column="sequence",
+        target="a",
+        group_by="prefix5",
     )
     table, notes = task_table(task, tmp_path, *transcripts_table())
     assert table["seq"].tolist() == ["AAAAACGTAC", "AAAAAGGGGG", "CCCCTACGTA"]
