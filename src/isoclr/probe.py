@@ -70,13 +70,15 @@ def champion_encoder(cfg: Config, workdir: Path, given: champions.Given = champi
     an unreadable registry or checkpoint gives (version or None, None, reason), and the
     gate then fails closed because the paired comparison is missing.
     """
-    from isoclr import embed, registry  # torch loads only when the stage runs
+    from isoclr import embed  # torch loads only when the stage runs
 
     version = None
     try:
         version = champions.resolve(cfg, given)
         if version is None:
             return None, None, None
+        from isoclr import registry  # its backends load only when there is a champion to fetch
+
         folder = registry.download(cfg.registry.uri, version, Path(workdir) / scores.CHAMPION)
         return version, embed.load_encoder(folder), None
     except Exception as err:  # noqa: BLE001 - any backend's failure: recorded, and the gate fails closed on it

@@ -162,7 +162,7 @@ def gate_stage(cfg: Config, root: Path, scores: dict | None, **options) -> GateR
 
 def test_the_gate_stage_writes_the_decision_and_fails_closed_on_missing_input(tmp_path):
     cfg = _cfg(f"file://{tmp_path / 'registry'}")
-    result = gate_stage(cfg, tmp_path, {"halflife": task_metrics(0.2)})
+    result = gate_stage(cfg, tmp_path, {"halflife": task_metrics(0.2)}, champion_version="")  # no champion yet
     decision = result.decision
     assert json.loads(Paths.under(tmp_path).decision.read_text()) == decision
     assert decision["passed"] is False and result.passed is False  # mrl is missing
@@ -176,13 +176,14 @@ def test_the_gate_stage_writes_the_decision_and_fails_closed_on_missing_input(tm
     lines = result.summary().splitlines()
     assert lines[0] == "PASS  threshold         halflife pearson_r: 0.2000 >= min 0.05"
     assert lines[-1] == "gate: failed" and len(lines) == len(decision["rules"]) + 1
-    missing = gate_stage(cfg, tmp_path / "empty", None)
+    missing = gate_stage(cfg, tmp_path / "empty", None, champion_version="")
     assert missing.passed is False and "does not exist" in missing.decision["rules"][0]["reason"]
 
 
 def test_the_result_records_the_verdict_and_each_rule(tmp_path):
     cfg = _cfg(f"file://{tmp_path / 'registry'}")
-    result = gate_stage(cfg, tmp_path, {"halflife": task_metrics(0.2), "mrl": task_metrics(0.05, metric="spearman_r")})
+    scores = {"halflife": task_metrics(0.2), "mrl": task_metrics(0.05, metric="spearman_r")}
+    result = gate_stage(cfg, tmp_path, scores, champion_version="")
     meter = StageRun(cfg.metrics, "gate")
     result.record(meter)
 
