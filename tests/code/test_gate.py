@@ -222,7 +222,7 @@ def test_the_gate_holds_the_model_to_the_registry_champion(tmp_path):
 
 
 def test_a_champion_version_passed_in_replaces_reading_the_registry(tmp_path):
-    from isoclr.registry import CHAMPION as POINTER
+    from isoclr.registry import POINTER
 
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / POINTER).write_text("{not json")  # reading the pointer would fail the gate
@@ -236,7 +236,7 @@ def test_a_champion_version_passed_in_replaces_reading_the_registry(tmp_path):
 
 
 def test_unreadable_registry_fails_closed(tmp_path):
-    from isoclr.registry import CHAMPION as POINTER
+    from isoclr.registry import POINTER
 
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / POINTER).write_text('{"version": "ghost"}')  # points at no version
