@@ -21,60 +21,85 @@ its number, bound, 95% CI and verdict, and the register stage reads it.
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
+from isoclr import champion as champions
+from isoclr import scores
+from isoclr.artifacts import Paths
 from isoclr.config import Config, GateConfig
-from isoclr.metrics import stage as metered
+from isoclr.metrics import StageRun
+from isoclr.scores import CANDIDATE, CHAMPION, RANDOM_INIT
 
-MODEL = "isoclr"  # the model the gate judges; the baselines are reported, not gated
-PAIRED_PREFIX = f"{MODEL}_minus_"  # as isoclr.probe writes them
-RANDOM_INIT = "random_init"
-CHAMPION = "champion"
 # A champion whose id cannot be known (registry unreadable): distinct from "no champion" (None).
 UNKNOWN = object()
 # Champion comparison switched off by the caller (``compare_champion=False``).
 NOT_COMPARED = object()
 
 
-def _number(entry: dict | None, metric: str) -> float | None:
-    """A finite value of ``metric`` in a metrics.json entry, or None (missing, null or NaN)."""
-    value = (entry or {}).get(metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _ci(entry: dict | None, metric: str) -> list | None:
-    return (entry or {}).get(f"{metric}_ci95")
-
-
 def _record(kind: str, task: str, metric: str, value, bound, passed: bool, reason: str, ci=None) -> dict:
-    return {"kind": kind, "task": task, "metric": metric, "value": value, "min": bound, "ci95": ci,
-            "passed": passed, "reason": reason}
+    return {
+        "kind": kind,
+        "task": task,
+        "metric": metric,
+        "value": value,
+        "min": bound,
+        "ci95": ci,
+        "passed": passed,
+        "reason": reason,
+    }
 
 
 def _threshold(task: str, metric: str, floor: float, by_model: dict) -> dict:
-    entry = by_model.get(MODEL)
-    value = _number(entry, metric)
+    entry = by_model.get(CANDIDATE)
+    value = scores.number(entry, metric)
     if value is None:
-        return _record("threshold", task, metric, None, floor, False,
-                       f"metric missing: metrics.json has no finite {task}.{MODEL}.{metric}")
+        return _record(
+            "threshold",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"metric missing: metrics.json has no finite {task}.{CANDIDATE}.{metric}",
+        )
     ok = value >= floor
-    return _record("threshold", task, metric, value, floor, ok,
-                   f"{value:.4f} {'>=' if ok else '<'} min {floor:g}", _ci(entry, metric))
+    return _record(
+        "threshold",
+        task,
+        metric,
+        value,
+        floor,
+        ok,
+        f"{value:.4f} {'>=' if ok else '<'} min {floor:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def _beats_random(task: str, metric: str, margin: float, by_model: dict) -> dict:
-    entry = by_model.get(PAIRED_PREFIX + RANDOM_INIT)
-    value = _number(entry, metric)
+    entry = by_model.get(scores.paired_key(RANDOM_INIT))
+    value = scores.number(entry, metric)
     if value is None:
-        return _record("beats_random_init", task, metric, None, margin, False,
-                       f"metric missing: no paired {MODEL} - {RANDOM_INIT} difference for {task}.{metric}")
+        return _record(
+            "beats_random_init",
+            task,
+            metric,
+            None,
+            margin,
+            False,
+            f"metric missing: no paired {CANDIDATE} - {RANDOM_INIT} difference for {task}.{metric}",
+        )
     ok = value > margin
-    return _record("beats_random_init", task, metric, value, margin, ok,
-                   f"paired {MODEL} - {RANDOM_INIT} = {value:+.4f} {'>' if ok else '<='} {margin:g}",
-                   _ci(entry, metric))
+    return _record(
+        "beats_random_init",
+        task,
+        metric,
+        value,
+        margin,
+        ok,
+        f"paired {CANDIDATE} - {RANDOM_INIT} = {value:+.4f} {'>' if ok else '<='} {margin:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def _no_regression(task: str, metric: str, margin: float, by_model: dict, champion) -> dict:
@@ -85,20 +110,42 @@ def _no_regression(task: str, metric: str, margin: float, by_model: dict, champi
         return _record("no_regression", task, metric, None, floor, True, "champion comparison switched off")
     if champion is UNKNOWN:
         return _record("no_regression", task, metric, None, floor, False, "champion unknown: registry unreadable")
-    probed = (by_model.get(CHAMPION) or {}).get("version")
+    probed = (by_model.get(CHAMPION) or {}).get(scores.VERSION)
     if probed != champion:
-        return _record("no_regression", task, metric, None, floor, False,
-                       f"champion {champion} was not probed on these splits (the probe scored "
-                       f"{probed or 'no champion'}): rerun the probe stage")
-    entry = by_model.get(PAIRED_PREFIX + CHAMPION)
-    value = _number(entry, metric)
+        return _record(
+            "no_regression",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"champion {champion} was not probed on these splits (the probe scored "
+            f"{probed or 'no champion'}): rerun the probe stage",
+        )
+    entry = by_model.get(scores.paired_key(CHAMPION))
+    value = scores.number(entry, metric)
     if value is None:
-        return _record("no_regression", task, metric, None, floor, False,
-                       f"metric missing: no paired {MODEL} - champion difference for {task}.{metric}")
+        return _record(
+            "no_regression",
+            task,
+            metric,
+            None,
+            floor,
+            False,
+            f"metric missing: no paired {CANDIDATE} - champion difference for {task}.{metric}",
+        )
     ok = value >= floor
     verdict = ">=" if ok else "< (regression)"
-    return _record("no_regression", task, metric, value, floor, ok,
-                   f"paired {MODEL} - champion {champion} = {value:+.4f} {verdict} -{margin:g}", _ci(entry, metric))
+    return _record(
+        "no_regression",
+        task,
+        metric,
+        value,
+        floor,
+        ok,
+        f"paired {CANDIDATE} - champion {champion} = {value:+.4f} {verdict} -{margin:g}",
+        scores.ci(entry, metric),
+    )
 
 
 def decide(gate: GateConfig, metrics: dict, champion=None) -> dict:
@@ -120,19 +167,12 @@ def decide(gate: GateConfig, metrics: dict, champion=None) -> dict:
     return {"passed": bool(rules) and all(r["passed"] for r in rules), "rules": rules}
 
 
-def current_champion(uri: str) -> str | None:
-    """The registry's champion version id; None when there is none."""
-    from isoclr import registry
-
-    return registry.champion(uri)
-
-
 def markdown(decision: dict) -> str:
     """The decision as a Markdown table, for the Kubeflow UI and `isoclr summary`."""
     lines = [
         f"# Gate: {'passed' if decision['passed'] else 'FAILED'}",
         "",
-        f"Model `{decision.get('model', MODEL)}`; champion: {decision.get('champion') or 'none'}.",
+        f"Model `{decision.get('model', CANDIDATE)}`; champion: {decision.get('champion') or 'none'}.",
         "",
         "| verdict | rule | task | metric | value | bound | 95% CI | reason |",
         "|---|---|---|---|---|---|---|---|",
@@ -142,26 +182,68 @@ def markdown(decision: dict) -> str:
         bound = "-" if r.get("min") is None else f"{r['min']:g}"
         ci = r.get("ci95") or [None, None]
         ci_text = "-" if None in ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
-        lines.append(f"| {'PASS' if r['passed'] else 'FAIL'} | {r['kind']} | {r['task']} | {r['metric']} | "
-                     f"{value} | {bound} | {ci_text} | {r['reason']} |")
+        lines.append(
+            f"| {'PASS' if r['passed'] else 'FAIL'} | {r['kind']} | {r['task']} | {r['metric']} | "
+            f"{value} | {bound} | {ci_text} | {r['reason']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-@metered("gate")
-def run_gate(cfg: Config, metrics_path: Path, decision_path: Path, compare_champion: bool = True) -> dict:
-    """Read metrics.json, decide, write the decision JSON; returns the decision.
+def _champion(compare_champion: bool, given: champions.Given, uri: str):
+    """(champion, error): the version the model is held to, or NOT_COMPARED / UNKNOWN (with the reason)."""
+    if not compare_champion:
+        return NOT_COMPARED, None
+    try:
+        return champions.chosen(given, uri), None
+    except Exception as err:  # noqa: BLE001 - whatever the backend raises: the gate fails closed and says why
+        return UNKNOWN, f"{type(err).__name__}: {err}"
 
-    With ``compare_champion`` the champion of ``cfg.registry.uri`` is read too;
-    a registry that cannot be read fails the gate (closed) with the reason.
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's decision (as written to the decision file)."""
+
+    passed: bool
+    decision: dict
+
+    def failed_rules(self) -> list[str]:
+        """One line per failed rule: kind, task, metric and the reason."""
+        rules = self.decision["rules"]
+        return [f"{r['kind']} {r['task']} {r['metric']}: {r['reason']}" for r in rules if not r["passed"]]
+
+    def markdown(self) -> str:
+        return markdown(self.decision)
+
+    def record(self, meter: StageRun) -> None:
+        """``isoclr_gate_passed``; ``isoclr_gate_rule_passed`` per (kind, task, metric), 0 if any such rule failed."""
+        meter.set("isoclr_gate_passed", int(self.passed))
+        verdicts: dict[tuple, int] = {}
+        for rule in self.decision["rules"]:
+            key = (rule["kind"], rule["task"], rule["metric"])
+            verdicts[key] = min(verdicts.get(key, 1), int(bool(rule["passed"])))
+        for (kind, task, metric), passed in verdicts.items():
+            meter.set("isoclr_gate_rule_passed", passed, kind=kind, task=task, metric=metric)
+
+    def summary(self) -> str:
+        lines = [
+            f"{'PASS' if r['passed'] else 'FAIL'}  {r['kind']:<17} {r['task']} {r['metric']}: {r['reason']}"
+            for r in self.decision["rules"]
+        ]
+        return "\n".join([*lines, f"gate: {'passed' if self.passed else 'failed'}"])
+
+
+def run(
+    cfg: Config, paths: Paths, *, compare_champion: bool = True, champion_version: champions.Given = champions.RESOLVE
+) -> GateResult:
+    """Read ``paths.probe``'s metrics.json, decide, write the decision JSON to ``paths.decision``.
+
+    With ``compare_champion`` the model is held to the champion: ``champion_version`` (a version
+    id; None or "" for none) or, by default, the champion of ``cfg.registry.uri`` read now. A
+    registry that cannot be read fails the gate (closed) with the reason.
     """
-    metrics_path = Path(metrics_path)
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    champion, champion_error = (None, None) if compare_champion else (NOT_COMPARED, None)
-    if compare_champion:
-        try:
-            champion = current_champion(cfg.registry.uri)
-        except Exception as err:  # whatever the backend raises: the gate fails closed and says why
-            champion, champion_error = UNKNOWN, f"{type(err).__name__}: {err}"
+    metrics_path = Path(paths.probe_metrics)
+    metrics = scores.read(metrics_path) if metrics_path.exists() else {}
+    champion, champion_error = _champion(compare_champion, champion_version, cfg.registry.uri)
     decision = decide(cfg.gate, metrics, champion)
     if not metrics_path.exists():
         decision["rules"].insert(
@@ -174,13 +256,15 @@ def run_gate(cfg: Config, metrics_path: Path, decision_path: Path, compare_champ
         )
         decision["passed"] = False
     decision.update(
-        model=MODEL,
+        model=CANDIDATE,
         metrics_file=str(metrics_path),
         champion=None if champion in (UNKNOWN, NOT_COMPARED) else champion,
-        settings={"max_regression": cfg.gate.max_regression,
-                  "min_gain_over_random_init": cfg.gate.min_gain_over_random_init},
+        settings={
+            "max_regression": cfg.gate.max_regression,
+            "min_gain_over_random_init": cfg.gate.min_gain_over_random_init,
+        },
     )
-    decision_path = Path(decision_path)
+    decision_path = Path(paths.decision)
     decision_path.parent.mkdir(parents=True, exist_ok=True)
     decision_path.write_text(json.dumps(decision, indent=2) + "\n")
-    return decision
+    return GateResult(passed=decision["passed"], decision=decision)

@@ -1,18 +1,16 @@
 """The probe report: tables and plots for people (table.md, report.html, PNGs) and for tools (CSV).
 
-Pure functions of what :func:`isoclr.probe.run_probes` computed: the metrics
-dict (``{task: {model: {metric, metric_ci95, ...}, isoclr_minus_<baseline>: {...}}}``),
-the per-task notes, the per-seed table and the seed-0 predictions. The HTML
-report is self-contained (plots inlined as base64 PNG), so the Kubeflow UI,
-a browser or an e-mail shows it alone; the same PNGs go to ``plots/`` for
-``dvc plots``.
+Pure functions of what the probe stage (:func:`isoclr.probe.run`) computed: the
+metrics dict (metrics.json, :mod:`isoclr.scores`), the per-task notes, the
+per-seed table and the seed-0 predictions. The HTML report is self-contained
+(plots inlined as base64 PNG), so the Kubeflow UI, a browser or an e-mail shows
+it alone; the same PNGs go to ``plots/`` for ``dvc plots``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +18,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from isoclr.config import CLASSIFICATION_METRICS, PRIMARY_METRIC, REGRESSION_METRICS, ProbeConfig
+from isoclr.artifacts import PROBE_LOW_DATA, PROBE_PLOTS, PROBE_REPORT, PROBE_TABLE
+from isoclr.config import PRIMARY_METRIC, ProbeConfig
+from isoclr.scores import CANDIDATE, METRICS, ci_key, model_entries, paired_entries
+from isoclr.statistics import mean_ci
 
-METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
-PAIRED_PREFIX = "isoclr_minus_"
 PLOTS = ("predicted_vs_measured", "low_data", "model_vs_baselines")
+TABLE_CSV = "table.csv"  # results_table(): the numbers of table.md, for tools
 # Figure geometry (inches) and marks.
 PANEL_SIZE = 3.0
 POINT_SIZE = 6
@@ -32,14 +32,6 @@ POINT_ALPHA = 0.5
 DPI = 100
 HIST_BINS = 20
 DIGITS = 3
-
-
-def _model_entries(by_model: dict) -> dict:
-    return {m: v for m, v in by_model.items() if not m.startswith(PAIRED_PREFIX)}
-
-
-def _paired_entries(by_model: dict) -> dict:
-    return {m.removeprefix(PAIRED_PREFIX): v for m, v in by_model.items() if m.startswith(PAIRED_PREFIX)}
 
 
 def _task_type(notes: dict, task: str) -> str:
@@ -64,13 +56,14 @@ def results_table(metrics: dict) -> pd.DataFrame:
     """One row per (task, model): mean and 95% CI bounds of each metric, n, train and test sizes (numbers)."""
     rows = []
     for task, by_model in metrics.items():
-        for model, values in _model_entries(by_model).items():
+        for model, values in model_entries(by_model).items():
             row = {"task": task, "model": model}
-            for metric in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS):
+            for metric in dict.fromkeys(m for task_metrics in METRICS.values() for m in task_metrics):
                 if metric in values:
-                    lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                    lo, hi = values.get(ci_key(metric)) or [None, None]
                     row.update({metric: values[metric], f"{metric}_lo": lo, f"{metric}_hi": hi})
-            row.update({k: values.get(k) for k in ("n", "n_train", "n_test", "seeds", "alpha_at_bottom", "alpha_at_top")})
+            counts = ("n", "n_train", "n_test", "seeds", "alpha_at_bottom", "alpha_at_top")
+            row.update({k: values.get(k) for k in counts})
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -79,10 +72,10 @@ def paired_table(metrics: dict, notes: dict) -> pd.DataFrame:
     """One row per (task, baseline): isoclr - baseline per seed, mean and 95% CI, for each metric."""
     rows = []
     for task, by_model in metrics.items():
-        for baseline, values in _paired_entries(by_model).items():
-            row = {"task": task, "comparison": f"isoclr - {baseline}", "seeds": values.get("seeds")}
+        for baseline, values in paired_entries(by_model).items():
+            row = {"task": task, "comparison": f"{CANDIDATE} - {baseline}", "seeds": values.get("seeds")}
             for metric in METRICS[_task_type(notes, task)]:
-                lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                lo, hi = values.get(ci_key(metric)) or [None, None]
                 row[metric] = _fmt(values.get(metric), lo, hi, signed=True)
             rows.append(row)
     return pd.DataFrame(rows)
@@ -90,28 +83,42 @@ def paired_table(metrics: dict, notes: dict) -> pd.DataFrame:
 
 def low_data_table(per_seed: pd.DataFrame, notes: dict) -> pd.DataFrame:
     """One row per (task, model, train fraction): mean train rows and the primary metric's mean and 95% CI."""
-    from isoclr.probe import mean_ci
-
     rows = []
     for (task, model, fraction), seeds in per_seed.groupby(["task", "model", "train_fraction"], sort=False):
         metric = PRIMARY_METRIC[_task_type(notes, task)]
         mean, lo, hi = mean_ci(seeds[metric])
-        rows.append({"task": task, "model": model, "train_fraction": fraction, "n_train": seeds["n_train"].mean(),
-                     "metric": metric, "mean": mean, "lo": lo, "hi": hi, "seeds": len(seeds)})
-    return pd.DataFrame(rows).sort_values(["task", "model", "train_fraction"], ascending=[True, True, False],
-                                          ignore_index=True)
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "train_fraction": fraction,
+                "n_train": seeds["n_train"].mean(),
+                "metric": metric,
+                "mean": mean,
+                "lo": lo,
+                "hi": hi,
+                "seeds": len(seeds),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(
+        ["task", "model", "train_fraction"], ascending=[True, True, False], ignore_index=True
+    )
 
 
 def _display_results(metrics: dict, notes: dict) -> pd.DataFrame:
     rows = []
     for task, by_model in metrics.items():
-        for model, values in _model_entries(by_model).items():
+        for model, values in model_entries(by_model).items():
             row = {"task": task, "model": model + (f" ({values['version']})" if "version" in values else "")}
             for metric in METRICS[_task_type(notes, task)]:
-                lo, hi = values.get(f"{metric}_ci95") or [None, None]
+                lo, hi = values.get(ci_key(metric)) or [None, None]
                 row[metric] = _fmt(values.get(metric), lo, hi)
-            row.update(n=values.get("n"), n_train=f"{values.get('n_train', 0):.0f}",
-                       n_test=f"{values.get('n_test', 0):.0f}", seeds=values.get("seeds"))
+            row.update(
+                n=values.get("n"),
+                n_train=f"{values.get('n_train', 0):.0f}",
+                n_test=f"{values.get('n_test', 0):.0f}",
+                seeds=values.get("seeds"),
+            )
             rows.append(row)
     table = pd.DataFrame(rows)
     # A regression and a classification task share one table: a metric a task lacks reads as "-".
@@ -121,9 +128,10 @@ def _display_results(metrics: dict, notes: dict) -> pd.DataFrame:
 def _display_low_data(low: pd.DataFrame) -> pd.DataFrame:
     if low.empty:
         return low
-    wide = low.assign(value=[_fmt(m, lo, hi) for m, lo, hi in zip(low["mean"], low["lo"], low["hi"])])
-    wide = wide.pivot_table(index=["task", "metric", "train_fraction"], columns="model", values="value",
-                            aggfunc="first", sort=False)
+    wide = low.assign(value=[_fmt(m, lo, hi) for m, lo, hi in zip(low["mean"], low["lo"], low["hi"], strict=True)])
+    wide = wide.pivot_table(
+        index=["task", "metric", "train_fraction"], columns="model", values="value", aggfunc="first", sort=False
+    )
     n_train = low.groupby(["task", "metric", "train_fraction"], sort=False)["n_train"].first().round().astype(int)
     wide.insert(0, "n_train", n_train)
     wide = wide.sort_index(level=["task", "train_fraction"], ascending=[True, False])
@@ -133,21 +141,26 @@ def _display_low_data(low: pd.DataFrame) -> pd.DataFrame:
 def _display_notes(notes: dict) -> pd.DataFrame:
     rows = []
     for task, note in notes.items():
-        dropped = {k.removeprefix("dropped_"): note[k] for k in note if k.startswith("dropped_")
-                   and not k.endswith("_examples") and note[k]}
-        rows.append({
-            "task": task,
-            "type": note.get("type", "regression"),
-            "labels": note.get("file", ""),
-            "label rows": note.get("n_label_rows"),
-            "used (n)": note.get("n"),
-            "groups": note.get("n_groups"),
-            "split": note.get("split_kind", ""),
-            "tracks embedded": note.get("tracks", ""),
-            "dropped": ", ".join(f"{k} {v}" for k, v in dropped.items()) or "-",
-            "unmatched ids": note.get("unmatched", 0),
-            "subsampled from": note.get("subsampled_from", "-"),
-        })
+        dropped = {
+            k.removeprefix("dropped_"): note[k]
+            for k in note
+            if k.startswith("dropped_") and not k.endswith("_examples") and note[k]
+        }
+        rows.append(
+            {
+                "task": task,
+                "type": note.get("type", "regression"),
+                "labels": note.get("file", ""),
+                "label rows": note.get("n_label_rows"),
+                "used (n)": note.get("n"),
+                "groups": note.get("n_groups"),
+                "split": note.get("split_kind", ""),
+                "tracks embedded": note.get("tracks", ""),
+                "dropped": ", ".join(f"{k} {v}" for k, v in dropped.items()) or "-",
+                "unmatched ids": note.get("unmatched", 0),
+                "subsampled from": note.get("subsampled_from", "-"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,13 +186,17 @@ def _remarks(metrics: dict, notes: dict, low: pd.DataFrame) -> list[str]:
     for task, note in notes.items():
         for fraction, reason in note.get("skipped_fractions", {}).items():
             out.append(f"{task}: train fraction {fraction} skipped ({reason}).")
-        for model, values in _model_entries(metrics.get(task, {})).items():
+        for model, values in model_entries(metrics.get(task, {})).items():
             if values.get("alpha_at_bottom"):
-                out.append(f"{task} / {model}: the weakest penalty of the grid won in {values['alpha_at_bottom']} "
-                           f"of {values.get('seeds')} seeds: the grid may be too narrow at the bottom.")
+                out.append(
+                    f"{task} / {model}: the weakest penalty of the grid won in {values['alpha_at_bottom']} "
+                    f"of {values.get('seeds')} seeds: the grid may be too narrow at the bottom."
+                )
             if values.get("alpha_at_top"):
-                out.append(f"{task} / {model}: the strongest penalty of the grid won in {values['alpha_at_top']} "
-                           f"of {values.get('seeds')} seeds: little linear signal there (predictions near the mean).")
+                out.append(
+                    f"{task} / {model}: the strongest penalty of the grid won in {values['alpha_at_top']} "
+                    f"of {values.get('seeds')} seeds: little linear signal there (predictions near the mean)."
+                )
         if "sequence only" in note.get("tracks", ""):
             out.append(f"{task}: embedded from the sequence alone ({note['tracks']}).")
         if note.get("about"):
@@ -211,8 +228,13 @@ def plot_predictions(predictions: pd.DataFrame, metrics: dict, notes: dict, path
             rows = predictions[(predictions["task"] == task) & (predictions["model"] == model)]
             if kind == "classification":
                 for label, name in ((0, "negative"), (1, "positive")):
-                    ax.hist(rows.loc[rows["measured"] == label, "predicted"], bins=HIST_BINS, range=(0, 1),
-                            alpha=POINT_ALPHA, label=name)
+                    ax.hist(
+                        rows.loc[rows["measured"] == label, "predicted"],
+                        bins=HIST_BINS,
+                        range=(0, 1),
+                        alpha=POINT_ALPHA,
+                        label=name,
+                    )
                 ax.set_xlabel("predicted P(positive)")
                 ax.set_ylabel("test rows")
                 ax.legend(fontsize="x-small")
@@ -231,7 +253,7 @@ def plot_low_data(low: pd.DataFrame, path: Path) -> Path:
     tasks = list(dict.fromkeys(low["task"]))
     fig = Figure(figsize=(PANEL_SIZE * 1.4 * len(tasks), PANEL_SIZE), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=True):
         rows = low[low["task"] == task]
         for model, curve in rows.groupby("model", sort=False):
             curve = curve.sort_values("n_train")
@@ -254,13 +276,21 @@ def plot_baselines(metrics: dict, notes: dict, path: Path) -> Path:
     axes = fig.subplots(2, len(tasks), squeeze=False)
     for j, task in enumerate(tasks):
         metric = PRIMARY_METRIC[_task_type(notes, task)]
-        for i, (entries, title) in enumerate(((_model_entries(metrics[task]), metric),
-                                              (_paired_entries(metrics[task]), f"isoclr - baseline, {metric}"))):
+        for i, (entries, title) in enumerate(
+            (
+                (model_entries(metrics[task]), metric),
+                (paired_entries(metrics[task]), f"{CANDIDATE} - baseline, {metric}"),
+            )
+        ):
             ax = axes[i, j]
             names = list(entries)
             means = np.array([entries[n].get(metric) if entries[n].get(metric) is not None else np.nan for n in names])
-            ci = np.array([[v if v is not None else np.nan for v in (entries[n].get(f"{metric}_ci95") or [None, None])]
-                           for n in names]).reshape(len(names), 2)
+            ci = np.array(
+                [
+                    [v if v is not None else np.nan for v in (entries[n].get(ci_key(metric)) or [None, None])]
+                    for n in names
+                ]
+            ).reshape(len(names), 2)
             err = np.nan_to_num(np.vstack([means - ci[:, 0], ci[:, 1] - means]))
             ax.errorbar(means, np.arange(len(names)), xerr=err, fmt="o", capsize=3)
             ax.set_yticks(np.arange(len(names)), names, fontsize="small")
@@ -284,13 +314,29 @@ def _save(fig: Figure, path: Path) -> Path:
 def markdown_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeConfig) -> str:
     """table.md: results, paired differences, low-data curves, label sets and remarks (Markdown)."""
     parts = [
-        "# Linear probes", "", protocol_text(probe_cfg), "",
-        "## Results (full train split)", "", _display_results(metrics, notes).to_markdown(index=False), "",
-        "## Model vs baselines (paired, same splits)", "",
-        paired_table(metrics, notes).fillna("-").to_markdown(index=False), "",
-        "## Low-data curves", "", _display_low_data(low).fillna("-").to_markdown(index=False), "",
-        "## Label sets", "", _display_notes(notes).to_markdown(index=False), "",
-        "## Remarks", "", *[f"- {r}" for r in _remarks(metrics, notes, low)],
+        "# Linear probes",
+        "",
+        protocol_text(probe_cfg),
+        "",
+        "## Results (full train split)",
+        "",
+        _display_results(metrics, notes).to_markdown(index=False),
+        "",
+        "## Model vs baselines (paired, same splits)",
+        "",
+        paired_table(metrics, notes).fillna("-").to_markdown(index=False),
+        "",
+        "## Low-data curves",
+        "",
+        _display_low_data(low).fillna("-").to_markdown(index=False),
+        "",
+        "## Label sets",
+        "",
+        _display_notes(notes).to_markdown(index=False),
+        "",
+        "## Remarks",
+        "",
+        *[f"- {r}" for r in _remarks(metrics, notes, low)],
     ]
     return "\n".join(parts) + "\n"
 
@@ -331,19 +377,29 @@ def html_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeC
 
 
 def write_report(
-    metrics: dict, notes: dict, per_seed: pd.DataFrame, predictions: pd.DataFrame, probe_cfg: ProbeConfig,
+    metrics: dict,
+    notes: dict,
+    per_seed: pd.DataFrame,
+    predictions: pd.DataFrame,
+    probe_cfg: ProbeConfig,
     out_dir: Path,
 ) -> dict[str, Path]:
     """table.csv, low_data.csv, plots/*.png, table.md and report.html under ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     low = low_data_table(per_seed, notes)
+    png = {name: out_dir / PROBE_PLOTS / f"{name}.png" for name in PLOTS}
     plots = {
-        "predicted_vs_measured": plot_predictions(predictions, metrics, notes, out_dir / "plots" / "predicted_vs_measured.png"),
-        "low_data": plot_low_data(low, out_dir / "plots" / "low_data.png"),
-        "model_vs_baselines": plot_baselines(metrics, notes, out_dir / "plots" / "model_vs_baselines.png"),
+        "predicted_vs_measured": plot_predictions(predictions, metrics, notes, png["predicted_vs_measured"]),
+        "low_data": plot_low_data(low, png["low_data"]),
+        "model_vs_baselines": plot_baselines(metrics, notes, png["model_vs_baselines"]),
     }
-    paths = {"table_csv": out_dir / "table.csv", "low_data_csv": out_dir / "low_data.csv",
-             "markdown": out_dir / "table.md", "html": out_dir / "report.html", **plots}
+    paths = {
+        "table_csv": out_dir / TABLE_CSV,
+        "low_data_csv": out_dir / PROBE_LOW_DATA,
+        "markdown": out_dir / PROBE_TABLE,
+        "html": out_dir / PROBE_REPORT,
+        **plots,
+    }
     results_table(metrics).to_csv(paths["table_csv"], index=False)
     low.to_csv(paths["low_data_csv"], index=False)
     paths["markdown"].write_text(markdown_report(metrics, notes, low, probe_cfg))

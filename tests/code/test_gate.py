@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from isoclr import stage
+from isoclr.artifacts import Paths
 from isoclr.config import Config, GateConfig, GateRule
-from isoclr.gate import UNKNOWN, decide, markdown, run_gate
+from isoclr.gate import UNKNOWN, GateResult, decide, markdown
+from isoclr.metrics import StageRun
 from tests.conftest import tiny_params
 
 GATE = GateConfig(
@@ -18,8 +22,13 @@ GATE = GateConfig(
 CHAMPION = "v1"
 
 
-def task_metrics(value: float, vs_random: float = 0.1, vs_champion: float | None = None, metric: str = "pearson_r",
-                 champion: str = CHAMPION) -> dict:
+def task_metrics(
+    value: float,
+    vs_random: float = 0.1,
+    vs_champion: float | None = None,
+    metric: str = "pearson_r",
+    champion: str = CHAMPION,
+) -> dict:
     """One task's entries as isoclr.probe writes them (paired differences as isoclr_minus_<baseline>)."""
     out = {
         "isoclr": {metric: value, f"{metric}_ci95": [value - 0.05, value + 0.05]},
@@ -45,13 +54,23 @@ def test_all_rules_met_passes_and_lists_every_rule_with_its_number():
     decision = decide(GATE, metrics(vs_champion=0.0), CHAMPION)
     assert decision["passed"] is True
     assert [(r["kind"], r["task"]) for r in decision["rules"]] == [
-        ("threshold", "halflife"), ("beats_random_init", "halflife"), ("no_regression", "halflife"),
-        ("threshold", "mrl"), ("beats_random_init", "mrl"), ("no_regression", "mrl"),
+        ("threshold", "halflife"),
+        ("beats_random_init", "halflife"),
+        ("no_regression", "halflife"),
+        ("threshold", "mrl"),
+        ("beats_random_init", "mrl"),
+        ("no_regression", "mrl"),
     ]
     threshold, vs_random, vs_champion = decision["rules"][:3]
     assert threshold | {"reason": None} == {
-        "kind": "threshold", "task": "halflife", "metric": "pearson_r", "value": 0.3, "min": 0.05,
-        "ci95": [0.25, 0.35], "passed": True, "reason": None,
+        "kind": "threshold",
+        "task": "halflife",
+        "metric": "pearson_r",
+        "value": 0.3,
+        "min": 0.05,
+        "ci95": [0.25, 0.35],
+        "passed": True,
+        "reason": None,
     }
     assert vs_random["value"] == 0.1 and vs_random["min"] == 0.0 and vs_random["ci95"] == [0.07, 0.13]
     assert vs_champion["value"] == 0.0 and vs_champion["min"] == -0.02 and CHAMPION in vs_champion["reason"]
@@ -63,7 +82,8 @@ def test_first_model_passes_without_a_champion():
     decision = decide(GATE, metrics(), None)
     assert decision["passed"] is True
     assert [r["reason"] for r in decision["rules"] if r["kind"] == "no_regression"] == [
-        "no champion yet: nothing to regress from"] * 2
+        "no champion yet: nothing to regress from"
+    ] * 2
 
 
 def test_one_metric_below_its_threshold_fails():
@@ -131,19 +151,52 @@ def _cfg(uri: str) -> Config:
     return cfg.model_copy(update={"gate": GATE})
 
 
-def test_run_gate_writes_the_decision_and_fails_closed_on_missing_input(tmp_path):
+def gate_stage(cfg: Config, root: Path, scores: dict | None, **options) -> GateResult:
+    """The gate stage through the runner, on a hand-made metrics.json (None: no metrics file) under ``root``."""
+    paths = Paths.under(root)
+    if scores is not None:
+        paths.probe.mkdir(parents=True, exist_ok=True)
+        paths.probe_metrics.write_text(json.dumps(scores))
+    return stage.run("gate", cfg, paths, **options)
+
+
+def test_the_gate_stage_writes_the_decision_and_fails_closed_on_missing_input(tmp_path):
     cfg = _cfg(f"file://{tmp_path / 'registry'}")
-    (tmp_path / "metrics.json").write_text(json.dumps({"halflife": task_metrics(0.2)}))
-    decision = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "out" / "gate.json")
-    assert json.loads((tmp_path / "out" / "gate.json").read_text()) == decision
-    assert decision["passed"] is False  # mrl is missing
+    result = gate_stage(cfg, tmp_path, {"halflife": task_metrics(0.2)}, champion_version="")  # no champion yet
+    decision = result.decision
+    assert json.loads(Paths.under(tmp_path).decision.read_text()) == decision
+    assert decision["passed"] is False and result.passed is False  # mrl is missing
     assert decision["champion"] is None and decision["model"] == "isoclr"
     assert decision["settings"] == {"max_regression": 0.02, "min_gain_over_random_init": 0.0}
-    missing = run_gate(cfg, tmp_path / "nope.json", tmp_path / "gate2.json")
-    assert missing["passed"] is False and "does not exist" in missing["rules"][0]["reason"]
+    assert (
+        result.failed_rules()[0] == "threshold mrl spearman_r: metric missing: metrics.json has no finite "
+        "mrl.isoclr.spearman_r"
+    )
+    assert result.markdown() == markdown(decision)
+    lines = result.summary().splitlines()
+    assert lines[0] == "PASS  threshold         halflife pearson_r: 0.2000 >= min 0.05"
+    assert lines[-1] == "gate: failed" and len(lines) == len(decision["rules"]) + 1
+    missing = gate_stage(cfg, tmp_path / "empty", None, champion_version="")
+    assert missing.passed is False and "does not exist" in missing.decision["rules"][0]["reason"]
 
 
-def test_run_gate_holds_the_model_to_the_registry_champion(tmp_path):
+def test_the_result_records_the_verdict_and_each_rule(tmp_path):
+    cfg = _cfg(f"file://{tmp_path / 'registry'}")
+    scores = {"halflife": task_metrics(0.2), "mrl": task_metrics(0.05, metric="spearman_r")}
+    result = gate_stage(cfg, tmp_path, scores, champion_version="")
+    meter = StageRun(cfg.metrics, "gate")
+    result.record(meter)
+
+    def rule(kind: str, task: str, metric: str) -> float | None:
+        labels = {"kind": kind, "task": task, "metric": metric}
+        return meter.registry.get_sample_value("isoclr_gate_rule_passed", labels)
+
+    assert meter.registry.get_sample_value("isoclr_gate_passed") == 0
+    assert rule("threshold", "halflife", "pearson_r") == 1 and rule("threshold", "mrl", "spearman_r") == 0
+    assert rule("beats_random_init", "mrl", "spearman_r") == 1 and rule("no_regression", "mrl", "spearman_r") == 1
+
+
+def test_the_gate_holds_the_model_to_the_registry_champion(tmp_path):
     from isoclr.registry import register, set_champion
 
     uri = f"file://{tmp_path / 'registry'}"
@@ -152,33 +205,43 @@ def test_run_gate_holds_the_model_to_the_registry_champion(tmp_path):
     (model / "encoder.pt").write_bytes(b"w")
     set_champion(uri, version := register(uri, model, {}, {"metrics": {}}))
     cfg = _cfg(uri)
-    path = tmp_path / "metrics.json"
 
-    path.write_text(json.dumps(metrics(vs_champion=-0.1, champion=version)))
-    decision = run_gate(cfg, path, tmp_path / "gate.json")
+    decision = gate_stage(cfg, tmp_path, metrics(vs_champion=-0.1, champion=version)).decision
     assert decision["champion"] == version and decision["passed"] is False
     assert {r["kind"] for r in failed(decision)} == {"no_regression"}
 
-    path.write_text(json.dumps(metrics(vs_champion=0.01, champion=version)))
-    assert run_gate(cfg, path, tmp_path / "gate.json")["passed"] is True
+    assert gate_stage(cfg, tmp_path, metrics(vs_champion=0.01, champion=version)).passed is True
     # metrics probed before a champion existed: the champion is not compared, so the gate fails closed
-    path.write_text(json.dumps(metrics()))
-    stale = run_gate(cfg, path, tmp_path / "gate.json")
+    stale = gate_stage(cfg, tmp_path, metrics()).decision
     assert stale["passed"] is False and "rerun the probe stage" in failed(stale)[0]["reason"]
-    unchecked = run_gate(cfg, path, tmp_path / "gate.json", compare_champion=False)
+    unchecked = gate_stage(cfg, tmp_path, metrics(), compare_champion=False).decision
     assert unchecked["passed"] is True
-    assert {r["reason"] for r in unchecked["rules"] if r["kind"] == "no_regression"} == {"champion comparison switched off"}
+    assert {r["reason"] for r in unchecked["rules"] if r["kind"] == "no_regression"} == {
+        "champion comparison switched off"
+    }
+
+
+def test_a_champion_version_passed_in_replaces_reading_the_registry(tmp_path):
+    from isoclr.registry import POINTER
+
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / POINTER).write_text("{not json")  # reading the pointer would fail the gate
+    cfg = _cfg(f"file://{tmp_path / 'registry'}")
+    passed = gate_stage(cfg, tmp_path, metrics(vs_champion=0.01, champion="v7"), champion_version="v7")
+    assert passed.passed is True and passed.decision["champion"] == "v7"
+    moved = gate_stage(cfg, tmp_path, metrics(vs_champion=0.01, champion="v7"), champion_version="v8")
+    assert moved.passed is False and "champion v8 was not probed" in moved.failed_rules()[0]
+    first = gate_stage(cfg, tmp_path, metrics(), champion_version="")  # "": no champion yet
+    assert first.passed is True and first.decision["champion"] is None
 
 
 def test_unreadable_registry_fails_closed(tmp_path):
-    from isoclr.registry import CHAMPION as POINTER
+    from isoclr.registry import POINTER
 
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / POINTER).write_text('{"version": "ghost"}')  # points at no version
-    uri = f"file://{tmp_path / 'registry'}"
-    cfg = _cfg(uri)
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics()))
-    decision = run_gate(cfg, tmp_path / "metrics.json", tmp_path / "gate.json")
+    cfg = _cfg(f"file://{tmp_path / 'registry'}")
+    decision = gate_stage(cfg, tmp_path, metrics()).decision
     assert decision["passed"] is False
     assert any("champion unreadable" in r["reason"] for r in failed(decision))
 

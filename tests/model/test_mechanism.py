@@ -121,7 +121,8 @@ def one_thread():
 @pytest.mark.slow
 def test_contrastive_pretraining_lifts_the_probe_above_random_init(tmp_path, one_thread):
     from isoclr import embed
-    from isoclr.probe import evaluate, paired_difference
+    from isoclr.fitting import evaluate
+    from isoclr.statistics import paired_difference
     from isoclr.train import train
 
     transcripts, groups = planted_families()

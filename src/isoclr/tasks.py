@@ -1,0 +1,254 @@
+"""Label sets: from a label file (or the annotation) to the rows a probe embeds.
+
+Each label set is declared in params.yaml (:class:`isoclr.config.ProbeTask`)
+and turned into rows by :func:`task_table`: the target read and checked, the
+ids joined to the annotation (or the sequence taken from the label file), and
+each row given the group that keeps near-identical sequences on one side of a
+split. The notes say what was dropped and why, which tracks the encoder saw and
+how the rows are grouped, so the report can say it too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from isoclr import schemas
+from isoclr.config import ProbeTask
+from isoclr.errors import IsoclrError, MissingInputError
+
+# max_rows subsampling: fixed, so every model and every run probes the same rows.
+SUBSAMPLE_SEED = 0
+# How many unmatched / invalid ids an error message or the notes show.
+SHOW_IDS = 5
+# Ensembl ids: the version (".14") and the PAR_Y tag are not part of the identity.
+_ENSEMBL_VERSION = re.compile(r"\.\d+(?:_PAR_Y)?$")
+_TRACK_COLUMNS = ["cds_start", "cds_end", "exon_ends"]
+
+
+class LabelError(IsoclrError, ValueError):
+    """A label set that cannot be probed as declared (a column missing, no usable row)."""
+
+
+class LabelJoinError(LabelError):
+    """A label file none of whose ids match the transcripts (or none of whose sequences are usable)."""
+
+
+def unversioned_gene_id(ids: pd.Series) -> pd.Series:
+    """``ENSG00000000003.14`` -> ``ENSG00000000003`` (ids without a version are left as they are)."""
+    return ids.astype(str).str.replace(_ENSEMBL_VERSION, "", regex=True)
+
+
+def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The label table (the file, or the transcripts table for ``source: annotation``), columns checked."""
+    if task.source == "annotation":
+        labels, where = transcripts.copy(), "the transcripts table"
+    else:
+        path = Path(data_root) / task.file
+        if not path.exists():
+            raise MissingInputError(f"probe task {task.name!r}: label file {path} does not exist")
+        labels = pd.read_csv(
+            path, sep=task.sep, header=None if task.header else "infer", names=task.header, low_memory=False
+        )
+        where = str(path)
+    needed = [task.id_column, task.target]
+    if _group_column(task) is not None:
+        needed.append(_group_column(task))
+    missing = [c for c in needed if c not in labels.columns]
+    if missing:
+        raise LabelError(f"{where}: probe task {task.name!r} needs column(s) {missing}; it has {list(labels.columns)}")
+    return labels
+
+
+def _group_column(task: ProbeTask) -> str | None:
+    """The label-file column that groups rows, or None for homology / prefix / random grouping."""
+    if task.group_by in ("homology", "none") or _prefix_length(task) is not None:
+        return None
+    return task.group_by
+
+
+def _prefix_length(task: ProbeTask) -> int | None:
+    match = re.fullmatch(r"prefix(\d+)", task.group_by)
+    return int(match.group(1)) if match else None
+
+
+def task_table(
+    task: ProbeTask,
+    data_root: Path,
+    transcripts: pd.DataFrame,
+    groups: pd.DataFrame,
+    sample_seed: int = SUBSAMPLE_SEED,
+) -> tuple[pd.DataFrame, dict]:
+    """Rows to embed for one task, and notes on what was dropped and why.
+
+    Returns:
+        table: columns ``id`` (the label id), ``seq``, ``target`` (float; 0/1 for
+            classification), ``group`` (str); for an annotation join also
+            ``transcript_id``, ``gene_id`` and, unless ``tracks: sequence``,
+            ``cds_start``, ``cds_end``, ``exon_ends`` of the transcript embedded.
+        notes: ``n``, ``n_label_rows``, ``dropped_na``, ``dropped_non_numeric``,
+            ``dropped_other_class``, ``dropped_duplicate_ids``, ``dropped_bad_sequence``,
+            ``unmatched`` (+ examples), ``n_groups``, ``split_kind``, ``tracks``,
+            ``cds_track_rows``, ``splice_track_rows``, ``subsampled_from``, ``n_positive``.
+    Raises:
+        LabelJoinError: no label row matches (annotation join) or no sequence is usable.
+    """
+    where = "the transcripts table" if task.source == "annotation" else str(Path(data_root) / task.file)
+    labels = read_labels(task, data_root, transcripts)
+    notes: dict = {
+        "task": task.name,
+        "type": task.type,
+        "file": task.file or "(annotation)",
+        "n_label_rows": len(labels),
+    }
+    if task.about:
+        notes["about"] = task.about
+
+    labels = labels[labels[task.id_column].notna()].copy()
+    if task.type == "classification":
+        labels = _binary_target(task, labels, notes)
+    else:
+        target = pd.to_numeric(labels[task.target], errors="coerce")
+        was_na = labels[task.target].isna()
+        notes["dropped_na"] = int(was_na.sum()) + (notes["n_label_rows"] - len(was_na))
+        notes["dropped_non_numeric"] = int((target.isna() & ~was_na).sum())
+        labels = labels.assign(target=target.astype(float))[target.notna()]
+
+    if task.join in ("gene_id", "transcript_id"):
+        labels["id"] = unversioned_gene_id(labels[task.id_column])
+    else:
+        labels["id"] = labels[task.id_column].astype(str)
+    duplicated = labels["id"].duplicated()
+    notes["dropped_duplicate_ids"] = int(duplicated.sum())
+    labels = labels[~duplicated]
+
+    if task.join == "sequence":
+        table = _join_sequence(task, where, labels, notes)
+    else:
+        table = _join_annotation(task, where, labels, transcripts, groups, notes)
+
+    if task.max_rows is not None and len(table) > task.max_rows:
+        notes["subsampled_from"] = len(table)
+        table = table.sample(n=task.max_rows, random_state=sample_seed).sort_index()
+    table = table.reset_index(drop=True)
+    if task.tracks == "sequence":
+        table = table.drop(columns=[c for c in _TRACK_COLUMNS if c in table.columns])
+    table["group"] = table["group"].astype(str)
+    table = schemas.PROBE_ROWS.validate(table)
+    notes["n"] = len(table)
+    if task.type == "classification":
+        notes["n_positive"] = int(table["target"].sum())
+    notes["split_kind"] = _split_kind(task)
+    notes["n_groups"] = int(table["group"].nunique())
+    notes.update(_track_notes(task, table))
+    return table, notes
+
+
+def _binary_target(task: ProbeTask, labels: pd.DataFrame, notes: dict) -> pd.DataFrame:
+    """Target values -> 1 (``positive``) / 0 (``negative``, or every other value); the rest dropped."""
+    value = labels[task.target]
+    notes["dropped_na"] = int(value.isna().sum()) + (notes["n_label_rows"] - len(value))
+    value = value.astype(str)
+    positive = value.isin(task.positive)
+    negative = value.isin(task.negative) if task.negative else ~positive
+    keep = labels[task.target].notna() & (positive | negative)
+    notes["dropped_other_class"] = int((labels[task.target].notna() & ~keep).sum())
+    notes["classes"] = {"positive": list(task.positive), "negative": list(task.negative or ["(all other values)"])}
+    return labels.assign(target=positive.astype(float))[keep]
+
+
+def _join_annotation(
+    task: ProbeTask, where: str, labels: pd.DataFrame, transcripts: pd.DataFrame, groups: pd.DataFrame, notes: dict
+) -> pd.DataFrame:
+    """The annotation transcript for each label id: that transcript, or the gene's longest isoform."""
+    key_column = {"transcript_id": "transcript_id", "gene_id": "gene_id", "gene_name": "gene_name"}[task.join]
+    tx = transcripts[transcripts[key_column].notna()].copy()
+    tx["_key"] = unversioned_gene_id(tx[key_column]) if task.join != "gene_name" else tx[key_column].astype(str)
+    tx["_len"] = tx["seq"].str.len()
+    # One transcript per key: the longest (ties: the smallest transcript id).
+    tx = tx.sort_values(["_key", "_len", "transcript_id"], ascending=[True, False, True])
+    representative = tx.drop_duplicates("_key").drop(columns="_len")
+    matched = labels["id"].isin(representative["_key"])
+    unmatched = labels.loc[~matched, "id"]
+    notes["unmatched"] = int(len(unmatched))
+    notes["unmatched_examples"] = unmatched.head(SHOW_IDS).tolist()
+    if not matched.any():
+        raise LabelJoinError(
+            f"{where}: no value of column {task.id_column!r} matches a {task.join} of the "
+            f"{len(representative)} annotated keys; first unmatched ids: {unmatched.head(SHOW_IDS).tolist()}; "
+            f"first annotated keys: {representative['_key'].head(SHOW_IDS).tolist()}"
+        )
+    own = ["id", "target"] + ([_group_column(task)] if _group_column(task) else [])
+    table = (
+        labels.loc[matched, own]
+        .merge(
+            representative[["_key", "transcript_id", "gene_id", "seq", *_TRACK_COLUMNS]],
+            left_on="id",
+            right_on="_key",
+            how="inner",
+        )
+        .drop(columns="_key")
+    )
+    if task.group_by == "homology":
+        homology = groups.drop_duplicates("transcript_id").set_index("transcript_id")["homology_group"]
+        table["group"] = table["transcript_id"].map(homology)
+        missing = table["group"].isna()
+        # A transcript the groups table does not know is its own family: counted, not dropped.
+        notes["no_homology_group"] = int(missing.sum())
+        table.loc[missing, "group"] = table.loc[missing, "gene_id"]
+    else:
+        table["group"] = _groups_of(task, table)
+    return table
+
+
+def _join_sequence(task: ProbeTask, where: str, labels: pd.DataFrame, notes: dict) -> pd.DataFrame:
+    """The label file carries the sequence: normalise it (upper case, U -> T), drop what is not ACGTN."""
+    seq = labels["id"].str.strip().str.upper().str.replace("U", "T", regex=False)
+    usable = seq.str.fullmatch(r"[ACGTN]+")
+    notes["dropped_bad_sequence"] = int((~usable).sum())
+    notes["dropped_bad_sequence_examples"] = labels.loc[~usable, "id"].head(SHOW_IDS).str.slice(0, 60).tolist()
+    notes["unmatched"] = 0
+    if not usable.any():
+        raise LabelJoinError(
+            f"{where}: no value of column {task.id_column!r} is a usable nucleotide sequence (ACGTN/U); "
+            f"first values: {labels['id'].head(SHOW_IDS).str.slice(0, 60).tolist()}"
+        )
+    table = labels.loc[usable].assign(seq=seq[usable])
+    table["group"] = _groups_of(task, table)
+    return table[["id", "seq", "target", "group"]]
+
+
+def _groups_of(task: ProbeTask, table: pd.DataFrame) -> pd.Series:
+    prefix = _prefix_length(task)
+    if prefix is not None:
+        return table["seq"].str.slice(0, prefix)
+    if task.group_by == "none":
+        return pd.Series(np.arange(len(table)).astype(str), index=table.index)
+    return table[task.group_by].astype(str)
+
+
+def _split_kind(task: ProbeTask) -> str:
+    prefix = _prefix_length(task)
+    if task.group_by == "homology":
+        return "by homology group (genes known)"
+    if task.group_by == "none":
+        return "random (no grouping known)"
+    if prefix is not None:
+        return f"by shared {prefix}-nt prefix (no genes known)"
+    return f"by label column {task.group_by!r} (no genes known)"
+
+
+def _track_notes(task: ProbeTask, table: pd.DataFrame) -> dict:
+    """Which tracks the embeddings saw: a report must say when CDS / splice tracks were empty."""
+    cds = int(table["cds_start"].notna().sum()) if "cds_start" in table else 0
+    splice = int(table["exon_ends"].notna().sum()) if "exon_ends" in table else 0
+    if task.join == "sequence":
+        text = "sequence only: not annotation transcripts, so CDS and splice tracks are empty"
+    elif task.tracks == "sequence":
+        text = "sequence only: CDS and splice tracks left empty on purpose (the label must not leak through them)"
+    else:
+        text = f"annotation: CDS track on {cds} of {len(table)} rows, splice track on {splice}"
+    return {"tracks": text, "cds_track_rows": cds, "splice_track_rows": splice}
