@@ -231,3 +231,13 @@ def save_encoder(cfg: Config, seed: int, folder: Path) -> Path:
         folder / MODEL_CHECKPOINT,
     )
     return folder
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def metrics_config(**metrics_cfg) -> Config:
+    """The tiny test config with ``metrics`` settings changed."""
+    params = tiny_params()
+    params["metrics"] = {**params.get("metrics", {}), **metrics_cfg}
+    return Config.model_validate(params)

@@ -124,6 +124,23 @@ def stage_module(name: str):
     return importlib.import_module(f"isoclr.{name}")
 
 
+def _relocated(result: Result, work: Paths, paths: Paths, fields: tuple[str, ...]) -> Result:
+    """The result with any path it holds inside a staged output pointing at the output's final place."""
+    if not dataclasses.is_dataclass(result):
+        return result
+    changes = {}
+    for item in dataclasses.fields(result):
+        value = getattr(result, item.name)
+        if not isinstance(value, Path):
+            continue
+        for field in fields:
+            staged_path, final = Path(getattr(work, field)), Path(getattr(paths, field))
+            if value == staged_path or staged_path in value.parents:
+                changes[item.name] = final / value.relative_to(staged_path)
+                break
+    return dataclasses.replace(result, **changes) if changes else result
+
+
 def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
     """Run stage ``name``: metered, outputs staged and moved into place on success."""
     module = stage_module(name)
@@ -131,7 +148,7 @@ def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
     with metrics.stage_metrics(cfg, name) as meter, staged(name, paths, kept) as work:
         result = module.run(cfg, work, **options)
         result.record(meter)
-    return result
+    return _relocated(result, work, paths, STAGE_OUTPUTS[name])
 
 
 def metadata(result: Result) -> dict:

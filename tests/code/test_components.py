@@ -49,7 +49,7 @@ def test_gate_component_returns_the_verdict_and_writes_the_decision(tmp_path):
 @pytest.mark.slow
 def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     from components.probe.component import probe
-    from tests.code.test_probe import save_encoder, synthetic_inputs
+    from tests.helpers import save_encoder, synthetic_inputs
     from tests.conftest import tiny_params
 
     params = tiny_params()
@@ -62,7 +62,7 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     write_store(t_path, tmp_path / "tracks")
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
     probe.python_func(
-        params=params, data_dir=str(tmp_path / "data"), registry_uri=f"file://{tmp_path / 'registry'}",
+        params=params, data_dir=str(tmp_path / "data"), champion_version="",
         transcripts=_artifact(dsl.Dataset, t_path), groups=_artifact(dsl.Dataset, g_path),
         tracks=_artifact(dsl.Dataset, tmp_path / "tracks"),
         model=_artifact(dsl.Model, model), results=_artifact(dsl.Dataset, tmp_path / "results"), metrics=metrics,

@@ -10,16 +10,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from isoclr import metrics
-from isoclr.config import Config
 from isoclr.registry import RegistryError, list_versions, register, verify
 from isoclr.validate import ValidateResult
-from tests.conftest import ROOT, tiny_params
-
-
-def config(**metrics_cfg) -> Config:
-    params = tiny_params()
-    params["metrics"] = {**params.get("metrics", {}), **metrics_cfg}
-    return Config.model_validate(params)
+from tests.conftest import ROOT
+from tests.helpers import metrics_config as config
 
 
 def exposition(run: metrics.StageRun) -> str:

@@ -8,10 +8,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from isoclr import metrics
-from tests.code.test_metrics import config
-from tests.code.test_registry import write_inputs
+from isoclr import metrics, stage
+from isoclr.artifacts import Paths
 from tests.code.test_train import tables, tiny_config  # noqa: F401 (tables is a fixture)
+from tests.helpers import metrics_config as config
+from tests.helpers import write_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +78,16 @@ def test_every_stage_pushes_its_metrics_when_run_for_real(pushgateway, run_id, s
 def test_gate_and_register_stages_push_verdict_and_registry_counts(pushgateway, run_id, tmp_path):
     cfg = config(pushgateway_url=pushgateway)
     cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": f"file://{tmp_path / 'registry'}"})})
-    metrics_path, _ = write_inputs(tmp_path, passed=True)  # halflife only: the mrl rule fails closed
-    decision = run_gate(cfg, metrics_path, tmp_path / "gate.json")
-    assert decision["passed"] is False
+    paths = Paths.under(tmp_path)
+    write_inputs(paths.probe, passed=True)  # halflife only: the mrl rule fails closed
+    assert stage.run("gate", cfg, paths).passed is False
 
     model = tmp_path / "model"
     model.mkdir()
     (model / "encoder.pt").write_bytes(b"weights")
-    _, passed = write_inputs(tmp_path, passed=True)
-    run_register(cfg, model, metrics_path, passed, tmp_path / "registration.json")
+    _, passed = write_inputs(paths.probe, passed=True)
+    passed.replace(paths.decision)
+    stage.run("register", cfg, paths.replace(model=model))
 
     text = scrape(pushgateway)
     gate = samples(text, run_id=run_id, stage="gate")
