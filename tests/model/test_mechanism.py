@@ -120,23 +120,24 @@ def one_thread():
 
 @pytest.mark.slow
 def test_contrastive_pretraining_lifts_the_probe_above_random_init(tmp_path, one_thread):
-    from isoclr import embed
+    from isoclr import embed, stage
     from isoclr.probe import evaluate, paired_difference
-    from isoclr.train import train
+    from tests.helpers import train_paths
 
     transcripts, groups = planted_families()
     t_path, g_path = tmp_path / "transcripts.parquet", tmp_path / "groups.parquet"
     transcripts.drop(columns="label").to_parquet(t_path)
     groups.to_parquet(g_path)
     cfg = mechanism_config()
-    train(cfg, t_path, g_path, tmp_path / "model", tmp_path / "log.csv", progress=False)
+    paths = train_paths(tmp_path, (t_path, g_path))
+    stage.run("train", cfg, paths, tracks=False, progress=False)
 
     # Probe the families pretraining never saw: one transcript per gene, split by family.
     held_out = transcripts.merge(groups[["transcript_id", "homology_group", "split"]], on="transcript_id")
     held_out = held_out[(held_out["split"] == "test") & held_out["transcript_id"].str.endswith(".0")]
     y, families = held_out["label"].to_numpy(), held_out["homology_group"].to_numpy()
     results = {}
-    for name, encoder in (("trained", embed.load_encoder(tmp_path / "model")),
+    for name, encoder in (("trained", embed.load_encoder(paths.model)),
                           ("random_init", embed.random_encoder(cfg.model, seed=cfg.train.seed))):
         features = embed.embed_table(encoder, held_out[["seq"]], batch_size=64)
         results[name] = evaluate(features, y, families, cfg.probe)
