@@ -9,9 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 from isoclr import Encoder, embed, registry
+from isoclr.artifacts import MODEL_CHECKPOINT
+from isoclr.checkpoint import FORMAT_VERSION, checkpoint_header
 from isoclr.cli import app
 from isoclr.config import ModelConfig
-from tests.code.test_train import synthetic_annotation
+from isoclr.embed_inputs import NOT_EMBEDDED
+from isoclr.embedding_files import read_embeddings
+from tests.helpers import synthetic_annotation
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -22,9 +26,9 @@ def save_model(folder, seed: int = 0):
     """A model folder as the train stage writes it (random weights: the test is about plumbing, not training)."""
     folder.mkdir(parents=True)
     model = embed.random_encoder(TINY, seed)
-    checkpoint = {"state_dict": model.state_dict(), **embed.checkpoint_header(),
+    checkpoint = {"state_dict": model.state_dict(), **checkpoint_header(),
                   "model_config": TINY.model_dump(mode="json")}
-    torch.save(checkpoint, folder / embed.CHECKPOINT)
+    torch.save(checkpoint, folder / MODEL_CHECKPOINT)
     return folder
 
 
@@ -50,7 +54,7 @@ def test_cli_api_and_pipeline_agree_on_a_file_registry(tmp_path, table):
                                  "--out", str(tmp_path / "e.parquet")])
     assert result.exit_code == 0, result.output
     assert version in result.output
-    ids, cli = embed.read_embeddings(tmp_path / "e.parquet")
+    ids, cli = read_embeddings(tmp_path / "e.parquet")
     api = Encoder.from_registry(uri)  # version="champion"
     assert api.version == version and ids == table["transcript_id"].tolist()
     np.testing.assert_array_equal(cli, api.embed(table=table).pooled)
@@ -89,9 +93,9 @@ def test_unembeddable_sequences_go_to_the_side_file(tmp_path, table):
     assert result.exit_code == 0, result.output
     assert "3 transcript(s) not embedded" in result.output and "o.skipped.tsv" in result.output
     skipped = pd.read_csv(tmp_path / "o.skipped.tsv", sep="\t")
-    expected = dict.fromkeys(["bad", "empty", "long"], embed.NOT_EMBEDDED)
+    expected = dict.fromkeys(["bad", "empty", "long"], NOT_EMBEDDED)
     assert dict(zip(skipped["transcript_id"], skipped["action"])) == expected
-    assert embed.read_embeddings(tmp_path / "o.parquet")[0] == ["good"]
+    assert read_embeddings(tmp_path / "o.parquet")[0] == ["good"]
     assert runner.invoke(app, [*args, "--strict"]).exit_code == 2
     # Nothing embeddable: an error, not an empty file.
     fasta.write_text(">bad\nACGTQQ\n")
@@ -101,12 +105,12 @@ def test_unembeddable_sequences_go_to_the_side_file(tmp_path, table):
 
 def test_a_model_from_an_incompatible_version_is_refused_by_the_cli(tmp_path):
     model_dir = save_model(tmp_path / "model")
-    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
-    torch.save({**checkpoint, "format_version": embed.FORMAT_VERSION + 1}, model_dir / embed.CHECKPOINT)
+    checkpoint = torch.load(model_dir / MODEL_CHECKPOINT, weights_only=True)
+    torch.save({**checkpoint, "format_version": FORMAT_VERSION + 1}, model_dir / MODEL_CHECKPOINT)
     (tmp_path / "s.fa").write_text(">a\nACGT\n")
     result = runner.invoke(app, ["embed", "--model", str(model_dir), "--fasta", str(tmp_path / "s.fa"),
                                  "--out", str(tmp_path / "o.parquet")])
-    assert result.exit_code == 1 and f"checkpoint format {embed.FORMAT_VERSION + 1}" in result.output
+    assert result.exit_code == 1 and f"checkpoint format {FORMAT_VERSION + 1}" in result.output
     assert not (tmp_path / "o.parquet").exists()
 
 

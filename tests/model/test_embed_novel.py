@@ -8,6 +8,7 @@ import pytest
 
 from isoclr import Encoder, embed
 from isoclr.config import ModelConfig
+from isoclr.embed_inputs import NOT_EMBEDDED
 from isoclr.synth import synth
 
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
@@ -66,4 +67,4 @@ def test_novel_isoforms_embed_as_their_spliced_sequences(long_read):
     # The transcript on an unknown contig is listed with the reason, not dropped silently.
     assert result.skipped["transcript_id"].tolist() == ["STRG.999.1"]
     assert "chrUn_absent" in result.skipped["reason"].iloc[0]
-    assert result.skipped["action"].iloc[0] == embed.NOT_EMBEDDED
+    assert result.skipped["action"].iloc[0] == NOT_EMBEDDED
