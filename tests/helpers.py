@@ -137,9 +137,23 @@ def train_command(params: Path, tables: tuple[Path, Path], out: Path, *extra: st
     if not store.exists():
         write_track_store(tables)
     return [
-        "--params", str(params), "--transcripts", str(tables[0]), "--groups", str(tables[1]), "--tracks", str(store),
-        "--model-dir", str(out / "model"), "--train-log", str(out / "log.csv"), "--metrics", str(out / "train.json"),
-        "--checkpoint-dir", str(out / "checkpoints"), *extra,
+        "--params",
+        str(params),
+        "--transcripts",
+        str(tables[0]),
+        "--groups",
+        str(tables[1]),
+        "--tracks",
+        str(store),
+        "--model-dir",
+        str(out / "model"),
+        "--train-log",
+        str(out / "log.csv"),
+        "--metrics",
+        str(out / "train.json"),
+        "--checkpoint-dir",
+        str(out / "checkpoints"),
+        *extra,
     ]
 
 

@@ -144,8 +144,13 @@ def rng_state() -> dict:
     kind, key, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -162,8 +167,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path: Path, model: nn.Module, optimiser, schedule, sampler, next_step: int, cfg: Config,
-                        log: list[dict]) -> None:
+def save_training_state(
+    path: Path, model: nn.Module, optimiser, schedule, sampler, next_step: int, cfg: Config, log: list[dict]
+) -> None:
     """Everything needed to continue at ``next_step``, written atomically (a kill leaves the previous one).
 
     ``sampler`` is the run's :class:`~isoclr.sampling.PairSampler`; ``log`` the step-log rows so far,

@@ -239,13 +239,22 @@ class Encoder:
     the pipeline's probes and gate use fp32.
     """
 
-    def __init__(self, model: DilatedResNet, meta: Mapping | None = None, device: str | torch.device = "cpu",
-                 version: str | None = None, precision: str = DEFAULT_PRECISION) -> None:
+    def __init__(
+        self,
+        model: DilatedResNet,
+        meta: Mapping | None = None,
+        device: str | torch.device = "cpu",
+        version: str | None = None,
+        precision: str = DEFAULT_PRECISION,
+    ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        self.device = torch.device(device)
+            raise EmbedInputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        try:
+            self.device = torch.device(device)
+            self.model = model.eval().to(self.device, PRECISIONS[precision])
+        except (RuntimeError, AssertionError) as err:  # a malformed device, or one this machine lacks
+            raise EmbedInputError(f"device {str(device)!r}: {err}") from err
         self.precision = precision
-        self.model = model.eval().to(self.device, PRECISIONS[precision])
         self.meta = dict(meta or {})
         self.version = version
 
@@ -254,15 +263,17 @@ class Encoder:
         return self.model.out_dim
 
     @classmethod
-    def from_dir(cls, path: Path | str, device: str | torch.device = "cpu",
-                 precision: str = DEFAULT_PRECISION) -> Encoder:
+    def from_dir(
+        cls, path: Path | str, device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION
+    ) -> Encoder:
         """The encoder in a model folder written by the train stage (``encoder.pt``)."""
         model, meta = read_encoder(Path(path))
         return cls(model, meta, device=device, precision=precision)
 
     @classmethod
-    def from_registry(cls, uri: str, version: str = CHAMPION, device: str | torch.device = "cpu",
-                      precision: str = DEFAULT_PRECISION) -> Encoder:
+    def from_registry(
+        cls, uri: str, version: str = CHAMPION, device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION
+    ) -> Encoder:
         """A registered version (checksums verified) of the registry at ``uri`` (``file://...`` or ``gs://...``).
 
         ``version`` is a version id or ``"champion"`` (the current champion).
@@ -312,8 +323,15 @@ class Encoder:
         transcripts and ``batch_tokens`` padded nucleotides. Same inputs and
         batching: the same embeddings, bit for bit on CPU.
         """
-        given = [name for name, value in (("sequences", sequences), ("table", table), ("gtf/fasta/genome",
-                 gtf or fasta or genome)) if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("sequences", sequences),
+                ("table", table),
+                ("gtf/fasta/genome", gtf or fasta or genome),
+            )
+            if value is not None
+        ]
         if len(given) != 1:
             raise EmbedInputError(
                 f"embed takes exactly one of sequences, table, or gtf/fasta/genome; got {given or 'none'}"

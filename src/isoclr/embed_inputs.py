@@ -39,7 +39,8 @@ SKIPPED = pa.DataFrameSchema(
 
 
 class EmbedInputError(IsoclrError, ValueError):
-    """The input to embed is malformed as a whole (a missing column, files that do not go together)."""
+    """What embed was given cannot be used as a whole (a missing column, files that do not go together,
+    an unknown precision or device): the CLI reports it as one error line."""
 
 
 def empty_skipped() -> pd.DataFrame:
@@ -77,19 +78,18 @@ def table_rows(table: pd.DataFrame) -> pd.DataFrame:
         raise EmbedInputError(f"embed needs a 'seq' column in the table, got {list(table.columns)}")
     rows = table.reset_index(drop=True)
     ids = rows["transcript_id"].astype(str) if "transcript_id" in rows else pd.Series([f"row{i}" for i in rows.index])
-    return pd.DataFrame({"transcript_id": ids, "seq": rows["seq"],
-                         **{c: rows.get(c) for c in TRACK_COLUMNS}})
+    return pd.DataFrame({"transcript_id": ids, "seq": rows["seq"], **{c: rows.get(c) for c in TRACK_COLUMNS}})
 
 
 def file_rows(gtf, fasta, genome, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Transcripts from annotation files by the validate stage's readers; its quarantine becomes ``skipped``."""
-    from isoclr.config import Annotation
-    from isoclr.ingest import read_annotation
-
     if gtf is not None and (fasta is None) == (genome is None):
         raise EmbedInputError("a GTF needs exactly one of fasta (spliced transcripts) or genome (to splice exons from)")
     if gtf is None and fasta is None:
         raise EmbedInputError("a genome FASTA needs its GTF")
+    from isoclr.config import Annotation
+    from isoclr.ingest import read_annotation
+
     files = {k: str(Path(v).resolve()) for k, v in (("gtf", gtf), ("fasta", fasta), ("genome", genome)) if v}
     if gtf is None and not _gencode_headers(Path(fasta)):
         return _plain_fasta(Path(fasta)), empty_skipped()
@@ -140,7 +140,7 @@ def encodable(rows: pd.DataFrame, max_length: int) -> tuple[pd.DataFrame, pd.Dat
             problem = "empty sequence"
         elif len(seq) > max_length:
             problem = f"length {len(seq)} > max_length {max_length}"
-        elif (found := IUPAC.findall(seq)):
+        elif found := IUPAC.findall(seq):
             problem = f"characters outside the nucleotide alphabet: {''.join(sorted(set(found)))[:20]!r}"
         if problem is None:
             try:

@@ -331,23 +331,42 @@ def run(
                     save_training_state(checkpoint_path, model, optimiser, schedule, sampler, next_step, cfg, log.rows)
 
             train_loop(
-                model, sampler, tc, progress=progress, on_step=step_done, optimiser=optimiser,
-                schedule=schedule, start_step=start_step, on_checkpoint=checkpoint, context=ctx,
+                model,
+                sampler,
+                tc,
+                progress=progress,
+                on_step=step_done,
+                optimiser=optimiser,
+                schedule=schedule,
+                start_step=start_step,
+                on_checkpoint=checkpoint,
+                context=ctx,
             )
-        seconds = round(time.perf_counter() - start, 2)
+        run_shape = dict(
+            steps=tc.steps,
+            seconds=round(time.perf_counter() - start, 2),
+            parameters=n_params,
+            out_dim=model.encoder.out_dim,
+            resumed_from=start_step,
+            world_size=ctx.world_size,
+        )
         if not ctx.is_main:
-            return TrainResult(tc.steps, None, None, seconds, n_params, model.encoder.out_dim, start_step,
-                               ctx.world_size, primary=False)
+            return TrainResult(**run_shape, final_loss=None, first_loss=None, primary=False)
         losses = pd.read_csv(log_path)["loss"]
         final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
         model.cpu()
         write_encoder(
-            paths.model, model.encoder, cfg.model,
-            train_config=tc.model_dump(mode="json"), provenance=provenance.collect(), final_loss=final_loss,
-            parameters=n_params, out_dim=model.encoder.out_dim, world_size=ctx.world_size,
+            paths.model,
+            model.encoder,
+            cfg.model,
+            train_config=tc.model_dump(mode="json"),
+            provenance=provenance.collect(),
+            final_loss=final_loss,
+            parameters=n_params,
+            out_dim=model.encoder.out_dim,
+            world_size=ctx.world_size,
         )
-        result = TrainResult(tc.steps, final_loss, float(losses.iloc[0]), seconds, n_params, model.encoder.out_dim,
-                             start_step, ctx.world_size)
+        result = TrainResult(**run_shape, final_loss=final_loss, first_loss=float(losses.iloc[0]))
         write_atomic(Path(paths.train_summary), lambda p: p.write_text(json.dumps(result.as_dict(), indent=2) + "\n"))
         return result
     finally:
@@ -412,14 +431,15 @@ def train(
     with tempfile.TemporaryDirectory(prefix="isoclr-train-") as scratch:
         scratch = Path(scratch)
         paths = Paths(
-            transcripts=Path(transcripts_path), groups=Path(groups_path),
+            transcripts=Path(transcripts_path),
+            groups=Path(groups_path),
             tracks=Path(tracks_path) if tracks_path is not None else scratch / "tracks",
-            model=Path(model_dir), train_log=Path(log_path),
+            model=Path(model_dir),
+            train_log=Path(log_path),
             train_summary=Path(metrics_path) if metrics_path is not None else scratch / "train.json",
             checkpoints=Path(checkpoint_dir) if checkpoint_dir is not None else scratch / "checkpoints",
         )
         with metrics.stage_metrics(cfg, "train") as meter:
-            result = run(cfg, paths, resume=resume, tracks=tracks_path is not None, progress=progress,
-                         on_step=on_step)
+            result = run(cfg, paths, resume=resume, tracks=tracks_path is not None, progress=progress, on_step=on_step)
             result.record(meter)
     return result.as_dict() if result.primary else {}

@@ -52,13 +52,14 @@ def test_files_that_do_not_go_together_are_refused(tmp_path):
 def test_encodable_packs_the_good_rows_and_lists_the_rest_with_the_reason():
     rows = sequence_rows(
         ["ACGT" * 5, "acgu" * 5 + "RYN", "", "ACGTX!", "ACGT" * 5, "ACGT" * 5, "A" * 50],
-        [None, None, None, None, (3, 400), None, None], None,
+        [None, None, None, None, (3, 400), None, None],
+        None,
         ["ok", "iupac", "empty", "junk", "cds_out", "ok", "long"],
     )
     kept, bad = encodable(rows, max_length=40)
     assert kept["transcript_id"].tolist() == ["ok", "iupac"]
     assert np.array_equal(kept["packed"].iloc[0], tracks.pack("ACGT" * 5, None, None, None))
-    reasons = dict(zip(bad["transcript_id"], bad["reason"]))
+    reasons = dict(zip(bad["transcript_id"], bad["reason"], strict=True))
     assert reasons["empty"] == "empty sequence" and "'!X'" in reasons["junk"]
     assert "CDS [3, 400)" in reasons["cds_out"] and "max_length 40" in reasons["long"]
     assert reasons["ok"].startswith("duplicate id")

@@ -52,6 +52,8 @@ def test_the_skipped_file_has_its_header_even_when_empty(tmp_path):
     assert default_skipped_path(tmp_path / "e.parquet").name == "e.skipped.tsv"
     write_skipped(empty_skipped(), tmp_path / "none.tsv")
     assert (tmp_path / "none.tsv").read_text() == "transcript_id\treason\taction\n"
-    write_skipped(pd.DataFrame({"transcript_id": ["x"], "reason": ["empty sequence"], "action": [NOT_EMBEDDED]}),
-                  tmp_path / "one.tsv")
+    write_skipped(
+        pd.DataFrame({"transcript_id": ["x"], "reason": ["empty sequence"], "action": [NOT_EMBEDDED]}),
+        tmp_path / "one.tsv",
+    )
     assert pd.read_csv(tmp_path / "one.tsv", sep="\t")["transcript_id"].tolist() == ["x"]

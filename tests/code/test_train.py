@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -57,7 +58,13 @@ def test_train_writes_checkpoint_meta_log_and_summary(tables, tmp_path, capsys):
     run = tmp_path / "run"
     checkpoint = torch.load(run / "model" / MODEL_CHECKPOINT, weights_only=True)
     assert set(checkpoint) >= {
-        "state_dict", "model_config", "channels", "isoclr_version", "train_config", "provenance", "final_loss",
+        "state_dict",
+        "model_config",
+        "channels",
+        "isoclr_version",
+        "train_config",
+        "provenance",
+        "final_loss",
     }
     assert all(not k.startswith("head") for k in checkpoint["state_dict"])  # encoder only
     assert checkpoint["model_config"] == cfg.model.model_dump(mode="json")
@@ -74,8 +81,16 @@ def test_train_writes_checkpoint_meta_log_and_summary(tables, tmp_path, capsys):
     assert result.final_loss == pytest.approx(log["loss"].mean())
     summary = json.loads((run / "train.json").read_text())
     assert summary == result.as_dict() == json.loads(result.summary())
-    assert set(summary) == {"steps", "final_loss", "first_loss", "seconds", "parameters", "out_dim",
-                            "resumed_from", "world_size"}
+    assert set(summary) == {
+        "steps",
+        "final_loss",
+        "first_loss",
+        "seconds",
+        "parameters",
+        "out_dim",
+        "resumed_from",
+        "world_size",
+    }
     assert [p.name for p in run.iterdir() if p.name.startswith(stage.STAGING_PREFIX)] == []
 
 
@@ -125,7 +140,7 @@ def test_lr_warms_up_then_decays_to_zero():
     factors = [lr_factor(s, 4, 20) for s in range(20)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert factors[4] == 1.0
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
     assert lr_factor(20, 4, 20) == pytest.approx(0.0)
     assert lr_factor(0, 0, 10) == 1.0
 

@@ -118,9 +118,20 @@ def test_torchrun_trains_on_two_processes(tables, tmp_path):
     params = write_params(tmp_path / "params.yaml", steps=3)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "isoclr.cli", "train",
-         *train_command(params, tables, tmp_path)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(torchrun),
+            "--standalone",
+            f"--nproc_per_node={WORLD}",
+            "-m",
+            "isoclr.cli",
+            "train",
+            *train_command(params, tables, tmp_path),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "train.json").read_text())

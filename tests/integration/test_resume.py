@@ -28,7 +28,10 @@ def tables(tmp_path):
 def _run(params: Path, tables, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "isoclr.cli", "train", *train_command(params, tables, out, *extra)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -42,7 +45,9 @@ def test_sigkilled_training_resumes_to_the_same_weights(tables, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "isoclr.cli", "train", *train_command(params, tables, out)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     checkpoint = out / "checkpoints" / LAST_CHECKPOINT
     deadline = time.monotonic() + 120

@@ -47,12 +47,15 @@ def test_api_equals_the_pipeline_embedding(model_dir, table, tmp_path):
     np.testing.assert_array_equal(result.pooled, pipeline)
     table.to_parquet(tmp_path / "t.parquet")
     write_store(tmp_path / "t.parquet", tmp_path / "store")
-    from_store = embed.embed_table(embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE,
-                                   store=TrackStore(tmp_path / "store"))
+    from_store = embed.embed_table(
+        embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE, store=TrackStore(tmp_path / "store")
+    )
     np.testing.assert_array_equal(result.pooled, from_store)
     # The same transcripts as plain sequences with CDS and exon boundaries.
-    cds = [None if pd.isna(s) else (int(s), int(e)) for s, e in zip(table["cds_start"], table["cds_end"])]
-    plain = encoder.embed(dict(zip(table["transcript_id"], table["seq"])), cds=cds, exon_ends=list(table["exon_ends"]))
+    cds = [None if pd.isna(s) else (int(s), int(e)) for s, e in zip(table["cds_start"], table["cds_end"], strict=True)]
+    plain = encoder.embed(
+        dict(zip(table["transcript_id"], table["seq"], strict=True)), cds=cds, exon_ends=list(table["exon_ends"])
+    )
     np.testing.assert_array_equal(plain.pooled, result.pooled)
     # Deterministic, and independent of the batch it is in (to float rounding).
     np.testing.assert_array_equal(encoder.embed(table=table).pooled, result.pooled)
@@ -64,7 +67,7 @@ def test_per_position_output(model_dir, table):
     encoder = Encoder.from_dir(model_dir)
     rows = table.iloc[:5]
     result = encoder.embed(table=rows, per_position=True, batch_size=2)
-    for seq, positions, pooled in zip(rows["seq"], result.positions, result.pooled):
+    for seq, positions, pooled in zip(rows["seq"], result.positions, result.pooled, strict=True):
         assert positions.shape == (-(-len(seq) // 2), encoder.out_dim)  # one vector per 2 nt
         np.testing.assert_allclose(positions.mean(axis=0), pooled, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(result.pooled, encoder.embed(table=rows, batch_size=2).pooled)
@@ -82,8 +85,10 @@ def test_bf16_precision_is_close_to_fp32_and_deterministic(model_dir, table):
     assert cosine.min() > 0.999
     assert not np.array_equal(pooled, exact)  # really ran in bf16
     np.testing.assert_array_equal(fast.embed(table=rows).pooled, pooled)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(EmbedInputError, match="precision must be one of"):
         Encoder.from_dir(model_dir, precision="fp16")
+    with pytest.raises(EmbedInputError, match="device 'gpu0'"):
+        Encoder.from_dir(model_dir, device="gpu0")
 
 
 def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
@@ -95,7 +100,7 @@ def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
         max_length=100,
     )
     assert result.ids == ["ok", "iupac"]  # U and IUPAC ambiguity codes are embedded (as T and N)
-    reasons = dict(zip(result.skipped["transcript_id"], result.skipped["reason"]))
+    reasons = dict(zip(result.skipped["transcript_id"], result.skipped["reason"], strict=True))
     assert set(reasons) == {"empty", "junk", "cds_out", "ok", "long"}
     assert reasons["empty"] == "empty sequence"
     assert "'!X'" in reasons["junk"] and "CDS [3, 400)" in reasons["cds_out"] and "max_length 100" in reasons["long"]

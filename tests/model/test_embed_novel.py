@@ -37,17 +37,39 @@ def long_read(tmp_path_factory):
         own = exons[exons["transcript_id"] == row.transcript_id].sort_values("start", ascending=row.strand == "+")
         skip = 1 + n % (len(own) - 2)  # an internal exon, in transcript order
         starts = [0, *(np.asarray(row.exon_ends[:-1]) + 1)]
-        pieces = [row.seq[a : b + 1] for a, b in zip(starts, row.exon_ends)]
+        pieces = [row.seq[a : b + 1] for a, b in zip(starts, row.exon_ends, strict=True)]
         kept = [p for k, p in enumerate(pieces) if k != skip]
         tid = f"STRG.{n}.1"
         ends = list(np.cumsum([len(p) for p in kept]) - 1)
         expected.append({"transcript_id": tid, "seq": "".join(kept), "exon_ends": ends})
         for k, line in enumerate(own.itertuples()):
             if k != skip:
-                lines.append([line.seqname, "StringTie", "exon", line.start, line.end, "1000", line.strand, ".",
-                              f'gene_id "STRG.{n}"; transcript_id "{tid}"; exon_number "{k + 1}";'])
-    lines.append(["chrUn_absent", "StringTie", "exon", 100, 300, "1000", "+", ".",
-                  'gene_id "STRG.999"; transcript_id "STRG.999.1";'])
+                lines.append(
+                    [
+                        line.seqname,
+                        "StringTie",
+                        "exon",
+                        line.start,
+                        line.end,
+                        "1000",
+                        line.strand,
+                        ".",
+                        f'gene_id "STRG.{n}"; transcript_id "{tid}"; exon_number "{k + 1}";',
+                    ]
+                )
+    lines.append(
+        [
+            "chrUn_absent",
+            "StringTie",
+            "exon",
+            100,
+            300,
+            "1000",
+            "+",
+            ".",
+            'gene_id "STRG.999"; transcript_id "STRG.999.1";',
+        ]
+    )
     gtf = root / "novel.gtf"
     pd.DataFrame(lines).to_csv(gtf, sep="\t", header=False, index=False, quoting=3)
     return gtf, annotation.genome, pd.DataFrame(expected)
