@@ -180,8 +180,10 @@ class DilatedResNet(nn.Module):
         ``pool_positions(*positions(x, lengths))`` equals ``forward(x, lengths)``.
         """
         if x.ndim != 3 or x.shape[1] != self.in_channels or lengths.shape != (x.shape[0],):
-            raise ValueError(f"expected input (batch, {self.in_channels}, length) and lengths (batch,), "
-                             f"got {tuple(x.shape)} and {tuple(lengths.shape)}")
+            raise ValueError(
+                f"expected input (batch, {self.in_channels}, length) and lengths (batch,), "
+                f"got {tuple(x.shape)} and {tuple(lengths.shape)}"
+            )
         return self._trunk(x, lengths.to(x.device))
 
     @staticmethod

@@ -83,7 +83,12 @@ class PairSampler:
     """
 
     def __init__(
-        self, table: pd.DataFrame, cfg: TrainConfig, seed: int | None = None, rank: int = 0, store: TrackStore | None = None
+        self,
+        table: pd.DataFrame,
+        cfg: TrainConfig,
+        seed: int | None = None,
+        rank: int = 0,
+        store: TrackStore | None = None,
     ) -> None:
         self.table = table.reset_index(drop=True)
         self.store = store
@@ -98,7 +103,9 @@ class PairSampler:
         self.gene_group = np.array([group_codes[rows[0]] for rows in self.isoforms])
         self.group_genes = [np.flatnonzero(self.gene_group == k) for k in range(group_codes.max() + 1)]
         self.n_isoforms = np.array([len(rows) for rows in self.isoforms])
-        self.lengths = self.table["length"].to_numpy() if "length" in self.table else self.table["seq"].str.len().to_numpy()
+        self.lengths = (
+            self.table["length"].to_numpy() if "length" in self.table else self.table["seq"].str.len().to_numpy()
+        )
         self._packed: dict[int, np.ndarray] = {}
         self._pool: tuple[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
 
@@ -126,7 +133,7 @@ class PairSampler:
         first, second = [], []
         for gene in genes:
             isoforms = self.isoforms[gene]
-            a, b = (rng.choice(isoforms, 2, replace=False) if len(isoforms) > 1 else (isoforms[0],) * 2)
+            a, b = rng.choice(isoforms, 2, replace=False) if len(isoforms) > 1 else (isoforms[0],) * 2
             paralogs = self.group_genes[self.gene_group[gene]]
             paralogs = paralogs[paralogs != gene]
             if len(paralogs) and rng.random() < self.cfg.paralog_share:

@@ -5,11 +5,11 @@ positives, crop and base masking, length-bucketed). The loss sees the
 projections of every rank (DDP under torchrun, negatives gathered with
 gradients), with same-homology-group items masked out of the negatives.
 Checkpoints every ``checkpoint_every`` steps hold model, optimiser, scheduler,
-RNG and sampler state; ``resume`` continues from the last one and reaches the
-weights an uninterrupted run reaches (bit-identical on CPU).
+RNG and sampler state (:mod:`isoclr.checkpoint`); ``resume`` continues from the
+last one and reaches the weights an uninterrupted run reaches (bit-identical on CPU).
 
-Entry points: ``isoclr train`` (one process, or under torchrun), and
-``torchrun --nproc_per_node=N -m isoclr.train [isoclr train options]``.
+Entry: :func:`run`, through the stage runner (``isoclr train``, one process or
+one rank of ``torchrun --nproc_per_node=N -m isoclr.cli train OPTIONS``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import csv
 import json
 import math
 import random
-import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,26 +33,30 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from isoclr import __version__, distributed, provenance, tracks
+from isoclr import distributed, metrics, provenance
+from isoclr.artifacts import LAST_CHECKPOINT, Paths
 from isoclr.atomic import write_atomic
+from isoclr.checkpoint import load_training_state, save_training_state, set_rng_state, write_encoder
 from isoclr.config import Config, TrainConfig
+from isoclr.errors import IsoclrError
 from isoclr.losses import LOSSES, positive_weight
-from isoclr.metrics import stage as metered, training_reporter
 from isoclr.models import ContrastiveModel, count_parameters
 from isoclr.sampling import Batch, PairSampler, StepBatches
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.store import StoreError, TrackStore
+from isoclr.tracks import CHANNELS
 
 # The reported final loss is the mean over the last steps: one step's loss is noisy.
 FINAL_LOSS_WINDOW = 10
 LOG_COLUMNS = ("step", "loss", "lr", "samples_per_s")
 # Views per gene: the two sides of a positive pair.
 VIEWS = 2
-CHECKPOINT = "last.pt"
 # Transcript ids named in the message about a stale track store.
 STALE_EXAMPLES = 5
-# Train settings that may change between a checkpoint and its resumption (they do not change the result).
-RESUMABLE_CHANGES = frozenset({"checkpoint_every", "loader_workers", "compile"})
+
+
+class TrainingSetError(IsoclrError, ValueError):
+    """The transcripts and groups tables do not make a training set (stale, or without negatives)."""
 
 
 def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame:
@@ -64,7 +69,7 @@ def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame
     groups = GROUPS.validate(pd.read_parquet(groups_path))
     missing = set(groups["transcript_id"]) - set(transcripts["transcript_id"])
     if missing:
-        raise ValueError(
+        raise TrainingSetError(
             f"{groups_path}: {len(missing)} transcripts are not in {transcripts_path} "
             f"(e.g. {sorted(missing)[0]}); rerun the pairs stage"
         )
@@ -72,9 +77,9 @@ def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame
         groups[groups["split"] == "train"][["transcript_id", "gene_id", "homology_group"]], on="transcript_id"
     )
     if table.empty:
-        raise ValueError(f"{groups_path}: no transcripts in the train split")
+        raise TrainingSetError(f"{groups_path}: no transcripts in the train split")
     if table["homology_group"].nunique() < 2:
-        raise ValueError(f"{groups_path}: the train split has one homology group, so no negatives")
+        raise TrainingSetError(f"{groups_path}: the train split has one homology group, so no negatives")
     return table.sort_values("transcript_id", ignore_index=True)
 
 
@@ -136,61 +141,6 @@ def make_optimiser(model: nn.Module, cfg: TrainConfig):
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
     return optimiser, schedule
-
-
-def rng_state() -> dict:
-    """The global torch, numpy and python RNG states (checkpointed for exact resumption)."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: Path, model: ContrastiveModel, optimiser, schedule, sampler: PairSampler,
-                    next_step: int, cfg: Config) -> None:
-    """Everything needed to continue at ``next_step``, written atomically (a kill leaves the previous one)."""
-    state = {
-        "next_step": next_step,
-        "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(),
-        "schedule": schedule.state_dict(),
-        "rng": rng_state(),
-        "sampler": sampler.state_dict(next_step),
-        "model_config": cfg.model.model_dump(mode="json"),
-        "train_config": cfg.train.model_dump(mode="json"),
-    }
-    write_atomic(Path(path), lambda p: torch.save(state, p))
-
-
-def load_checkpoint(path: Path, cfg: Config) -> dict:
-    """A checkpoint written by :func:`save_checkpoint` for this configuration.
-
-    Raises:
-        ValueError: the checkpoint was written for another model or training configuration.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["model_config"] != cfg.model.model_dump(mode="json"):
-        raise ValueError(f"{path}: written for another model configuration; delete it to start afresh")
-    now = cfg.train.model_dump(mode="json")
-    changed = sorted(k for k in now if now[k] != state["train_config"].get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-        raise ValueError(f"{path}: written with other train settings ({', '.join(changed)}); delete it to start afresh")
-    return state
 
 
 def _autocast(device: torch.device, cfg: TrainConfig):
@@ -278,13 +228,186 @@ def train_loop(
             bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{row['samples_per_s']:.0f}")
             if on_step is not None:
                 on_step(row)
-        if on_checkpoint is not None and cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+        due = cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps)
+        if on_checkpoint is not None and due:
             on_checkpoint(step + 1)
     bar.close()
     return rows
 
 
-@metered("train")
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run did; ``primary`` is False on the ranks > 0 of a torchrun job (they write nothing)."""
+
+    steps: int
+    final_loss: float | None
+    first_loss: float | None
+    seconds: float
+    parameters: int
+    out_dim: int
+    resumed_from: int
+    world_size: int
+    primary: bool = True
+
+    def as_dict(self) -> dict:
+        """The run summary (``train.json``)."""
+        return {k: v for k, v in asdict(self).items() if k != "primary"}
+
+    def record(self, meter: metrics.StageRun) -> None:
+        # The per-step reporter sets the loss of every step; a run with no step left (a resumed
+        # finished run) reports its final loss instead.
+        reported = meter.registry.get_sample_value("isoclr_train_loss") is not None
+        if self.primary and self.final_loss is not None and not reported:
+            meter.set("isoclr_train_loss", self.final_loss)
+
+    def summary(self) -> str:
+        return json.dumps(self.as_dict(), indent=2) if self.primary else ""
+
+
+def run(
+    cfg: Config,
+    paths: Paths,
+    resume: bool = False,
+    tracks: bool = True,
+    *,
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train the encoder on ``paths.transcripts`` and ``paths.groups``; write the model, step log and summary.
+
+    Writes ``paths.model`` (:func:`isoclr.checkpoint.write_encoder`), ``paths.train_log``
+    (``LOG_COLUMNS``) and ``paths.train_summary``. Runs as one process, or as one rank of a
+    torchrun job (rank 0 writes every file). A checkpoint goes to ``paths.checkpoints`` every
+    ``train.checkpoint_every`` steps; with ``resume``, training continues from it (if any) and
+    the log keeps the steps before it. With ``tracks`` the views are read from the memory-mapped
+    store ``paths.tracks`` (of ``isoclr encode``) instead of encoded from the table: the same
+    batches. ``on_step`` gets every log row on rank 0. The same config gives the same weights on CPU.
+    """
+    tc = cfg.train
+    ctx = distributed.setup()
+    table = read_training_set(Path(paths.transcripts), Path(paths.groups))
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    torch.manual_seed(tc.seed)
+    store = open_training_store(Path(paths.tracks), table) if tracks else None
+    sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank, store=store)
+    model = ContrastiveModel(cfg.model, in_channels=len(CHANNELS))
+    optimiser, schedule = make_optimiser(model, tc)
+    n_params = count_parameters(model.encoder)
+
+    checkpoint_path = Path(paths.checkpoints) / LAST_CHECKPOINT
+    start_step, kept = 0, []
+    if resume and checkpoint_path.is_file():
+        state = load_training_state(checkpoint_path, cfg)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        start_step = int(state["next_step"])
+        kept = state["log"] if "log" in state else _StepLog.read(paths.train_log, before=start_step)
+    if ctx.is_main:
+        print(
+            f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d; "
+            f"training on {len(table)} transcripts of {sampler.n_genes} genes, {tc.steps} steps, "
+            f"{ctx.world_size} process(es) on {ctx.device}"
+            + (f"; resuming at step {start_step} from {checkpoint_path}" if start_step else "")
+        )
+
+    log_path = Path(paths.train_log)
+    start = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(_StepLog(log_path, kept)) if ctx.is_main else None
+            report = metrics.training_reporter(cfg) if ctx.is_main else None  # Prometheus: pushed every N steps
+
+            def step_done(row: dict) -> None:
+                log.write(row)
+                report(row)
+                if on_step is not None:
+                    on_step(row)
+
+            def checkpoint(next_step: int) -> None:
+                if ctx.is_main:
+                    save_training_state(checkpoint_path, model, optimiser, schedule, sampler, next_step, cfg, log.rows)
+
+            train_loop(
+                model,
+                sampler,
+                tc,
+                progress=progress,
+                on_step=step_done,
+                optimiser=optimiser,
+                schedule=schedule,
+                start_step=start_step,
+                on_checkpoint=checkpoint,
+                context=ctx,
+            )
+        run_shape = dict(
+            steps=tc.steps,
+            seconds=round(time.perf_counter() - start, 2),
+            parameters=n_params,
+            out_dim=model.encoder.out_dim,
+            resumed_from=start_step,
+            world_size=ctx.world_size,
+        )
+        if not ctx.is_main:
+            return TrainResult(**run_shape, final_loss=None, first_loss=None, primary=False)
+        losses = pd.read_csv(log_path)["loss"]
+        final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
+        model.cpu()
+        write_encoder(
+            paths.model,
+            model.encoder,
+            cfg.model,
+            train_config=tc.model_dump(mode="json"),
+            provenance=provenance.collect(),
+            final_loss=final_loss,
+            parameters=n_params,
+            out_dim=model.encoder.out_dim,
+            world_size=ctx.world_size,
+        )
+        result = TrainResult(**run_shape, final_loss=final_loss, first_loss=float(losses.iloc[0]))
+        write_atomic(Path(paths.train_summary), lambda p: p.write_text(json.dumps(result.as_dict(), indent=2) + "\n"))
+        return result
+    finally:
+        distributed.teardown()
+
+
+class _StepLog:
+    """The per-step CSV (``LOG_COLUMNS``), flushed every row; it starts with the rows ``kept`` from before a resume.
+
+    ``rows`` holds every row written so far (kept ones included), for the checkpoint.
+    """
+
+    def __init__(self, path: Path, kept: list[dict] = ()) -> None:
+        self.path = Path(path)
+        self.rows = list(kept)
+
+    @staticmethod
+    def read(path: Path, before: int) -> list[dict]:
+        """The rows of an existing log before step ``before`` (checkpoints written without their log)."""
+        if not Path(path).is_file():
+            return []
+        with Path(path).open(newline="") as fh:
+            return [r for r in csv.DictReader(fh) if int(r["step"]) < before]
+
+    def __enter__(self) -> _StepLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = self.path.open("w", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+        self.writer.writerows(self.rows)
+        return self
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+        self.rows.append(row)
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
 def train(
     cfg: Config,
     transcripts_path: Path,
@@ -299,141 +422,24 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     tracks_path: Path | None = None,
 ) -> dict:
-    """Train the encoder; write ``model_dir/encoder.pt``, ``model_dir/meta.json`` and the step log CSV.
+    """The old entry, kept only until cli.py and components/train call ``isoclr.stage.run("train", ...)``.
 
-    Runs as one process, or as one rank of a torchrun job (rank 0 writes every
-    file). With ``checkpoint_dir``, a checkpoint is written every
-    ``train.checkpoint_every`` steps; with ``resume`` too, training continues
-    from the checkpoint there (if any) and the log keeps the steps before it.
-    ``on_step`` gets every log row on rank 0 (for metrics exporters).
-    With ``tracks_path`` (the store of ``isoclr encode``) the views are read from
-    the memory-mapped store instead of encoded from the table (same batches).
-    The same config gives the same weights on CPU. Returns steps, final_loss,
-    first_loss, seconds, parameters, out_dim, resumed_from, world_size.
+    :func:`run` on these paths, metered as the runner meters it (outputs are not staged); without
+    ``checkpoint_dir`` or ``metrics_path`` those go to a scratch folder. Returns the summary dict
+    (``{}`` on ranks > 0).
     """
-    tc = cfg.train
-    ctx = distributed.setup()
-    table = read_training_set(Path(transcripts_path), Path(groups_path))
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
-    store = open_training_store(Path(tracks_path), table) if tracks_path is not None else None
-    sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank, store=store)
-    model = ContrastiveModel(cfg.model, in_channels=len(tracks.CHANNELS))
-    optimiser, schedule = make_optimiser(model, tc)
-    n_params = count_parameters(model.encoder)
-
-    checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    start_step = 0
-    if resume and checkpoint_path is not None and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path, cfg)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"])
-        start_step = int(state["next_step"])
-    if ctx.is_main:
-        print(
-            f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d; "
-            f"training on {len(table)} transcripts of {sampler.n_genes} genes, {tc.steps} steps, "
-            f"{ctx.world_size} process(es) on {ctx.device}"
-            + (f"; resuming at step {start_step} from {checkpoint_path}" if start_step else "")
+    with tempfile.TemporaryDirectory(prefix="isoclr-train-") as scratch:
+        scratch = Path(scratch)
+        paths = Paths(
+            transcripts=Path(transcripts_path),
+            groups=Path(groups_path),
+            tracks=Path(tracks_path) if tracks_path is not None else scratch / "tracks",
+            model=Path(model_dir),
+            train_log=Path(log_path),
+            train_summary=Path(metrics_path) if metrics_path is not None else scratch / "train.json",
+            checkpoints=Path(checkpoint_dir) if checkpoint_dir is not None else scratch / "checkpoints",
         )
-
-    model_dir, log_path = Path(model_dir), Path(log_path)
-    start = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            log = None
-            if ctx.is_main:
-                model_dir.mkdir(parents=True, exist_ok=True)
-                log = stack.enter_context(_StepLog(log_path, keep_before=start_step))
-
-            report = training_reporter(cfg) if ctx.is_main else None  # Prometheus: pushed every N steps, /metrics
-
-            def step_done(row: dict) -> None:
-                log.write(row)
-                report(row)
-                if on_step is not None:
-                    on_step(row)
-
-            def checkpoint(next_step: int) -> None:
-                if ctx.is_main and checkpoint_path is not None:
-                    save_checkpoint(checkpoint_path, model, optimiser, schedule, sampler, next_step, cfg)
-
-            train_loop(
-                model, sampler, tc, progress=progress, on_step=step_done, optimiser=optimiser,
-                schedule=schedule, start_step=start_step, on_checkpoint=checkpoint, context=ctx,
-            )
-        seconds = time.perf_counter() - start
-        if not ctx.is_main:
-            return {}
-        losses = pd.read_csv(log_path)["loss"]
-        final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
-        model.cpu()
-        # Format, versions, channels and track layout: what `isoclr embed` needs to rebuild and check it.
-        from isoclr.embed import checkpoint_header
-
-        meta = {
-            **checkpoint_header(),
-            "model_config": cfg.model.model_dump(mode="json"),
-            "isoclr_version": __version__,
-            "train_config": tc.model_dump(mode="json"),
-            "provenance": provenance.collect(),
-            "final_loss": final_loss,
-            "parameters": n_params,
-            "out_dim": model.encoder.out_dim,
-            "world_size": ctx.world_size,
-        }
-        encoder = {"state_dict": model.encoder.state_dict(), **meta}
-        write_atomic(model_dir / "encoder.pt", lambda p: torch.save(encoder, p))
-        write_atomic(model_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-        summary = {
-            "steps": tc.steps,
-            "final_loss": final_loss,
-            "first_loss": float(losses.iloc[0]),
-            "seconds": round(seconds, 2),
-            "parameters": n_params,
-            "out_dim": model.encoder.out_dim,
-            "resumed_from": start_step,
-            "world_size": ctx.world_size,
-        }
-        if metrics_path is not None:
-            write_atomic(Path(metrics_path), lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
-        return summary
-    finally:
-        distributed.teardown()
-
-
-class _StepLog:
-    """The per-step CSV (``LOG_COLUMNS``), flushed every row; on resume it keeps the rows before the resumed step."""
-
-    def __init__(self, path: Path, keep_before: int = 0) -> None:
-        self.path = Path(path)
-        self.keep_before = keep_before
-
-    def __enter__(self) -> _StepLog:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept: list[dict] = []
-        if self.keep_before and self.path.is_file():
-            with self.path.open(newline="") as fh:
-                kept = [r for r in csv.DictReader(fh) if int(r["step"]) < self.keep_before]
-        self.fh = self.path.open("w", newline="")
-        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
-        self.writer.writeheader()
-        self.writer.writerows(kept)
-        return self
-
-    def write(self, row: dict) -> None:
-        self.writer.writerow(row)
-        self.fh.flush()
-
-    def __exit__(self, *exc) -> None:
-        self.fh.close()
-
-
-if __name__ == "__main__":
-    # `torchrun --nproc_per_node=N -m isoclr.train [options of isoclr train]`
-    from isoclr.cli import app
-
-    app(["train", *sys.argv[1:]], prog_name="isoclr train")
+        with metrics.stage_metrics(cfg, "train") as meter:
+            result = run(cfg, paths, resume=resume, tracks=tracks_path is not None, progress=progress, on_step=on_step)
+            result.record(meter)
+    return result.as_dict() if result.primary else {}

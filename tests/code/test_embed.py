@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from isoclr.artifacts import MODEL_CHECKPOINT
 from isoclr.config import ModelConfig
 from isoclr.embed import (
     DEFAULT_BATCH_TOKENS,
@@ -17,8 +18,7 @@ from isoclr.embed import (
     load_encoder,
     random_encoder,
 )
-from isoclr.train import train
-from tests.code.test_train import synthetic_annotation, tiny_config
+from tests.helpers import synthetic_annotation, train_tiny_model
 
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
 
@@ -31,20 +31,14 @@ def transcripts() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A model folder written by the train stage (2 steps), and the config it was trained with."""
-    root = tmp_path_factory.mktemp("trained")
-    transcripts, groups = synthetic_annotation()
-    transcripts.to_parquet(root / "t.parquet")
-    groups.to_parquet(root / "g.parquet")
-    cfg = tiny_config(steps=2)
-    train(cfg, root / "t.parquet", root / "g.parquet", root / "model", root / "log.csv", progress=False)
-    return root / "model", cfg
+    return train_tiny_model(tmp_path_factory.mktemp("trained"))
 
 
 def test_saved_encoder_round_trips(trained, transcripts):
     model_dir, cfg = trained
     encoder = load_encoder(model_dir)
     assert not encoder.training
-    state = torch.load(model_dir / "encoder.pt", weights_only=True)["state_dict"]
+    state = torch.load(model_dir / MODEL_CHECKPOINT, weights_only=True)["state_dict"]
     in_memory = random_encoder(cfg.model, seed=99)
     in_memory.load_state_dict(state)
     saved = embed_table(encoder, transcripts, batch_size=8)
@@ -97,31 +91,6 @@ def test_random_encoder_is_seeded_and_leaves_the_global_rng_alone():
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     assert not a.training
-
-
-def test_missing_or_incompatible_checkpoint_is_a_clear_error(trained, tmp_path):
-    with pytest.raises(FileNotFoundError, match="encoder.pt"):
-        load_encoder(tmp_path)
-    model_dir, _ = trained
-    checkpoint = torch.load(model_dir / "encoder.pt", weights_only=True)
-
-    wider = dict(checkpoint, model_config=dict(checkpoint["model_config"], stage_filters=[8, 8, 16, 32]))
-    (tmp_path / "wider").mkdir()
-    torch.save(wider, tmp_path / "wider" / "encoder.pt")
-    with pytest.raises(ValueError, match="do not match"):
-        load_encoder(tmp_path / "wider")
-
-    unknown = dict(checkpoint, model_config=dict(checkpoint["model_config"], attention_heads=4))
-    (tmp_path / "unknown").mkdir()
-    torch.save(unknown, tmp_path / "unknown" / "encoder.pt")
-    with pytest.raises(ValueError, match="model_config"):
-        load_encoder(tmp_path / "unknown")
-
-    channels = dict(checkpoint, channels=["A", "C", "G", "T"])
-    (tmp_path / "channels").mkdir()
-    torch.save(channels, tmp_path / "channels" / "encoder.pt")
-    with pytest.raises(ValueError, match="channels"):
-        load_encoder(tmp_path / "channels")
 
 
 @pytest.mark.parametrize("batch_size, batch_tokens", [(4, 10_000), (32, 1_000), (1, 50), (100, 10**9)])

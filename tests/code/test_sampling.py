@@ -10,11 +10,16 @@ from isoclr import tracks
 from isoclr.sampling import PairSampler, StepBatches, length_buckets, mask_bases
 from isoclr.store import TrackStore
 from isoclr.train import read_training_set
-from tests.code.test_train import tables, tiny_config, track_store  # noqa: F401  (fixture)
+from tests.helpers import tiny_config, write_tables, write_track_store
 
 
 @pytest.fixture
-def table(tables):  # noqa: F811
+def tables(tmp_path):
+    return write_tables(tmp_path)
+
+
+@pytest.fixture
+def table(tables):
     return read_training_set(*tables)
 
 
@@ -113,9 +118,9 @@ def test_mask_bases_masks_a_share_of_positions_in_the_base_channels_only():
     assert track.max() == 1.0 and (track[:4].sum(axis=0) == 1).all()  # input untouched
 
 
-def test_the_track_store_gives_the_same_batches(table, track_store):  # noqa: F811
+def test_the_track_store_gives_the_same_batches(table, tables):
     cfg = tiny_config(batch_genes=3, bucket_batches=2, max_length=100, mask_prob=0.2).train  # crops and masks
-    store = TrackStore(track_store)
+    store = TrackStore(write_track_store(tables))
     plain, stored = PairSampler(table, cfg, seed=7), PairSampler(table, cfg, seed=7, store=store)
     for row in range(len(table)):
         np.testing.assert_array_equal(stored.track(row), tracks.encode_row(table.iloc[row]))

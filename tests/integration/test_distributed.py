@@ -14,23 +14,26 @@ import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
-import yaml
 
 from isoclr import distributed
 from isoclr.models import ContrastiveModel
 from isoclr.sampling import Batch, PairSampler
-from isoclr.store import write_store
 from isoclr.train import batch_loss, make_loss, read_training_set
-from tests.code.test_train import tables, tiny_config  # noqa: F401  (fixture)
+from tests.conftest import ROOT
+from tests.helpers import tiny_config, train_command, write_params, write_tables
 
 WORLD = 2
 PAIRS = 8  # global batch: 4 pairs per rank
-ROOT = Path(__file__).resolve().parents[2]
 # The ranks normally finish in ~20 s; past these a stuck rank fails the test with a message
 # (well inside pytest's 480 s per-test timeout) instead of hanging it.
 COLLECTIVE_TIMEOUT = timedelta(seconds=120)
 JOIN_DEADLINE_S = 300
 JOIN_POLL_S = 1.0
+
+
+@pytest.fixture
+def tables(tmp_path):
+    return write_tables(tmp_path)
 
 
 def _global_batch(paths) -> Batch:
@@ -42,7 +45,8 @@ def _rank_slice(batch: Batch, rank: int) -> Batch:
     """This rank's pairs: its share of the first views and of the second views."""
     n = len(batch.groups) // WORLD
     pairs = slice(rank * n, (rank + 1) * n)
-    rows = torch.cat([torch.arange(len(batch.groups))[pairs], len(batch.groups) + torch.arange(len(batch.groups))[pairs]])
+    first = torch.arange(len(batch.groups))[pairs]
+    rows = torch.cat([first, len(batch.groups) + first])
     return Batch(batch.x[rows], batch.lengths[rows], batch.groups[pairs], batch.n_isoforms[pairs])
 
 
@@ -91,7 +95,7 @@ def run_ranks(fn, args: tuple, deadline_s: float = JOIN_DEADLINE_S) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path):  # noqa: F811
+def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path):
     out = str(tmp_path / "rank")
     run_ranks(_worker, (str(tmp_path / "rendezvous"), tables, out))
     torch.manual_seed(0)
@@ -108,32 +112,26 @@ def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tabl
     assert abs(alone - loss) > 1e-3
 
 
-def write_params(path: Path, **train) -> Path:
-    path.write_text(yaml.safe_dump(tiny_config(**train).to_dict()))
-    return path
-
-
-def train_command(params: Path, tables, out: Path, *extra: str) -> list[str]:  # noqa: F811
-    """`isoclr train` options for the tables, reading the track store beside them (built on first use)."""
-    store = Path(tables[0]).with_name("tracks")
-    if not store.exists():
-        write_store(tables[0], store)
-    return [
-        "--params", str(params), "--transcripts", str(tables[0]), "--groups", str(tables[1]), "--tracks", str(store),
-        "--model-dir", str(out / "model"), "--train-log", str(out / "log.csv"), "--metrics", str(out / "train.json"),
-        "--checkpoint-dir", str(out / "checkpoints"), *extra,
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.integration
-def test_torchrun_trains_on_two_processes(tables, tmp_path):  # noqa: F811
+def test_torchrun_trains_on_two_processes(tables, tmp_path):
     params = write_params(tmp_path / "params.yaml", steps=3)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "isoclr.train",
-         *train_command(params, tables, tmp_path)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(torchrun),
+            "--standalone",
+            f"--nproc_per_node={WORLD}",
+            "-m",
+            "isoclr.cli",
+            "train",
+            *train_command(params, tables, tmp_path),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "train.json").read_text())

@@ -9,9 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 from isoclr import Encoder, embed, registry
+from isoclr.artifacts import MODEL_CHECKPOINT
+from isoclr.checkpoint import FORMAT_VERSION, checkpoint_header
 from isoclr.cli import app
 from isoclr.config import ModelConfig
-from tests.code.test_train import synthetic_annotation
+from isoclr.embed_inputs import NOT_EMBEDDED
+from isoclr.embedding_files import read_embeddings
+from tests.helpers import synthetic_annotation
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -22,9 +26,8 @@ def save_model(folder, seed: int = 0):
     """A model folder as the train stage writes it (random weights: the test is about plumbing, not training)."""
     folder.mkdir(parents=True)
     model = embed.random_encoder(TINY, seed)
-    checkpoint = {"state_dict": model.state_dict(), **embed.checkpoint_header(),
-                  "model_config": TINY.model_dump(mode="json")}
-    torch.save(checkpoint, folder / embed.CHECKPOINT)
+    checkpoint = {"state_dict": model.state_dict(), **checkpoint_header(), "model_config": TINY.model_dump(mode="json")}
+    torch.save(checkpoint, folder / MODEL_CHECKPOINT)
     return folder
 
 
@@ -46,11 +49,12 @@ def test_cli_api_and_pipeline_agree_on_a_file_registry(tmp_path, table):
     version = publish(uri, model_dir)  # the champion now
     table.to_parquet(tmp_path / "t.parquet")
 
-    result = runner.invoke(app, ["embed", "--model", uri, "--table", str(tmp_path / "t.parquet"),
-                                 "--out", str(tmp_path / "e.parquet")])
+    result = runner.invoke(
+        app, ["embed", "--model", uri, "--table", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "e.parquet")]
+    )
     assert result.exit_code == 0, result.output
     assert version in result.output
-    ids, cli = embed.read_embeddings(tmp_path / "e.parquet")
+    ids, cli = read_embeddings(tmp_path / "e.parquet")
     api = Encoder.from_registry(uri)  # version="champion"
     assert api.version == version and ids == table["transcript_id"].tolist()
     np.testing.assert_array_equal(cli, api.embed(table=table).pooled)
@@ -59,39 +63,77 @@ def test_cli_api_and_pipeline_agree_on_a_file_registry(tmp_path, table):
     assert (tmp_path / "e.skipped.tsv").read_text().startswith("transcript_id\treason\taction")
 
     # .npy + ids, from a model folder instead of the registry.
-    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"),
-                                 "--out", str(tmp_path / "e.npy")])
+    result = runner.invoke(
+        app,
+        ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "e.npy")],
+    )
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), cli)
     assert (tmp_path / "e.ids.txt").read_text().split() == ids
     # --precision bf16: the API's bf16 embedding; a precision that does not exist is refused.
-    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"),
-                                 "--out", str(tmp_path / "b.npy"), "--precision", "bf16"])
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            str(model_dir),
+            "--table",
+            str(tmp_path / "t.parquet"),
+            "--out",
+            str(tmp_path / "b.npy"),
+            "--precision",
+            "bf16",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"),
-                                  Encoder.from_dir(model_dir, precision="bf16").embed(table=table).pooled)
-    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--table", str(tmp_path / "t.parquet"),
-                                 "--out", str(tmp_path / "c.npy"), "--precision", "int4"])
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "b.npy"), Encoder.from_dir(model_dir, precision="bf16").embed(table=table).pooled
+    )
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            str(model_dir),
+            "--table",
+            str(tmp_path / "t.parquet"),
+            "--out",
+            str(tmp_path / "c.npy"),
+            "--precision",
+            "int4",
+        ],
+    )
     assert result.exit_code == 1 and "precision must be one of" in result.output
     # An older version by id.
     older = next(v["version"] for v in registry.list_versions(uri) if v["version"] != version)
-    np.testing.assert_array_equal(Encoder.from_registry(uri, version=older).embed(table=table).pooled,
-                                  embed.embed_table(embed.random_encoder(TINY, 1), table, embed.DEFAULT_BATCH_SIZE))
+    np.testing.assert_array_equal(
+        Encoder.from_registry(uri, version=older).embed(table=table).pooled,
+        embed.embed_table(embed.random_encoder(TINY, 1), table, embed.DEFAULT_BATCH_SIZE),
+    )
 
 
 def test_unembeddable_sequences_go_to_the_side_file(tmp_path, table):
     model_dir = save_model(tmp_path / "model")
     fasta = tmp_path / "mine.fa"
     fasta.write_text(">good one\n" + "ACGT" * 30 + "\n>bad\nACGTQQ\n>empty\n\n>long\n" + "A" * 500 + "\n")
-    args = ["embed", "--model", str(model_dir), "--fasta", str(fasta), "--out", str(tmp_path / "o.parquet"),
-            "--max-length", "400"]
+    args = [
+        "embed",
+        "--model",
+        str(model_dir),
+        "--fasta",
+        str(fasta),
+        "--out",
+        str(tmp_path / "o.parquet"),
+        "--max-length",
+        "400",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "3 transcript(s) not embedded" in result.output and "o.skipped.tsv" in result.output
     skipped = pd.read_csv(tmp_path / "o.skipped.tsv", sep="\t")
-    expected = dict.fromkeys(["bad", "empty", "long"], embed.NOT_EMBEDDED)
-    assert dict(zip(skipped["transcript_id"], skipped["action"])) == expected
-    assert embed.read_embeddings(tmp_path / "o.parquet")[0] == ["good"]
+    expected = dict.fromkeys(["bad", "empty", "long"], NOT_EMBEDDED)
+    assert dict(zip(skipped["transcript_id"], skipped["action"], strict=True)) == expected
+    assert read_embeddings(tmp_path / "o.parquet")[0] == ["good"]
     assert runner.invoke(app, [*args, "--strict"]).exit_code == 2
     # Nothing embeddable: an error, not an empty file.
     fasta.write_text(">bad\nACGTQQ\n")
@@ -101,12 +143,14 @@ def test_unembeddable_sequences_go_to_the_side_file(tmp_path, table):
 
 def test_a_model_from_an_incompatible_version_is_refused_by_the_cli(tmp_path):
     model_dir = save_model(tmp_path / "model")
-    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
-    torch.save({**checkpoint, "format_version": embed.FORMAT_VERSION + 1}, model_dir / embed.CHECKPOINT)
+    checkpoint = torch.load(model_dir / MODEL_CHECKPOINT, weights_only=True)
+    torch.save({**checkpoint, "format_version": FORMAT_VERSION + 1}, model_dir / MODEL_CHECKPOINT)
     (tmp_path / "s.fa").write_text(">a\nACGT\n")
-    result = runner.invoke(app, ["embed", "--model", str(model_dir), "--fasta", str(tmp_path / "s.fa"),
-                                 "--out", str(tmp_path / "o.parquet")])
-    assert result.exit_code == 1 and f"checkpoint format {embed.FORMAT_VERSION + 1}" in result.output
+    result = runner.invoke(
+        app,
+        ["embed", "--model", str(model_dir), "--fasta", str(tmp_path / "s.fa"), "--out", str(tmp_path / "o.parquet")],
+    )
+    assert result.exit_code == 1 and f"checkpoint format {FORMAT_VERSION + 1}" in result.output
     assert not (tmp_path / "o.parquet").exists()
 
 
@@ -116,5 +160,7 @@ def test_from_registry_on_gcs(tmp_path, table, gcs_bucket):
     version = publish(uri, model_dir)
     encoder = Encoder.from_registry(uri)
     assert encoder.version == version
-    np.testing.assert_array_equal(encoder.embed(table=table).pooled,
-                                  embed.embed_table(embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE))
+    np.testing.assert_array_equal(
+        encoder.embed(table=table).pooled,
+        embed.embed_table(embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE),
+    )

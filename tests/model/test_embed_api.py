@@ -11,15 +11,17 @@ import pytest
 import torch
 
 from isoclr import Encoder, embed
+from isoclr.artifacts import MODEL_CHECKPOINT
+from isoclr.checkpoint import FORMAT_VERSION, IncompatibleModelError
+from isoclr.embed_inputs import NOT_EMBEDDED, EmbedInputError
 from isoclr.store import TrackStore, write_store
-from tests.code.test_embed import trained  # noqa: F401  (fixture)
-from tests.code.test_train import synthetic_annotation
+from tests.helpers import synthetic_annotation, train_tiny_model
 
 
 @pytest.fixture(scope="module")
-def model_dir(trained):  # noqa: F811
+def model_dir(tmp_path_factory):
     """A model folder written by the train stage (2 steps of the tiny config)."""
-    return trained[0]
+    return train_tiny_model(tmp_path_factory.mktemp("trained"))[0]
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +47,15 @@ def test_api_equals_the_pipeline_embedding(model_dir, table, tmp_path):
     np.testing.assert_array_equal(result.pooled, pipeline)
     table.to_parquet(tmp_path / "t.parquet")
     write_store(tmp_path / "t.parquet", tmp_path / "store")
-    from_store = embed.embed_table(embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE,
-                                   store=TrackStore(tmp_path / "store"))
+    from_store = embed.embed_table(
+        embed.load_encoder(model_dir), table, embed.DEFAULT_BATCH_SIZE, store=TrackStore(tmp_path / "store")
+    )
     np.testing.assert_array_equal(result.pooled, from_store)
     # The same transcripts as plain sequences with CDS and exon boundaries.
-    cds = [None if pd.isna(s) else (int(s), int(e)) for s, e in zip(table["cds_start"], table["cds_end"])]
-    plain = encoder.embed(dict(zip(table["transcript_id"], table["seq"])), cds=cds, exon_ends=list(table["exon_ends"]))
+    cds = [None if pd.isna(s) else (int(s), int(e)) for s, e in zip(table["cds_start"], table["cds_end"], strict=True)]
+    plain = encoder.embed(
+        dict(zip(table["transcript_id"], table["seq"], strict=True)), cds=cds, exon_ends=list(table["exon_ends"])
+    )
     np.testing.assert_array_equal(plain.pooled, result.pooled)
     # Deterministic, and independent of the batch it is in (to float rounding).
     np.testing.assert_array_equal(encoder.embed(table=table).pooled, result.pooled)
@@ -62,7 +67,7 @@ def test_per_position_output(model_dir, table):
     encoder = Encoder.from_dir(model_dir)
     rows = table.iloc[:5]
     result = encoder.embed(table=rows, per_position=True, batch_size=2)
-    for seq, positions, pooled in zip(rows["seq"], result.positions, result.pooled):
+    for seq, positions, pooled in zip(rows["seq"], result.positions, result.pooled, strict=True):
         assert positions.shape == (-(-len(seq) // 2), encoder.out_dim)  # one vector per 2 nt
         np.testing.assert_allclose(positions.mean(axis=0), pooled, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(result.pooled, encoder.embed(table=rows, batch_size=2).pooled)
@@ -80,8 +85,10 @@ def test_bf16_precision_is_close_to_fp32_and_deterministic(model_dir, table):
     assert cosine.min() > 0.999
     assert not np.array_equal(pooled, exact)  # really ran in bf16
     np.testing.assert_array_equal(fast.embed(table=rows).pooled, pooled)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(EmbedInputError, match="precision must be one of"):
         Encoder.from_dir(model_dir, precision="fp16")
+    with pytest.raises(EmbedInputError, match="device 'gpu0'"):
+        Encoder.from_dir(model_dir, device="gpu0")
 
 
 def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
@@ -93,48 +100,20 @@ def test_what_cannot_be_embedded_is_listed_with_the_reason(model_dir):
         max_length=100,
     )
     assert result.ids == ["ok", "iupac"]  # U and IUPAC ambiguity codes are embedded (as T and N)
-    reasons = dict(zip(result.skipped["transcript_id"], result.skipped["reason"]))
+    reasons = dict(zip(result.skipped["transcript_id"], result.skipped["reason"], strict=True))
     assert set(reasons) == {"empty", "junk", "cds_out", "ok", "long"}
     assert reasons["empty"] == "empty sequence"
     assert "'!X'" in reasons["junk"] and "CDS [3, 400)" in reasons["cds_out"] and "max_length 100" in reasons["long"]
     assert "duplicate" in reasons["ok"]
-    assert (result.skipped["action"] == embed.NOT_EMBEDDED).all()
-    with pytest.raises(ValueError, match="exactly one"):
+    assert (result.skipped["action"] == NOT_EMBEDDED).all()
+    with pytest.raises(EmbedInputError, match="exactly one"):
         encoder.embed(["ACGT"], table=pd.DataFrame({"seq": ["ACGT"]}))
 
 
-def _resave(model_dir, tmp_path, **changes):
-    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
-    checkpoint.update(changes)
-    for key in [k for k, v in changes.items() if v is None]:
-        del checkpoint[key]
-    (tmp_path / "m").mkdir(exist_ok=True)
-    torch.save(checkpoint, tmp_path / "m" / embed.CHECKPOINT)
-    return tmp_path / "m"
-
-
-def test_checkpoint_records_what_rebuilds_it(model_dir):
-    checkpoint = torch.load(model_dir / embed.CHECKPOINT, weights_only=True)
-    assert {k: checkpoint[k] for k in embed.checkpoint_header()} == embed.checkpoint_header()
-    needed = {"state_dict", "model_config", "channels", "track_layout", "format_version", "isoclr_version"}
-    assert needed <= set(checkpoint)
-
-
-def test_incompatible_checkpoints_fail_clearly(model_dir, tmp_path):
-    from isoclr import __version__
-
-    newer = _resave(model_dir, tmp_path, format_version=embed.FORMAT_VERSION + 1, isoclr_version="0.9.0")
-    message = rf"checkpoint format {embed.FORMAT_VERSION + 1}.*isoclr 0\.9\.0"
-    with pytest.raises(embed.IncompatibleModelError, match=message):
-        Encoder.from_dir(newer)
-    major = int(__version__.split(".")[0]) + 1
-    other_major = _resave(model_dir, tmp_path, isoclr_version=f"{major}.0.0")
-    with pytest.raises(embed.IncompatibleModelError, match="compatible within a major version"):
-        Encoder.from_dir(other_major)
-    with pytest.raises(embed.IncompatibleModelError, match="track layout"):
-        embed.load_encoder(_resave(model_dir, tmp_path, isoclr_version=__version__, track_layout={"n_bit": 8}))
-    # Written before the format fields existed (format 1 layout): still loads, to the same embeddings.
-    legacy = _resave(model_dir, tmp_path, format=None, format_version=None, track_layout=None)
-    seqs = ["ACGTTGCA" * 20]
-    expected = Encoder.from_dir(model_dir).embed(seqs).pooled
-    np.testing.assert_array_equal(Encoder.from_dir(legacy).embed(seqs).pooled, expected)
+def test_from_dir_refuses_an_incompatible_checkpoint(model_dir, tmp_path):
+    """The format rules themselves are tested in tests/code/test_checkpoint.py."""
+    saved = torch.load(model_dir / MODEL_CHECKPOINT, weights_only=True)
+    (tmp_path / "m").mkdir()
+    torch.save({**saved, "format_version": FORMAT_VERSION + 1}, tmp_path / "m" / MODEL_CHECKPOINT)
+    with pytest.raises(IncompatibleModelError, match=f"checkpoint format {FORMAT_VERSION + 1}"):
+        Encoder.from_dir(tmp_path / "m")

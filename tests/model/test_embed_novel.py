@@ -8,6 +8,7 @@ import pytest
 
 from isoclr import Encoder, embed
 from isoclr.config import ModelConfig
+from isoclr.embed_inputs import NOT_EMBEDDED
 from isoclr.synth import synth
 
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
@@ -36,17 +37,39 @@ def long_read(tmp_path_factory):
         own = exons[exons["transcript_id"] == row.transcript_id].sort_values("start", ascending=row.strand == "+")
         skip = 1 + n % (len(own) - 2)  # an internal exon, in transcript order
         starts = [0, *(np.asarray(row.exon_ends[:-1]) + 1)]
-        pieces = [row.seq[a : b + 1] for a, b in zip(starts, row.exon_ends)]
+        pieces = [row.seq[a : b + 1] for a, b in zip(starts, row.exon_ends, strict=True)]
         kept = [p for k, p in enumerate(pieces) if k != skip]
         tid = f"STRG.{n}.1"
         ends = list(np.cumsum([len(p) for p in kept]) - 1)
         expected.append({"transcript_id": tid, "seq": "".join(kept), "exon_ends": ends})
         for k, line in enumerate(own.itertuples()):
             if k != skip:
-                lines.append([line.seqname, "StringTie", "exon", line.start, line.end, "1000", line.strand, ".",
-                              f'gene_id "STRG.{n}"; transcript_id "{tid}"; exon_number "{k + 1}";'])
-    lines.append(["chrUn_absent", "StringTie", "exon", 100, 300, "1000", "+", ".",
-                  'gene_id "STRG.999"; transcript_id "STRG.999.1";'])
+                lines.append(
+                    [
+                        line.seqname,
+                        "StringTie",
+                        "exon",
+                        line.start,
+                        line.end,
+                        "1000",
+                        line.strand,
+                        ".",
+                        f'gene_id "STRG.{n}"; transcript_id "{tid}"; exon_number "{k + 1}";',
+                    ]
+                )
+    lines.append(
+        [
+            "chrUn_absent",
+            "StringTie",
+            "exon",
+            100,
+            300,
+            "1000",
+            "+",
+            ".",
+            'gene_id "STRG.999"; transcript_id "STRG.999.1";',
+        ]
+    )
     gtf = root / "novel.gtf"
     pd.DataFrame(lines).to_csv(gtf, sep="\t", header=False, index=False, quoting=3)
     return gtf, annotation.genome, pd.DataFrame(expected)
@@ -66,4 +89,4 @@ def test_novel_isoforms_embed_as_their_spliced_sequences(long_read):
     # The transcript on an unknown contig is listed with the reason, not dropped silently.
     assert result.skipped["transcript_id"].tolist() == ["STRG.999.1"]
     assert "chrUn_absent" in result.skipped["reason"].iloc[0]
-    assert result.skipped["action"].iloc[0] == embed.NOT_EMBEDDED
+    assert result.skipped["action"].iloc[0] == NOT_EMBEDDED

@@ -10,7 +10,7 @@ from isoclr import tracks
 from isoclr.config import ModelConfig
 from isoclr.embed import embed_table, random_encoder
 from isoclr.store import StoreError, TrackStore, write_store
-from tests.code.test_train import synthetic_annotation
+from tests.helpers import synthetic_annotation
 
 TINY = ModelConfig(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
 

@@ -83,13 +83,33 @@ def planted_families(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
                         seq[at:at] = motifs[m]
                 seq = "".join(seq)
                 tid = f"T{gene}.{isoform}"
-                transcripts.append({
-                    "transcript_id": tid, "gene_id": gene, "gene_name": gene, "annotation": "planted",
-                    "species": "none", "assembly": "none", "biotype": None, "seq": seq, "length": len(seq),
-                    "cds_start": None, "cds_end": None, "exon_ends": None, "label": label,
-                })
-                groups.append({"transcript_id": tid, "gene_id": gene, "gene_name": gene, "n_isoforms": ISOFORMS,
-                               "homology_group": f"F{family:03d}", "split": split})
+                transcripts.append(
+                    {
+                        "transcript_id": tid,
+                        "gene_id": gene,
+                        "gene_name": gene,
+                        "annotation": "planted",
+                        "species": "none",
+                        "assembly": "none",
+                        "biotype": None,
+                        "seq": seq,
+                        "length": len(seq),
+                        "cds_start": None,
+                        "cds_end": None,
+                        "exon_ends": None,
+                        "label": label,
+                    }
+                )
+                groups.append(
+                    {
+                        "transcript_id": tid,
+                        "gene_id": gene,
+                        "gene_name": gene,
+                        "n_isoforms": ISOFORMS,
+                        "homology_group": f"F{family:03d}",
+                        "split": split,
+                    }
+                )
     transcripts = pd.DataFrame(transcripts)
     transcripts["label"] += NOISE * transcripts["label"].std() * rng.normal(size=len(transcripts))
     for column in ("cds_start", "cds_end"):
@@ -101,8 +121,14 @@ def mechanism_config() -> Config:
     params = tiny_params()
     params["model"].update(stem_filters=16, stage_filters=[16, 32, 32, 64], projection_dims=[64, 32])
     params["train"].update(
-        steps=STEPS, batch_genes=BATCH_GENES, max_length=512, warmup_steps=10,
-        paralog_share=PARALOG_SHARE, mask_prob=0.1, seed=0, learning_rate=LEARNING_RATE,
+        steps=STEPS,
+        batch_genes=BATCH_GENES,
+        max_length=512,
+        warmup_steps=10,
+        paralog_share=PARALOG_SHARE,
+        mask_prob=0.1,
+        seed=0,
+        learning_rate=LEARNING_RATE,
     )
     params["probe"]["seeds"] = PROBE_SEEDS
     return Config.model_validate(params)
@@ -120,31 +146,36 @@ def one_thread():
 
 @pytest.mark.slow
 def test_contrastive_pretraining_lifts_the_probe_above_random_init(tmp_path, one_thread):
-    from isoclr import embed
+    from isoclr import embed, stage
     from isoclr.fitting import evaluate
     from isoclr.statistics import paired_difference
-    from isoclr.train import train
+    from tests.helpers import train_paths
 
     transcripts, groups = planted_families()
     t_path, g_path = tmp_path / "transcripts.parquet", tmp_path / "groups.parquet"
     transcripts.drop(columns="label").to_parquet(t_path)
     groups.to_parquet(g_path)
     cfg = mechanism_config()
-    train(cfg, t_path, g_path, tmp_path / "model", tmp_path / "log.csv", progress=False)
+    paths = train_paths(tmp_path, (t_path, g_path))
+    stage.run("train", cfg, paths, tracks=False, progress=False)
 
     # Probe the families pretraining never saw: one transcript per gene, split by family.
     held_out = transcripts.merge(groups[["transcript_id", "homology_group", "split"]], on="transcript_id")
     held_out = held_out[(held_out["split"] == "test") & held_out["transcript_id"].str.endswith(".0")]
     y, families = held_out["label"].to_numpy(), held_out["homology_group"].to_numpy()
     results = {}
-    for name, encoder in (("trained", embed.load_encoder(tmp_path / "model")),
-                          ("random_init", embed.random_encoder(cfg.model, seed=cfg.train.seed))):
+    for name, encoder in (
+        ("trained", embed.load_encoder(paths.model)),
+        ("random_init", embed.random_encoder(cfg.model, seed=cfg.train.seed)),
+    ):
         features = embed.embed_table(encoder, held_out[["seq"]], batch_size=64)
         results[name] = evaluate(features, y, families, cfg.probe)
     trained, random_init = results["trained"]["pearson_r"], results["random_init"]["pearson_r"]
     per_seed = {k: v["per_seed"].query("train_fraction == 1.0")["pearson_r"].to_numpy() for k, v in results.items()}
     lift, lo, hi = paired_difference(per_seed["trained"], per_seed["random_init"])
-    print(f"\nplanted families: probe r trained {trained:.3f}, random init {random_init:.3f}, "
-          f"paired lift {lift:+.3f} [95% CI {lo:+.3f}, {hi:+.3f}] over {PROBE_SEEDS} seeds, {len(y)} held-out genes")
+    print(
+        f"\nplanted families: probe r trained {trained:.3f}, random init {random_init:.3f}, "
+        f"paired lift {lift:+.3f} [95% CI {lo:+.3f}, {hi:+.3f}] over {PROBE_SEEDS} seeds, {len(y)} held-out genes"
+    )
     assert trained > MIN_TRAINED_R
     assert lift > MIN_LIFT and lo > 0

@@ -112,9 +112,7 @@ def test_bad_lengths_are_rejected(encoder):
         encoder(x[:, :4], torch.tensor([10]))
 
 
-@pytest.mark.parametrize(
-    "size, low, high, out_dim", [("small", 0.7e6, 1.0e6, 256), ("medium", 5e6, 10e6, 512)]
-)
+@pytest.mark.parametrize("size, low, high, out_dim", [("small", 0.7e6, 1.0e6, 256), ("medium", 5e6, 10e6, 512)])
 def test_published_sizes_are_presets(size, low, high, out_dim):
     cfg = ModelConfig(size=size)
     encoder = DilatedResNet(cfg)
