@@ -79,7 +79,7 @@ def reference(mode: str, gtf: str, genome: str, out: str) -> None:
     fasta = pyfaidx.Fasta(genome, sequence_always_upper=True)
     seqs = {}
     for tid, contig, strand, starts, ends in exons.iter_rows():
-        # get_spliced_seq takes 1-based closed intervals (DESIGN §7) in genomic order.
+        # get_spliced_seq takes 1-based closed intervals in genomic order.
         intervals = sorted(zip(starts, ends))
         seqs[tid] = fasta.get_spliced_seq(contig, [list(i) for i in intervals], rc=strand == "-").seq
     sample = dict(list(seqs.items())[:: max(1, len(seqs) // CHECK_SAMPLE)])

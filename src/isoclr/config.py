@@ -92,7 +92,7 @@ class SplitsConfig(_Strict):
     seed: int = 0
 
 
-# Published encoder sizes (DESIGN §2), selected with ``model.size``; keys given beside
+# Published encoder sizes, selected with ``model.size``; keys given beside
 # ``size`` override the preset. "small": ~0.87M parameters, 256-d; "medium": ~7.2M, 512-d.
 MODEL_PRESETS: dict[str, dict] = {
     "small": {

@@ -31,11 +31,9 @@ from torch import nn
 from tqdm import tqdm
 
 from isoclr import tracks
-from isoclr.artifacts import MODEL_CHECKPOINT
 from isoclr.checkpoint import read_encoder
 from isoclr.config import ModelConfig
 from isoclr.embed_inputs import (
-    NOT_EMBEDDED,  # noqa: F401  (for cli.py, below)
     SKIPPED,
     TRACK_COLUMNS,
     EmbedInputError,
@@ -45,13 +43,8 @@ from isoclr.embed_inputs import (
     sequence_rows,
     table_rows,
 )
-from isoclr.embedding_files import default_skipped_path, write_embeddings, write_skipped  # noqa: F401
 from isoclr.models import DilatedResNet
 from isoclr.store import StoreError, TrackStore
-
-# Until cli.py imports these from their homes (issue 17): isoclr.artifacts.MODEL_CHECKPOINT,
-# isoclr.embed_inputs.NOT_EMBEDDED, isoclr.embedding_files.{default_skipped_path, write_embeddings, write_skipped}.
-CHECKPOINT = MODEL_CHECKPOINT
 
 DEFAULT_BATCH_SIZE = 32
 # Padded nucleotides per batch: long transcripts go in smaller batches, so activations stay

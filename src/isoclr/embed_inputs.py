@@ -8,7 +8,6 @@ with the reason in :data:`SKIPPED` columns, so nothing is dropped silently.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,12 +16,11 @@ import pandas as pd
 import pandera.pandas as pa
 
 from isoclr import tracks
+from isoclr.alphabet import NOT_IUPAC
 from isoclr.errors import IsoclrError
 
 # The optional columns that fill the CDS and splice tracks.
 TRACK_COLUMNS = ("cds_start", "cds_end", "exon_ends")
-# Any IUPAC nucleotide code (ambiguity codes become the all-zero N), either case.
-IUPAC = re.compile(r"[^ACGTUNRYSWKMBDHVacgtunryswkmbdhv]")
 
 NOT_EMBEDDED = "not_embedded"
 EMBEDDED_WITHOUT_CDS = "embedded_without_cds"
@@ -110,19 +108,19 @@ def _gencode_headers(path: Path) -> bool:
     """Whether the FASTA's first header is a GENCODE one (so it carries the CDS)."""
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-    from isoclr.ingest import _open_text, _parse_gencode_header
+    from isoclr.ingest import open_text, parse_gencode_header
 
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         first = next(SimpleFastaParser(fh), None)
-    return first is not None and _parse_gencode_header(first[0])["malformed"] is None
+    return first is not None and parse_gencode_header(first[0])["malformed"] is None
 
 
 def _plain_fasta(path: Path) -> pd.DataFrame:
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-    from isoclr.ingest import _open_text
+    from isoclr.ingest import open_text
 
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         records = [(header.split()[0] if header.split() else "", seq) for header, seq in SimpleFastaParser(fh)]
     return sequence_rows([s for _, s in records], None, None, [i for i, _ in records])
 
@@ -140,7 +138,7 @@ def encodable(rows: pd.DataFrame, max_length: int) -> tuple[pd.DataFrame, pd.Dat
             problem = "empty sequence"
         elif len(seq) > max_length:
             problem = f"length {len(seq)} > max_length {max_length}"
-        elif found := IUPAC.findall(seq):
+        elif found := NOT_IUPAC.findall(seq):
             problem = f"characters outside the nucleotide alphabet: {''.join(sorted(set(found)))[:20]!r}"
         if problem is None:
             try:

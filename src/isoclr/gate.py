@@ -7,7 +7,7 @@ that is missing or not a number fails, with the reason written down):
 * ``beats_random_init``: the model beats the same architecture randomly
   initialised — the mean paired difference (same splits, seed by seed) exceeds
   ``gate.min_gain_over_random_init``; pretraining that taught nothing fails here;
-* ``no_regression`` (DESIGN §1): when the registry has a champion, the probe
+* ``no_regression``: when the registry has a champion, the probe
   stage scored it on the same splits; the mean paired difference model -
   champion must not fall below ``-gate.max_regression``. Pairing removes the
   split-to-split noise both share, so a small margin is safe where comparing two

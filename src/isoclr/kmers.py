@@ -10,14 +10,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from isoclr.alphabet import base_codes
+
 # Counting works on chunks of rows so that rows x 4**k counters stay bounded.
 _KMER_CELLS_PER_CHUNK = 1 << 24
 # Byte -> base code 0..3 (A C G T, either case, U read as T); 255 for anything else (N, IUPAC, junk).
 _NOT_A_BASE = 255
-_BASE_CODE = np.full(256, _NOT_A_BASE, dtype=np.uint8)
-for _code, _bases in enumerate(("Aa", "Cc", "Gg", "TtUu")):
-    for _base in _bases:
-        _BASE_CODE[ord(_base)] = _code
+_BASE_CODE = base_codes(_NOT_A_BASE)
 
 
 def kmer_features(seqs: Sequence[str], k: int) -> np.ndarray:

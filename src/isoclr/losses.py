@@ -6,7 +6,7 @@ The math lives in pure functions; the nn.Modules only check hyper-parameters
 * L2-normalise the projections,
 * are symmetric: every item of both views is an anchor once, and
 * optionally mask same-group items out of the negatives: transcripts of the
-  same gene or homology group are never pushed apart (DESIGN §2), and
+  same gene or homology group are never pushed apart, and
 * optionally weight each pair (both of its anchors) by a per-gene positive
   weight, :func:`positive_weight` = log(n_isoforms + 0.4) / 0.802, so genes
   with many isoforms count more; the loss is then the mean of weighted terms.
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-# Per-gene positive weight log(n + ISOFORM_OFFSET) / ISOFORM_SCALE (DESIGN §2): a single-isoform
+# Per-gene positive weight log(n + ISOFORM_OFFSET) / ISOFORM_SCALE: a single-isoform
 # gene weighs 0.42, a gene with two isoforms 1.09, with ten 2.92.
 ISOFORM_OFFSET = 0.4
 ISOFORM_SCALE = 0.802

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the pipeline stages, pushed to a Pushgateway (DESIGN §4).
+"""Prometheus metrics of the pipeline stages, pushed to a Pushgateway.
 
 Batch stages do not live long enough to be scraped, so each stage run
 collects a few values in its own registry and pushes them once when it ends
@@ -41,7 +41,8 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "isoclr_records_validated_total": (Counter, "Transcripts that passed validation into the table.", ()),
     "isoclr_records_quarantined_total": (Counter, "Records sent to quarantine, by the rule they broke.", ("rule",)),
     "isoclr_track_store_transcripts": (Gauge, "Transcripts packed into the track store.", ()),
-    "isoclr_track_store_bytes": (Gauge, "Bytes of the track store's shards (one per nucleotide).", ()),
+    "isoclr_track_store_bytes": (Gauge, "Packed nucleotides (one byte each) in the track store.", ()),
+    "isoclr_track_store_shards": (Gauge, "Shard files of the track store.", ()),
     "isoclr_homology_groups": (Gauge, "Homology groups (connected paralog families) in the groups table.", ()),
     "isoclr_split_transcripts": (Gauge, "Transcripts assigned to each split.", ("split",)),
     "isoclr_train_step": (Gauge, "Last finished optimiser step (0-based).", ()),

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from isoclr.config import ModelConfig
 
-# Max-pool after the stem (DESIGN §2): halves the length the tower works on.
+# Max-pool after the stem: halves the length the tower works on.
 STEM_POOL = 2
 
 
@@ -64,7 +64,7 @@ class ChannelLayerNorm(nn.Module):
     """LayerNorm over channels at each position of ``(batch, channels, length)``.
 
     Each position is normalised on its own, so padding can never leak into the
-    statistics of a real position (the BatchNorm trap of DESIGN §7).
+    statistics of a real position (the BatchNorm trap).
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:

@@ -1,4 +1,4 @@
-"""The `probe` stage: linear probes on frozen embeddings, beside baselines (DESIGN §2 Evaluation).
+"""The `probe` stage: linear probes on frozen embeddings, beside baselines.
 
 Every feature set — the trained encoder, the same architecture randomly
 initialised, k-mer frequencies and, when there is one, the registry's champion —

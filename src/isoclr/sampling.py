@@ -1,6 +1,6 @@
 """Positive pairs for contrastive training, in length-bucketed batches.
 
-Sampling (DESIGN §2): genes are drawn without replacement (whole permutations of
+Sampling: genes are drawn without replacement (whole permutations of
 the train genes, so every gene comes up equally often); each gene gives two
 distinct isoforms, a single-isoform gene pairs with itself (the two views still
 differ by augmentation), and with probability ``paralog_share`` the second view

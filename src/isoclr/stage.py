@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Protocol
 
 from isoclr import metrics
-from isoclr.artifacts import STAGE_OUTPUTS, STAGES, Paths
+from isoclr.artifacts import STAGE_INPUTS, STAGE_OUTPUTS, STAGES, Paths
 from isoclr.config import Config
-from isoclr.errors import IsoclrError
+from isoclr.errors import IsoclrError, MissingInputError
 
 STAGING_PREFIX = ".staging-"
 
@@ -53,6 +53,24 @@ def _move_into_place(staged: Path, final: Path, trash: Path) -> None:
     if final.is_dir() and not final.is_symlink():
         final.rename(trash / f"old-{final.name}")
     os.replace(staged, final)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_abandoned(parent: Path, name: str) -> None:
+    """Remove staging folders a killed run of this stage left behind (their process is gone)."""
+    for folder in parent.glob(f"{STAGING_PREFIX}{name}-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _remove(path: Path) -> None:
@@ -90,6 +108,7 @@ def staged(name: str, paths: Paths, kept_on_failure: tuple[str, ...] = ()) -> It
         parent = final.parent
         if parent not in stages:
             parent.mkdir(parents=True, exist_ok=True)
+            _clear_abandoned(parent, name)
             stages[parent] = parent / f"{STAGING_PREFIX}{name}-{os.getpid()}"
             shutil.rmtree(stages[parent], ignore_errors=True)
             stages[parent].mkdir()
@@ -141,9 +160,24 @@ def _relocated(result: Result, work: Paths, paths: Paths, fields: tuple[str, ...
     return dataclasses.replace(result, **changes) if changes else result
 
 
+# The stage that writes each artifact, for the message when one is missing.
+_WRITER = {field: stage for stage, fields in STAGE_OUTPUTS.items() for field in fields}
+
+
+def require_inputs(name: str, paths: Paths, tracks: bool = True) -> None:
+    """Every artifact stage ``name`` reads is there, or a :class:`MissingInputError` says which stage makes it."""
+    for field in STAGE_INPUTS[name]:
+        if field == "tracks" and not tracks:
+            continue
+        path = Path(getattr(paths, field))
+        if not path.exists():
+            raise MissingInputError(f"{path} does not exist: run `isoclr {_WRITER[field]}` first")
+
+
 def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
-    """Run stage ``name``: metered, outputs staged and moved into place on success."""
+    """Run stage ``name``: inputs checked, metered, outputs staged and moved into place on success."""
     module = stage_module(name)
+    require_inputs(name, paths, tracks=options.get("tracks", True))
     kept = getattr(module, "KEPT_ON_FAILURE", ())
     with metrics.stage_metrics(cfg, name) as meter, staged(name, paths, kept) as work:
         result = module.run(cfg, work, **options)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from isoclr import schemas
+from isoclr.alphabet import DNA, normalise
 from isoclr.config import ProbeTask
 from isoclr.errors import IsoclrError, MissingInputError
 
@@ -206,8 +207,8 @@ def _join_annotation(
 
 def _join_sequence(task: ProbeTask, where: str, labels: pd.DataFrame, notes: dict) -> pd.DataFrame:
     """The label file carries the sequence: normalise it (upper case, U -> T), drop what is not ACGTN."""
-    seq = labels["id"].str.strip().str.upper().str.replace("U", "T", regex=False)
-    usable = seq.str.fullmatch(r"[ACGTN]+")
+    seq = normalise(labels["id"].str.strip())
+    usable = seq.str.fullmatch(f"[{DNA}]+")
     notes["dropped_bad_sequence"] = int((~usable).sum())
     notes["dropped_bad_sequence_examples"] = labels.loc[~usable, "id"].head(SHOW_IDS).str.slice(0, 60).tolist()
     notes["unmatched"] = 0

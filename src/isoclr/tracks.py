@@ -1,4 +1,4 @@
-"""The 6-track per-nucleotide encoding of a mature transcript (DESIGN §2).
+"""The 6-track per-nucleotide encoding of a mature transcript.
 
 Channels: one-hot A, C, G, T (N and any other IUPAC code -> all zeros; U read
 as T), ``cds`` (1 at the first nucleotide of every codon of the CDS) and

@@ -19,7 +19,6 @@ import csv
 import json
 import math
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -406,40 +405,3 @@ class _StepLog:
 
     def __exit__(self, *exc) -> None:
         self.fh.close()
-
-
-def train(
-    cfg: Config,
-    transcripts_path: Path,
-    groups_path: Path,
-    model_dir: Path,
-    log_path: Path,
-    progress: bool = True,
-    *,
-    checkpoint_dir: Path | None = None,
-    resume: bool = False,
-    metrics_path: Path | None = None,
-    on_step: Callable[[dict], None] | None = None,
-    tracks_path: Path | None = None,
-) -> dict:
-    """The old entry, kept only until cli.py and components/train call ``isoclr.stage.run("train", ...)``.
-
-    :func:`run` on these paths, metered as the runner meters it (outputs are not staged); without
-    ``checkpoint_dir`` or ``metrics_path`` those go to a scratch folder. Returns the summary dict
-    (``{}`` on ranks > 0).
-    """
-    with tempfile.TemporaryDirectory(prefix="isoclr-train-") as scratch:
-        scratch = Path(scratch)
-        paths = Paths(
-            transcripts=Path(transcripts_path),
-            groups=Path(groups_path),
-            tracks=Path(tracks_path) if tracks_path is not None else scratch / "tracks",
-            model=Path(model_dir),
-            train_log=Path(log_path),
-            train_summary=Path(metrics_path) if metrics_path is not None else scratch / "train.json",
-            checkpoints=Path(checkpoint_dir) if checkpoint_dir is not None else scratch / "checkpoints",
-        )
-        with metrics.stage_metrics(cfg, "train") as meter:
-            result = run(cfg, paths, resume=resume, tracks=tracks_path is not None, progress=progress, on_step=on_step)
-            result.record(meter)
-    return result.as_dict() if result.primary else {}

@@ -73,7 +73,7 @@ def test_a_missing_track_store_says_to_run_encode(stage, tmp_path):
 
 def test_a_stale_track_store_fails_training_with_the_missing_ids(tmp_path):
     from isoclr.store import write_store
-    from tests.code.test_train import synthetic_annotation
+    from tests.helpers import synthetic_annotation
 
     transcripts, groups = synthetic_annotation()
     transcripts.to_parquet(tmp_path / "t.parquet")

@@ -95,7 +95,7 @@ def test_register_component_writes_a_version_and_champion(tmp_path):
 def test_encode_component_writes_the_track_store_folder(tmp_path):
     from components.encode.component import encode
     from isoclr import tracks as track_codec
-    from tests.code.test_train import synthetic_annotation
+    from tests.helpers import synthetic_annotation
 
     transcripts, _ = synthetic_annotation()
     transcripts.to_parquet(tmp_path / "transcripts.parquet")

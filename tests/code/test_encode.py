@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client import Gauge
 
 from isoclr import metrics, stage
 from isoclr.artifacts import Paths
@@ -17,14 +16,6 @@ from isoclr.tracks import encode_row
 from tests.helpers import GOOD_GTF, SEQS, fasta, gencode_annotation, gencode_records, gtf_annotation, make_config
 
 ENCODE_METRICS = ("isoclr_track_store_transcripts", "isoclr_track_store_bytes", "isoclr_track_store_shards")
-
-
-@pytest.fixture(autouse=True)
-def encode_metrics_declared(monkeypatch):
-    """The encode stage's metrics, where metrics.METRICS does not declare them yet (it will: then this is a no-op)."""
-    for name in ENCODE_METRICS:
-        if name not in metrics.METRICS:
-            monkeypatch.setitem(metrics.METRICS, name, (Gauge, name, ()))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Pair sampling: the rules of DESIGN §2, length bucketing, and batches as a pure function of the step."""
+"""Pair sampling: the published pair rules, length bucketing, and batches as a pure function of the step."""
 
 from __future__ import annotations
 

@@ -69,12 +69,13 @@ from isoclr import stage
 from isoclr.artifacts import Paths
 from isoclr.config import Config
 cfg = Config.model_validate(json.loads({json.dumps(json.dumps(tiny_params()))}))
-stage.execute("gate", cfg, Paths.under(Path({str(tmp_path)!r})))
+stage.execute("pairs", cfg, Paths.under(Path({str(tmp_path)!r})))
 """
     reply = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert reply.returncode == 1, reply.stderr
     lines = reply.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "metrics.json" in lines[0], reply.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), reply.stderr
+    assert "transcripts.parquet does not exist: run `isoclr validate` first" in lines[0]
 
 
 def test_run_meters_the_stage_it_ran(tmp_path, monkeypatch):
@@ -94,3 +95,15 @@ def test_run_meters_the_stage_it_ran(tmp_path, monkeypatch):
 
 def test_stage_outputs_are_declared_for_every_stage():
     assert set(STAGE_OUTPUTS) == set(STAGES)
+
+
+def test_staging_left_by_a_killed_run_is_cleared_by_the_next(tmp_path):
+    import subprocess as sp
+
+    gone = sp.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f"{stage.STAGING_PREFIX}pairs-{gone.stdout.strip()}"
+    (abandoned / "groups.parquet").parent.mkdir(parents=True)
+    (abandoned / "groups.parquet").write_text("half")
+    with stage.staged("pairs", Paths.under(tmp_path)) as work:
+        work.groups.write_text("whole")
+    assert not abandoned.exists() and (tmp_path / "groups.parquet").read_text() == "whole"

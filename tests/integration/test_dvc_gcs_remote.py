@@ -27,7 +27,7 @@ BUCKET, PREFIX = "isoclr-data", "dvc-store"  # the committed remote: gs://isoclr
 
 def _dvc(args: list[str], cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}  # the local config must suffice
-    # gcsfs hangs for minutes probing hierarchical-namespace support on an emulator (DESIGN §7)
+    # gcsfs hangs for minutes probing hierarchical-namespace support on an emulator
     env.update(GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", NO_GCE_CHECK="true",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)

@@ -10,9 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from isoclr import metrics, stage
 from isoclr.artifacts import Paths
-from tests.code.test_train import tables, tiny_config  # noqa: F401 (tables is a fixture)
 from tests.helpers import metrics_config as config
-from tests.helpers import write_inputs
+from tests.helpers import tiny_config, train_paths, write_inputs, write_tables
 
 pytestmark = pytest.mark.integration
 
@@ -173,20 +172,20 @@ def test_the_documented_gate_alert_fires_after_two_failed_runs_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_training_pushes_while_it_runs(pushgateway, run_id, tables, tmp_path):
-    from isoclr.train import train
-
+def test_real_training_pushes_while_it_runs(pushgateway, run_id, tmp_path):
     base = tiny_config(steps=4)
-    cfg = base.model_copy(update={"metrics": base.metrics.model_copy(update={"pushgateway_url": pushgateway, "push_every_steps": 2})})
+    metrics_cfg = base.metrics.model_copy(update={"pushgateway_url": pushgateway, "push_every_steps": 2})
+    cfg = base.model_copy(update={"metrics": metrics_cfg})
     during: dict[int, dict] = {}
 
     def look(row: dict) -> None:  # runs after the step's metrics were handled
         during[row["step"]] = samples(scrape(pushgateway), run_id=run_id, stage="train")
 
-    summary = train(cfg, *tables, tmp_path / "model", tmp_path / "log.csv", progress=False, on_step=look)
+    paths = train_paths(tmp_path, write_tables(tmp_path))
+    result = stage.run("train", cfg, paths, tracks=False, progress=False, on_step=look)
     assert during[0] == {}  # nothing before the first push_every_steps steps
     assert during[1][("isoclr_train_step", ())] == 1 and during[1][("isoclr_train_loss", ())] > 0
     assert during[2][("isoclr_train_step", ())] == 1  # step 2 is not a push step
     final = samples(scrape(pushgateway), run_id=run_id, stage="train")
     assert final[("isoclr_train_step", ())] == 3 and final[("isoclr_stage_success", ())] == 1
-    assert final[("isoclr_train_samples_per_second", ())] > 0 and summary["steps"] == 4
+    assert final[("isoclr_train_samples_per_second", ())] > 0 and result.as_dict()["steps"] == 4

@@ -75,7 +75,7 @@ def test_the_trainjob_runs_isoclr_train_under_torchrun_on_the_gpu_pool(k8s_api):
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == trainer["resourcesPerNode"]["requests"]["nvidia.com/gpu"] == 8
     assert trainer["image"] == IMAGE
     assert trainer["command"] == train_command("/mnt/isoclr/runs/run-42")
-    assert trainer["command"][:3] == ["torchrun", "-m", "isoclr.train"]
+    assert trainer["command"][:4] == ["torchrun", "-m", "isoclr.cli", "train"]
     [patch] = job["spec"]["runtimePatches"]
     [node] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
     pod = node["template"]["spec"]["template"]
@@ -147,10 +147,11 @@ def test_torchrun_and_isoclr_train_both_accept_the_trainjob_command(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     command = train_command(str(tmp_path))
     launcher = get_args_parser().parse_args(command[1:])
-    assert launcher.module and launcher.training_script == "isoclr.train"
+    assert launcher.module and launcher.training_script == "isoclr.cli"
+    assert launcher.training_script_args[0] == "train"
     train = typer.main.get_command(app).commands["train"]
-    ctx = train.make_context("train", list(launcher.training_script_args))
+    ctx = train.make_context("train", list(launcher.training_script_args[1:]))
     assert ctx.params["model_dir"] == tmp_path / "model" and ctx.params["resume"] is True
     assert ctx.params["tracks"] == tmp_path / "tracks" and ctx.params["no_tracks"] is False  # staged by train_distributed
     template = yaml.safe_load((ROOT / "k8s" / "base" / "trainjob-template.yaml").read_text())
-    assert get_args_parser().parse_args(template["spec"]["trainer"]["command"][1:]).training_script == "isoclr.train"
+    assert get_args_parser().parse_args(template["spec"]["trainer"]["command"][1:]).training_script == "isoclr.cli"

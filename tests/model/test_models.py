@@ -75,7 +75,7 @@ def test_parameter_count_is_reported_and_grows_with_width():
     wide = count_parameters(DilatedResNet(TINY.model_copy(update={"stage_filters": [8, 16, 16, 48]})))
     assert small == sum(p.numel() for p in DilatedResNet(TINY).parameters())
     assert 0 < small < wide
-    # The shipped default is the "small" regime of DESIGN §2 (well under a million).
+    # The shipped default is the "small" regime of the published sizes (well under a million).
     assert 1e5 < count_parameters(DilatedResNet(ModelConfig())) < 1e6
 
 

@@ -4,7 +4,7 @@ The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip, built beside
 the genome when absent). Exons are copied by one compiled loop (numba) straight
 into the output, on every core: from the memory-mapped file when it is
 uncompressed, so only exonic bytes are read, else from each contig read whole
-through pyfaidx (DESIGN §7: per-transcript random access is ~4x slower). A
+through pyfaidx (per-transcript random access is ~4x slower). A
 Python slice per exon cost ~2.5 s of a GENCODE-scale run, and most of that was
 the interpreter, not the bytes.
 

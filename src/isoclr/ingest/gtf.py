@@ -42,7 +42,7 @@ GTF_KEYS = ("transcript_id", "gene_id")  # read on every line: they place it and
 GTF_DESCRIPTIVE = ("gene_name", "transcript_type", "gene_type")  # read once per transcript
 # GENCODE, Ensembl, RefSeq and StringTie lines start with both keys: `gene_id "G"; transcript_id "T"`. Split on
 # the quotes, the pieces before each value must be exactly these: 0.8 s at GENCODE scale against 1.5 s for the
-# equivalent anchored regex, itself ~2.5x faster than a search for each key anywhere (DESIGN §7).
+# equivalent anchored regex, itself ~2.5x faster than a search for each key anywhere.
 GTF_LEADING_PIECES = ("gene_id ", "; transcript_id ")
 # Fewest GTF rows worth a thread of their own when the keys are read (:func:`_on_every_core`).
 ROWS_PER_THREAD = 100_000
@@ -124,7 +124,7 @@ def _read_gtf_table(path: Path) -> pl.DataFrame:
 
 
 def _read_gtf_rows(path: Path) -> pl.DataFrame:
-    """The exon/CDS/stop_codon rows of a GTF with their attributes extracted (DESIGN §7: polars + regex)."""
+    """The exon/CDS/stop_codon rows of a GTF with their attributes extracted (polars + regex)."""
     rows = _read_gtf_table(path)
     comment = pl.col("seqname").str.starts_with("#").fill_null(False)
     # row: the line's number among non-comment lines (as _gtf_line_numbers counts them), from 0.

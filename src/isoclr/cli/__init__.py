@@ -1,0 +1,266 @@
+"""`isoclr` command line: one subcommand per pipeline stage, over the library's stage runner.
+
+Every stage command builds the stage's :class:`~isoclr.artifacts.Paths` from its
+options (defaults: the ``dvc.yaml`` layout under ``outputs/``) and calls
+:func:`isoclr.stage.execute`, as the Kubeflow components do. Heavy modules are
+imported inside the commands so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from isoclr import __version__
+from isoclr.artifacts import Paths
+from isoclr.cli import embed as embed_command
+from isoclr.cli import pipeline as pipeline_commands
+from isoclr.cli import registry as registry_commands
+from isoclr.cli.common import (
+    DEFAULT,
+    DataDir,
+    Groups,
+    ModelDir,
+    NoTracks,
+    Params,
+    Tracks,
+    Transcripts,
+    fail,
+    load_config,
+    require_tracks,
+    run_stage,
+)
+
+app = typer.Typer(
+    help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
+    "Stages run in order: validate -> encode -> pairs -> train -> probe -> gate -> register. "
+    "`dvc repro` runs them all with the defaults shown in each command's --help; "
+    "`isoclr embed` embeds your own transcripts with a trained model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(registry_commands.app, name="registry")
+app.add_typer(pipeline_commands.app, name="pipeline")
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"isoclr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def validate(
+    params: Params = Path("params.yaml"),
+    data_dir: DataDir = None,
+    transcripts: Annotated[Path, typer.Option(help="Output: validated transcripts table (parquet).")] = DEFAULT.transcripts,
+    quarantine: Annotated[Path, typer.Option(help="Output: rejected records with file, record, rule (TSV).")] = DEFAULT.quarantine,
+    summary: Annotated[Path, typer.Option(help="Output: counts by rule and annotation set (JSON).")] = DEFAULT.validate_summary,
+) -> None:
+    """Parse and check the annotation sets into one transcripts table.
+
+    Inputs are the annotation sets under `data.annotations` in params.yaml: a
+    GENCODE transcript FASTA, a GTF with its spliced transcript FASTA, or a GTF
+    with the genome FASTA (plain or bgzip, with its .fai; exons are spliced and
+    minus-strand transcripts reverse-complemented). Any file may be gzipped. Each
+    transcript becomes a row with its sequence, CDS and exon ends (transcript
+    coordinates, strand resolved), species and assembly. A record that breaks a rule
+    (truncated, duplicate id, bad characters, too long, ...) goes to the
+    quarantine file with the rule; the command fails only when too few usable
+    transcripts remain or too large a share was rejected (thresholds under
+    `validate` in params.yaml).
+    """
+    run_stage("validate", params, Paths(data_dir=data_dir, transcripts=transcripts, quarantine=quarantine,
+                                     validate_summary=summary))
+
+
+@app.command()
+def encode(
+    params: Params = Path("params.yaml"),
+    transcripts: Transcripts = DEFAULT.transcripts,
+    store: Annotated[Path, typer.Option(help="Output: the track store directory (shards + index).")] = DEFAULT.tracks,
+) -> None:
+    """Pack the validated transcripts into the on-disk track store.
+
+    One byte per nucleotide (base, N, CDS codon start, exon end) in a few large
+    memory-mapped shards of at most `encode.shard_bytes`, with an index from
+    transcript id to shard, offset and length; training and embedding build the
+    6 tracks per batch from it without re-parsing.
+    """
+    run_stage("encode", params, Paths(transcripts=transcripts, tracks=store))
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write annotation.gtf[.gz], genome.fa[.gz] (+ .fai), paralog_pairs.csv.")],
+    transcripts: Annotated[int, typer.Option(min=1, help="At least this many transcripts.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Same seed and options: byte-identical files.")] = 0,
+    contigs: Annotated[int, typer.Option(min=1, help="Number of contigs in the genome.")] = 4,
+    gzip_gtf: Annotated[bool, typer.Option("--gzip-gtf", help="Write annotation.gtf.gz.")] = False,
+    bgzip_genome: Annotated[bool, typer.Option("--bgzip-genome", help="Write a bgzip genome.fa.gz.")] = False,
+) -> None:
+    """Write a generated annotation of realistic shape, for benchmarks and tests.
+
+    Genes with 1-20 isoforms, GENCODE-like exon counts and lengths, coding genes
+    with start/stop codons in frame, paralog families (paralog_pairs.csv keyed by
+    gene symbol) and a genome FASTA. Use it as a `gtf_genome_fasta` annotation set.
+    """
+    from isoclr.synth import synth as run
+
+    result = run(out_dir, transcripts, seed=seed, n_contigs=contigs, gzip_gtf=gzip_gtf, bgzip_genome=bgzip_genome)
+    typer.echo(
+        f"{result.n_genes} genes, {result.n_transcripts} transcripts, {result.n_gtf_rows} GTF rows -> {result.gtf}; "
+        f"{result.genome_length:,} nt -> {result.genome}; paralog pairs -> {result.paralogs}"
+    )
+
+
+@app.command()
+def pairs(
+    params: Params = Path("params.yaml"),
+    data_dir: DataDir = None,
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Annotated[Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")] = DEFAULT.groups,
+    summary: Annotated[Path, typer.Option(help="Output: group and split counts (JSON).")] = DEFAULT.pairs_summary,
+) -> None:
+    """Group isoforms by gene and genes by paralog family; split by homology group.
+
+    Paralog pairs (gene symbols, `data.paralogs`) are joined to the annotation
+    by gene name; homology groups are their connected components. The split
+    (fractions under `splits`) never puts one homology group on two sides.
+    """
+    run_stage("pairs", params, Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, pairs_summary=summary))
+
+
+@app.command()
+def train(
+    params: Params = Path("params.yaml"),
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: Annotated[Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")] = DEFAULT.model,
+    log: Annotated[
+        Path,
+        typer.Option("--log", "--train-log", help="Output: per-step loss, learning rate, samples/s (CSV); "
+                     "under torchrun spell it --train-log (torchrun reads --log as its own --log-dir)."),
+    ] = DEFAULT.train_log,
+    metrics: Annotated[Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")] = DEFAULT.train_summary,
+    checkpoint_dir: Annotated[
+        Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
+    ] = DEFAULT.checkpoints,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
+    ] = False,
+    tracks: Tracks = DEFAULT.tracks,
+    no_tracks: NoTracks = False,
+) -> None:
+    """Contrastive pretraining of the encoder on isoform and paralog pairs (train split).
+
+    Runs as one process, or on N processes with
+    `torchrun --nproc_per_node=N -m isoclr.cli train OPTIONS` (these options; DDP, gloo on CPU, NCCL on GPU;
+    train.batch_genes is per process). With --resume a killed run continues
+    from its last checkpoint and ends with the weights of an uninterrupted run.
+    Views are read from the track store of `isoclr encode` (--tracks), which must
+    hold every training transcript.
+    """
+    require_tracks(tracks, no_tracks)
+    paths = Paths(transcripts=transcripts, groups=groups, model=model_dir, train_log=log, train_summary=metrics,
+                  checkpoints=checkpoint_dir, tracks=tracks)
+    run_stage("train", params, paths, resume=resume, tracks=not no_tracks)
+
+
+@app.command()
+def probe(
+    params: Params = Path("params.yaml"),
+    data_dir: DataDir = None,
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: ModelDir = DEFAULT.model,
+    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = DEFAULT.probe,
+    tracks: Tracks = DEFAULT.tracks,
+    no_tracks: NoTracks = False,
+    champion: Annotated[
+        str | None, typer.Option(help="Registry version to probe as the champion (default: the registry's champion now; "
+                                      "`none`: no champion).")
+    ] = None,
+) -> None:
+    """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
+
+    Each task under `probe.tasks` (regression: ridge, Pearson/Spearman/MSE;
+    classification: logistic, AUROC/AUPRC) is split by group (homology group
+    where genes are known; parent UTR, shared prefix or random where not) over
+    `probe.seeds` seeds, with a low-data curve over `probe.train_fractions`.
+    Every model is probed on the same splits, so `isoclr_minus_<baseline>` is a
+    paired difference with its 95% CI. The registry's champion (`registry.uri`)
+    is probed too, for the gate's no-regression rule. Writes a Markdown summary
+    (table.md) and a self-contained HTML report (report.html).
+    """
+    require_tracks(tracks, no_tracks)
+    paths = Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks)
+    options = {"tracks": not no_tracks}
+    if champion is not None:
+        options["champion_version"] = "" if champion == "none" else champion
+    run_stage("probe", params, paths, **options)
+
+
+@app.command()
+def gate(
+    params: Params = Path("params.yaml"),
+    probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
+    decision: Annotated[Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")] = DEFAULT.decision,
+    compare_champion: Annotated[bool, typer.Option(help="Hold the model to the registry's champion (no regression).")] = True,
+) -> None:
+    """Decide whether the model may be registered (rules under `gate` in params.yaml).
+
+    Per gated task and metric: the threshold, beating the random-init encoder
+    (paired), and no regression against the registry's champion (paired, same
+    splits). A failed gate is a result, not an error: the command exits 0 and
+    the decision file says which rule failed and why.
+    """
+    run_stage("gate", params, Paths(probe=probe_dir, decision=decision), compare_champion=compare_champion)
+
+
+@app.command()
+def register(
+    params: Params = Path("params.yaml"),
+    model_dir: ModelDir = DEFAULT.model,
+    probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
+    decision: Annotated[Path, typer.Option(help="Input: gate decision.")] = DEFAULT.decision,
+    record: Annotated[Path, typer.Option(help="Output: what was registered, or why not (JSON).")] = DEFAULT.registration,
+    registry: Annotated[str | None, typer.Option(help="Registry URI (default: registry.uri in params.yaml).")] = None,
+) -> None:
+    """Write an immutable model version and move the champion pointer, if the gate passed."""
+    cfg = load_config(params)
+    if registry is not None:
+        cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": registry})})
+    run_stage("register", cfg, Paths(model=model_dir, probe=probe_dir, decision=decision, registration=record))
+
+
+@app.command()
+def summary(
+    table: Annotated[Path, typer.Option(help="Probe table (Markdown).")] = DEFAULT.probe_table,
+    decision: Annotated[Path, typer.Option(help="Gate decision.")] = DEFAULT.decision,
+    record: Annotated[Path, typer.Option(help="Registration record.")] = DEFAULT.registration,
+) -> None:
+    """Print the outcome of the last run: probe table, gate decision, registered version."""
+    for path in (table, decision, record):
+        if not path.exists():
+            fail(f"{path} does not exist: run the pipeline first (`dvc repro`)")
+    typer.echo(table.read_text())
+    verdict = json.loads(decision.read_text())
+    typer.echo(f"gate: {'passed' if verdict['passed'] else 'failed'}")
+    for rule in verdict["rules"]:
+        typer.echo(f"  {'PASS' if rule['passed'] else 'FAIL'}  {rule['task']} {rule['metric']}: {rule['reason']}")
+    typer.echo(f"registration: {json.loads(record.read_text())}")
+
+
+app.command()(embed_command.embed)
