@@ -8,12 +8,12 @@ import pytest
 from isoclr import neighbours
 
 
-def _brute_knn(emb: np.ndarray, k: int) -> list[list[int]]:
+def _brute_knn(emb: np.ndarray, k: int, groups=None) -> list[list[int]]:
     out = []
     for i in range(len(emb)):
         sims = []
         for j in range(len(emb)):
-            if j != i:
+            if j != i and (groups is None or groups[j] != groups[i]):
                 cos = emb[i] @ emb[j] / (np.linalg.norm(emb[i]) * np.linalg.norm(emb[j]))
                 sims.append((-cos, j))
         out.append([j for _, j in sorted(sims)[:k]])
@@ -44,6 +44,34 @@ def test_knn_and_agreement_match_brute_force(monkeypatch):
     assert result["agreement"] == pytest.approx(expected)
     counts = np.unique(labels, return_counts=True)[1]
     assert result["chance"] == pytest.approx(sum(c * (c - 1) for c in counts) / (40 * 39))
+
+
+def test_own_group_is_not_a_neighbour_and_chance_counts_allowed_pairs_only(monkeypatch):
+    monkeypatch.setattr(neighbours, "_BLOCK", 9)
+    rng = np.random.default_rng(7)
+    genes = np.repeat([f"g{i}" for i in range(12)], 3)
+    emb = rng.normal(size=(12, 4))[np.arange(36) // 3] + 0.05 * rng.normal(size=(36, 4))  # isoforms: near-copies
+    labels = np.repeat(rng.choice(["x", "y", "z"], 12), 3)  # gene-level labels copied to isoforms
+    ref = _brute_knn(emb, 5, genes)
+    assert neighbours.knn(emb, 5, genes).tolist() == ref
+    result = neighbours.label_agreement(emb, labels, k=5, groups=genes)
+    assert result["agreement"] == pytest.approx(np.mean([np.mean(labels[ref[i]] == labels[i]) for i in range(36)]))
+    allowed = [[j for j in range(36) if genes[j] != genes[i]] for i in range(36)]
+    assert result["chance"] == pytest.approx(np.mean([np.mean(labels[allowed[i]] == labels[i]) for i in range(36)]))
+    # Without groups, a gene's own isoforms make every model look good.
+    assert neighbours.label_agreement(emb, labels, k=2)["agreement"] == 1.0
+    y = (rng.random((12, 4)) < 0.4).astype(int)[np.arange(36) // 3]
+    y[y.sum(axis=1) == 0, 0] = 1
+    multi = neighbours.multilabel_agreement(emb, y, k=5, groups=genes)
+    pair_sims = [[_jaccard(y[i], y[j]) for j in allowed[i]] for i in range(36)]
+    assert multi["agreement"] == pytest.approx(
+        np.mean([np.mean([_jaccard(y[i], y[j]) for j in ref[i]]) for i in range(36)])
+    )
+    assert multi["chance"] == pytest.approx(np.mean([np.mean(p) for p in pair_sims]))
+    with pytest.raises(ValueError, match="largest group 3"):
+        neighbours.knn(emb, 34, genes)
+    folds = neighbours.compare_agreement(emb, emb[::-1], labels, k=3, folds=3, groups=genes)
+    assert folds["per_fold"]["n"].tolist() == [12, 12, 12]  # whole genes per fold
 
 
 @pytest.mark.parametrize("measure", ["jaccard", "any"])
