@@ -4,10 +4,12 @@ The picture shows *where* structure is; :mod:`isoclr.neighbours` gives the
 number that says whether it is there. Rows are L2-normalised before
 projecting, so both methods see cosine geometry, as the kNN agreement does.
 
-Libraries, chosen by measuring 2,000 x 128 embeddings on the 2-core build
-machine (benchmarks/maps.py): openTSNE (faster than scikit-learn's TSNE at the
-same quality) and umap-learn. Both are imported when first used: umap-learn's
-import compiles numba code, which a t-SNE-only call should not pay for.
+Libraries, chosen by measuring 2,000 and 5,000 x 128 embeddings on the 2-core
+build machine (benchmarks/maps.py): openTSNE (20-35% less CPU than
+scikit-learn's TSNE at the same silhouette) and umap-learn (the maintained
+UMAP). Both are imported when first used, so plotting alone or t-SNE alone does
+not load numba and pynndescent; umap-learn JIT-compiles its layout code at its
+first fit in every process (~18 s of CPU), which tests and budgets must allow for.
 
 Projections are computed once per (method, model) by :func:`project_all` and
 drawn by :func:`plot_maps` for as many label columns as wanted (GO root terms
@@ -16,7 +18,6 @@ of BP, MF, CC; family; biotype).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-log = logging.getLogger(__name__)
 
 METHODS = ("tsne", "umap")
 TITLES = {"tsne": "t-SNE", "umap": "UMAP"}
@@ -37,6 +36,9 @@ UMAP_NEIGHBOURS = 15
 UMAP_MIN_DIST = 0.1
 # Colours of the most common categories (18 distinct, none grey); the rest are "other" in grey.
 MAX_CATEGORIES = 10
+# Rows mapped at most (a seeded subsample beyond). Below 4,096 rows umap-learn finds neighbours exactly;
+# from 4,096 it JIT-compiles pynndescent in every new process (measured: 53 s of CPU at 5,000 rows vs 18 s).
+MAX_POINTS = 4000
 _GREY = (0.6, 0.6, 0.6, 0.5)
 _LIGHT = (0.85, 0.85, 0.85, 0.4)
 
@@ -200,7 +202,7 @@ def latent_maps(
     labels: Mapping[str, Sequence],
     out_dir: Path,
     methods: Sequence[str] = METHODS,
-    max_points: int | None = 5000,
+    max_points: int | None = MAX_POINTS,
     seed: int = 0,
     threads: int = 2,
 ) -> dict:
