@@ -107,8 +107,10 @@ def gpu(args: argparse.Namespace) -> None:
     from isoclr.embed import random_encoder
 
     print(f"{torch.cuda.get_device_name()}; CPU fp32 reference on {args.threads} threads")
-    print(f"{'size':7} {'precision':9} {'batch':>5} {'n':>5} {'tx/s':>8} {'peak GiB':>8} {'repeat equal':>12} "
-          f"{'max |gpu - cpu|':>15} {'min cos':>8}")
+    print(
+        f"{'size':7} {'precision':9} {'batch':>5} {'n':>5} {'tx/s':>8} {'peak GiB':>8} {'repeat equal':>12} "
+        f"{'max |gpu - cpu|':>15} {'min cos':>8}"
+    )
     torch.set_num_threads(args.threads)
     for size in args.sizes:
         table = sample_table(args.n)
@@ -127,18 +129,46 @@ def gpu(args: argparse.Namespace) -> None:
                 again = encoder.embed(table=table, batch_size=batch_size).pooled
                 head = encoder.embed(table=table.head(args.n_medium)).pooled
                 cos, _ = agreement(head, cpu)
-                print(f"{size:7} {precision:9} {batch_size:5d} {len(table):5d} {len(table) / seconds:8.1f} "
-                      f"{peak:8.2f} {bool((first == again).all())!s:>12} {float(np.abs(head - cpu).max()):15.2e} "
-                      f"{cos:8.6f}", flush=True)
+                print(
+                    f"{size:7} {precision:9} {batch_size:5d} {len(table):5d} {len(table) / seconds:8.1f} "
+                    f"{peak:8.2f} {bool((first == again).all())!s:>12} {float(np.abs(head - cpu).max()):15.2e} "
+                    f"{cos:8.6f}",
+                    flush=True,
+                )
 
 
-def run(size: str, batch_size: int, threads: int, table: Path, precision: str, reference_conv: bool,
-        pooled: Path, repeat: int) -> dict:
-    command = [sys.executable, __file__, "--worker", "--size", size, "--batch-size", str(batch_size),
-               "--threads", str(threads), "--table", str(table), "--precision", precision, "--pooled", str(pooled),
-               "--repeat", str(repeat)]
-    out = subprocess.run(command + (["--reference-conv"] if reference_conv else []),
-                         check=True, capture_output=True, text=True).stdout
+def run(
+    size: str,
+    batch_size: int,
+    threads: int,
+    table: Path,
+    precision: str,
+    reference_conv: bool,
+    pooled: Path,
+    repeat: int,
+) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--size",
+        size,
+        "--batch-size",
+        str(batch_size),
+        "--threads",
+        str(threads),
+        "--table",
+        str(table),
+        "--precision",
+        precision,
+        "--pooled",
+        str(pooled),
+        "--repeat",
+        str(repeat),
+    ]
+    out = subprocess.run(
+        command + (["--reference-conv"] if reference_conv else []), check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -152,8 +182,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["small", "medium"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32])
-    parser.add_argument("--n", type=int, default=1000, help="transcripts per small run (sorted into batches of 32, "
-                        "~8%% of the compute is padding; with 192 it would be ~38%%)")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=1000,
+        help="transcripts per small run (sorted into batches of 32, "
+        "~8%% of the compute is padding; with 192 it would be ~38%%)",
+    )
     parser.add_argument("--n-medium", type=int, default=48, help="transcripts per medium run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration; the fastest is reported")
@@ -175,10 +210,14 @@ def main() -> None:
         gpu(args)
         return
 
-    print(f"{args.threads} torch thread(s); lengths from the sample; fastest of {args.repeat} runs; "
-          f"target {TARGET_TX_S} transcripts/s for small")
-    print(f"{'size':7} {'precision':9} {'layout':13} {'batch':>5} {'n':>4} {'median nt':>9} {'tx/s':>7} "
-          f"{'peak MiB':>8} {'GFLOP/tx':>8} {'GFLOP/s':>7} {'for target':>10} {'min cos':>8} {'max rel diff':>12}")
+    print(
+        f"{args.threads} torch thread(s); lengths from the sample; fastest of {args.repeat} runs; "
+        f"target {TARGET_TX_S} transcripts/s for small"
+    )
+    print(
+        f"{'size':7} {'precision':9} {'layout':13} {'batch':>5} {'n':>4} {'median nt':>9} {'tx/s':>7} "
+        f"{'peak MiB':>8} {'GFLOP/tx':>8} {'GFLOP/s':>7} {'for target':>10} {'min cos':>8} {'max rel diff':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             table = sample_table(args.n if size == "small" else args.n_medium)
@@ -197,9 +236,12 @@ def main() -> None:
                 if exact is None and precision == "fp32" and not reference:
                     exact = np.load(pooled)
                 cos, diff = agreement(np.load(pooled), exact) if exact is not None else (float("nan"),) * 2
-                print(f"{size:7} {precision:9} {'conv1d' if reference else 'channels-last':13} {batch_size:5d} "
-                      f"{r['n']:4d} {int(np.median(lengths)):9d} {rate:7.1f} {r['peak_mib']:8.0f} {flops:8.2f} "
-                      f"{rate * flops:7.1f} {TARGET_TX_S * flops:10.0f} {cos:8.6f} {diff:12.2e}", flush=True)
+                print(
+                    f"{size:7} {precision:9} {'conv1d' if reference else 'channels-last':13} {batch_size:5d} "
+                    f"{r['n']:4d} {int(np.median(lengths)):9d} {rate:7.1f} {r['peak_mib']:8.0f} {flops:8.2f} "
+                    f"{rate * flops:7.1f} {TARGET_TX_S * flops:10.0f} {cos:8.6f} {diff:12.2e}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

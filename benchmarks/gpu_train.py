@@ -111,8 +111,14 @@ def make_batches(lengths: np.ndarray, pad_to: np.ndarray | None, device, rng: np
         x = torch.zeros(len(row), 6, width).scatter_(1, bases[:, None, :], 1.0)
         x *= (torch.arange(width)[None, :] < chunk[:, None])[:, None, :]
         pairs = len(row) // 2
-        out.append(Batch(x.to(device), chunk.to(device), torch.arange(pairs, device=device),
-                         torch.ones(pairs, dtype=torch.int64, device=device)))
+        out.append(
+            Batch(
+                x.to(device),
+                chunk.to(device),
+                torch.arange(pairs, device=device),
+                torch.ones(pairs, dtype=torch.int64, device=device),
+            )
+        )
     return [out[i] for i in rng.permutation(len(out))]
 
 
@@ -159,8 +165,10 @@ class Trainer:
 def report(label: str, cfg: ModelConfig, batches: list[Batch], seconds: float, peak_tflops: float) -> str:
     samples = sum(len(b.x) for b in batches)
     flops = FWD_BWD * sum(flops_per_sequence(cfg, int(n)) for b in batches for n in b.lengths.tolist())
-    return (f"{label}: {samples / seconds:,.0f} samples/s, {len(batches) / seconds:.2f} steps/s, "
-            f"padding {padding_share(batches):.0%}, MFU {flops / seconds / (peak_tflops * 1e12):.1%} (real nt only)")
+    return (
+        f"{label}: {samples / seconds:,.0f} samples/s, {len(batches) / seconds:.2f} steps/s, "
+        f"padding {padding_share(batches):.0%}, MFU {flops / seconds / (peak_tflops * 1e12):.1%} (real nt only)"
+    )
 
 
 def run(size: str, batch_genes: int, args, device: torch.device) -> float:
@@ -183,8 +191,10 @@ def run(size: str, batch_genes: int, args, device: torch.device) -> float:
         torch.cuda.reset_peak_memory_stats()
     seconds = eager.timed(timed)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    head = (f"{size:>6}: {count_parameters(eager.model.encoder):,} params, {eager.model.encoder.out_dim}-d, "
-            f"{batch_genes} pairs/step | peak memory {peak:.2f} GiB (eager)")
+    head = (
+        f"{size:>6}: {count_parameters(eager.model.encoder):,} params, {eager.model.encoder.out_dim}-d, "
+        f"{batch_genes} pairs/step | peak memory {peak:.2f} GiB (eager)"
+    )
     print(f"{head}\n        {report('eager   ', cfg, timed, seconds, args.peak_tflops)}", flush=True)
     if not args.compile:
         return 0.0
@@ -195,9 +205,12 @@ def run(size: str, batch_genes: int, args, device: torch.device) -> float:
     compiled.timed(list(first.values()))
     compile_seconds = time.perf_counter() - start
     compiled_seconds = compiled.timed(timed)
-    print(f"        {report('compiled', cfg, timed, compiled_seconds, args.peak_tflops)} | "
-          f"{len(shapes)} shapes {shapes.tolist()} compiled in {compile_seconds:.0f} s | "
-          f"compiled / eager {seconds / compiled_seconds:.2f}x", flush=True)
+    print(
+        f"        {report('compiled', cfg, timed, compiled_seconds, args.peak_tflops)} | "
+        f"{len(shapes)} shapes {shapes.tolist()} compiled in {compile_seconds:.0f} s | "
+        f"compiled / eager {seconds / compiled_seconds:.2f}x",
+        flush=True,
+    )
     return compile_seconds
 
 
@@ -218,9 +231,14 @@ def parse_batch_genes(values: list[str]) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
-    parser.add_argument("--batch-genes", nargs="+", default=[], metavar="[SIZE=]N",
-                        help="pairs per step (two views each), for every size or per size "
-                             f"(default {' '.join(f'{k}={v}' for k, v in DEFAULT_BATCH_GENES.items())})")
+    parser.add_argument(
+        "--batch-genes",
+        nargs="+",
+        default=[],
+        metavar="[SIZE=]N",
+        help="pairs per step (two views each), for every size or per size "
+        f"(default {' '.join(f'{k}={v}' for k, v in DEFAULT_BATCH_GENES.items())})",
+    )
     parser.add_argument("--max-length", type=int, default=12_288)
     parser.add_argument("--warmup", type=int, default=3, help="untimed eager steps (compiling warms up on its own)")
     parser.add_argument("--steps", type=int, default=20)
@@ -231,8 +249,11 @@ def main() -> None:
     args = parser.parse_args()
     batch_genes = parse_batch_genes(args.batch_genes)
     if not torch.cuda.is_available():
-        print("gpu_train.py needs a CUDA GPU (none visible here); run it on a GPU machine. "
-              "For CPU throughput see benchmarks/train_throughput.py.", file=sys.stderr)
+        print(
+            "gpu_train.py needs a CUDA GPU (none visible here); run it on a GPU machine. "
+            "For CPU throughput see benchmarks/train_throughput.py.",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     if args.compile:
         # one compiled graph per padded length (and spares), not torch's default of 8
@@ -240,14 +261,19 @@ def main() -> None:
         limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
         setattr(dynamo, limit, max(getattr(dynamo, limit), 2 * args.shapes))
     device = torch.device("cuda")
-    print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | bf16 autocast | "
-          f"GENCODE-like lengths <= {args.max_length}, length-bucketed | {args.steps} timed steps"
-          + (f" | compile: {args.shapes} padded lengths, dynamic=False" if args.compile else ""), flush=True)
+    print(
+        f"{torch.cuda.get_device_name()} | torch {torch.__version__} | bf16 autocast | "
+        f"GENCODE-like lengths <= {args.max_length}, length-bucketed | {args.steps} timed steps"
+        + (f" | compile: {args.shapes} padded lengths, dynamic=False" if args.compile else ""),
+        flush=True,
+    )
     compile_spent = 0.0
     for size in args.sizes:
         if args.compile and compile_spent > args.compile_budget_s / 2:
-            print(f"{size:>6}: skipped, {compile_spent:.0f} s of compiling spent "
-                  f"(--compile-budget-s {args.compile_budget_s:.0f})")
+            print(
+                f"{size:>6}: skipped, {compile_spent:.0f} s of compiling spent "
+                f"(--compile-budget-s {args.compile_budget_s:.0f})"
+            )
             continue
         n = batch_genes[size]
         while n:
@@ -260,8 +286,11 @@ def main() -> None:
             torch._dynamo.reset()
             gc.collect()
             torch.cuda.empty_cache()
-            print(f"{size:>6}: out of memory at {n} pairs/step"
-                  + (f"; halving to {n // 2}" if n // 2 >= MIN_BATCH_GENES else "; skipped"), flush=True)
+            print(
+                f"{size:>6}: out of memory at {n} pairs/step"
+                + (f"; halving to {n // 2}" if n // 2 >= MIN_BATCH_GENES else "; skipped"),
+                flush=True,
+            )
             n = n // 2 if n // 2 >= MIN_BATCH_GENES else 0
 
 

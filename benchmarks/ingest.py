@@ -80,7 +80,7 @@ def reference(mode: str, gtf: str, genome: str, out: str) -> None:
     seqs = {}
     for tid, contig, strand, starts, ends in exons.iter_rows():
         # get_spliced_seq takes 1-based closed intervals in genomic order.
-        intervals = sorted(zip(starts, ends))
+        intervals = sorted(zip(starts, ends, strict=True))
         seqs[tid] = fasta.get_spliced_seq(contig, [list(i) for i in intervals], rc=strand == "-").seq
     sample = dict(list(seqs.items())[:: max(1, len(seqs) // CHECK_SAMPLE)])
     Path(out).write_text(json.dumps({"n": len(seqs), "sample": sample}))
@@ -93,8 +93,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of ours then the references (default: 3)")
-    parser.add_argument("--references", nargs="+", choices=REFERENCE_MODES, default=list(REFERENCE_MODES),
-                        help="reference variants to run (default: both)")
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        choices=REFERENCE_MODES,
+        default=list(REFERENCE_MODES),
+        help="reference variants to run (default: both)",
+    )
     parser.add_argument("--reference", nargs=4, metavar=("MODE", "GTF", "GENOME", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference:
@@ -105,7 +110,19 @@ def main() -> None:
 
     data = args.work / f"synth-{args.transcripts}-{args.seed}"
     if not (data / "done").is_file():
-        wall, rss, out = run([str(ISOCLR), "synth", str(data), "--transcripts", str(args.transcripts), "--seed", str(args.seed), "--contigs", "24"])
+        wall, rss, out = run(
+            [
+                str(ISOCLR),
+                "synth",
+                str(data),
+                "--transcripts",
+                str(args.transcripts),
+                "--seed",
+                str(args.seed),
+                "--contigs",
+                "24",
+            ]
+        )
         (data / "done").write_text(out)
         print(f"synth: {wall:.1f} s, {rss:.2f} GiB: {out.strip()}")
     print(f"data: {(data / 'done').read_text().strip()}")
@@ -116,8 +133,14 @@ def main() -> None:
     params["data"] = {
         "dir": str(data),
         "annotations": [
-            {"name": "synth", "format": "gtf_genome_fasta", "gtf": gtf.name, "genome": genome.name,
-             "species": "synthetic", "assembly": f"synth{args.seed}"}
+            {
+                "name": "synth",
+                "format": "gtf_genome_fasta",
+                "gtf": gtf.name,
+                "genome": genome.name,
+                "species": "synthetic",
+                "assembly": f"synth{args.seed}",
+            }
         ],
         "paralogs": "paralog_pairs.csv",
     }
@@ -128,12 +151,31 @@ def main() -> None:
     p = ["--params", str(args.work / "params.yaml")]
 
     def ours() -> dict:
-        t_val, rss_val, _ = run([str(ISOCLR), "validate", *p, "--transcripts", str(out / "t.parquet"),
-                                 "--quarantine", str(out / "q.tsv"), "--summary", str(out / "v.json")])
-        t_enc, rss_enc, _ = run([str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"),
-                                 "--store", str(out / "tracks")])
-        return {"validate": t_val, "encode": t_enc, "wall": t_val + t_enc, "rss_validate": rss_val,
-                "rss_encode": rss_enc, "rss": max(rss_val, rss_enc), "cpu": CPU["validate"] + CPU["encode"]}
+        t_val, rss_val, _ = run(
+            [
+                str(ISOCLR),
+                "validate",
+                *p,
+                "--transcripts",
+                str(out / "t.parquet"),
+                "--quarantine",
+                str(out / "q.tsv"),
+                "--summary",
+                str(out / "v.json"),
+            ]
+        )
+        t_enc, rss_enc, _ = run(
+            [str(ISOCLR), "encode", *p, "--transcripts", str(out / "t.parquet"), "--store", str(out / "tracks")]
+        )
+        return {
+            "validate": t_val,
+            "encode": t_enc,
+            "wall": t_val + t_enc,
+            "rss_validate": rss_val,
+            "rss_encode": rss_enc,
+            "rss": max(rss_val, rss_enc),
+            "cpu": CPU["validate"] + CPU["encode"],
+        }
 
     def reference_run(mode: str) -> dict:
         ref_out = args.work / f"reference-{mode}.json"
@@ -146,36 +188,48 @@ def main() -> None:
     for k in range(args.repeat):
         row = {"ours": ours(), **({} if args.skip_reference else {m: reference_run(m) for m in args.references})}
         rounds.append(row)
-        ratios = "".join(f" | {m} {row[m]['wall']:.1f} s ({row[m]['wall'] / row['ours']['wall']:.2f}x)"
-                         for m in row if m != "ours")
+        ratios = "".join(
+            f" | {m} {row[m]['wall']:.1f} s ({row[m]['wall'] / row['ours']['wall']:.2f}x)" for m in row if m != "ours"
+        )
         print(f"round {k + 1}: ours {row['ours']['wall']:.1f} s{ratios}")
     best = min((r["ours"] for r in rounds), key=lambda o: o["wall"])
     summary = json.loads((out / "v.json").read_text())
     n_total = summary["n_transcripts"] + summary["n_quarantined"]
     print(f"input: {n_total} transcripts, {n_rows} GTF rows, genome {genome.stat().st_size / GIB:.2f} GiB")
     print(f"ours (fastest of {len(rounds)})")
-    print(f"  validate {best['validate']:6.1f} s  {best['rss_validate']:.2f} GiB | "
-          f"encode {best['encode']:5.1f} s  {best['rss_encode']:.2f} GiB")
-    print(f"  total    {best['wall']:6.1f} s  peak {best['rss']:.2f} GiB  {n_total / best['wall']:8.0f} transcripts/s  "
-          f"cpu {best['cpu']:.1f} s  ({summary['n_transcripts']} kept, {summary['by_rule']})")
+    print(
+        f"  validate {best['validate']:6.1f} s  {best['rss_validate']:.2f} GiB | "
+        f"encode {best['encode']:5.1f} s  {best['rss_encode']:.2f} GiB"
+    )
+    print(
+        f"  total    {best['wall']:6.1f} s  peak {best['rss']:.2f} GiB  {n_total / best['wall']:8.0f} transcripts/s  "
+        f"cpu {best['cpu']:.1f} s  ({summary['n_transcripts']} kept, {summary['by_rule']})"
+    )
     if not args.skip_reference:
         seqs = pyarrow.parquet.read_table(out / "t.parquet", columns=["transcript_id", "seq"]).to_pandas()
         seqs = seqs.set_index("transcript_id")["seq"]
         for mode in args.references:
             ref = min((r[mode] for r in rounds), key=lambda o: o["wall"])
             print(f"reference {mode} gtfparse+pyfaidx (fastest of {len(rounds)})")
-            print(f"  total    {ref['wall']:6.1f} s  peak {ref['rss']:.2f} GiB  "
-                  f"{ref['out']['n'] / ref['wall']:8.0f} transcripts/s  cpu {ref['cpu']:.1f} s")
+            print(
+                f"  total    {ref['wall']:6.1f} s  peak {ref['rss']:.2f} GiB  "
+                f"{ref['out']['n'] / ref['wall']:8.0f} transcripts/s  cpu {ref['cpu']:.1f} s"
+            )
             checked = [t for t in ref["out"]["sample"] if t in seqs.index]
             same = sum(seqs[t] == ref["out"]["sample"][t] for t in checked)
             print(f"  sequences equal on {same}/{len(checked)} sampled transcripts")
             paired = sorted(r[mode]["wall"] / r["ours"]["wall"] for r in rounds)
-            print(f"  speed-up ours / reference {mode}: wall {statistics.median(paired):.1f}x median of "
-                  f"{len(paired)} rounds ({', '.join(f'{x:.2f}' for x in paired)}), fastest against fastest "
-                  f"{ref['wall'] / best['wall']:.1f}x, cpu {ref['cpu'] / best['cpu']:.1f}x "
-                  f"(target >= {TARGET_SPEEDUP}x)")
-    print(f"ours: wall {'OK' if best['wall'] <= TARGET_SECONDS else 'OVER'} (<= {TARGET_SECONDS} s), "
-          f"RSS {'OK' if best['rss'] <= TARGET_RSS_GIB else 'OVER'} (<= {TARGET_RSS_GIB} GiB)")
+            print(
+                f"  speed-up ours / reference {mode}: wall {statistics.median(paired):.1f}x median of "
+                f"{len(paired)} rounds ({', '.join(f'{x:.2f}' for x in paired)}), fastest against fastest "
+                f"{ref['wall'] / best['wall']:.1f}x, cpu {ref['cpu'] / best['cpu']:.1f}x "
+                f"(target >= {TARGET_SPEEDUP}x)"
+            )
+    print(
+        f"ours: wall {'OK' if best['wall'] <= TARGET_SECONDS else 'OVER'} (<= {TARGET_SECONDS} s), "
+        f"RSS {'OK' if best['rss'] <= TARGET_RSS_GIB else 'OVER'} (<= {TARGET_RSS_GIB} GiB)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -107,10 +107,13 @@ def bucketing_vs_fixed(name: str, lengths: np.ndarray, model_cfg, train_cfg, arg
     pool = length_buckets(chosen, args.batch_size, rng)  # shuffled batches of similar lengths
     bucketed = [random_batch(chosen[c], None, rng) for c in pool]
     shared = np.concatenate(pool[: args.batches])  # the padded arm's sequences: the first batches of the pool
-    fixed = [random_batch(chosen[shared[i : i + args.batch_size]], PUBLISHED_PAD, rng)
-             for i in range(0, len(shared), args.batch_size)]
-    seconds = run_arms({"bucketed": (Stepper(model_cfg, train_cfg), bucketed),
-                        "pad 12,288": (Stepper(model_cfg, train_cfg), fixed)})
+    fixed = [
+        random_batch(chosen[shared[i : i + args.batch_size]], PUBLISHED_PAD, rng)
+        for i in range(0, len(shared), args.batch_size)
+    ]
+    seconds = run_arms(
+        {"bucketed": (Stepper(model_cfg, train_cfg), bucketed), "pad 12,288": (Stepper(model_cfg, train_cfg), fixed)}
+    )
     bucketed_rate = n / sum(seconds["bucketed"])
     fixed_rate = len(shared) / sum(seconds["pad 12,288"])
     shared_rate = len(shared) / sum(seconds["bucketed"][: args.batches])
@@ -118,7 +121,8 @@ def bucketing_vs_fixed(name: str, lengths: np.ndarray, model_cfg, train_cfg, arg
     ratio = bucketed_rate / fixed_rate
     print(
         f"{name:>14}: {n} sequences, median {int(np.median(chosen))} nt, {int(chosen.sum()):,} real nt | "
-        f"bucketed ({args.pool_batches} batches) {bucketed_rate:.1f} samples/s (padding {1 - chosen.sum() / padded:.1%}) | "
+        f"bucketed ({args.pool_batches} batches) {bucketed_rate:.1f} samples/s "
+        f"(padding {1 - chosen.sum() / padded:.1%}) | "
         f"pad 12,288 ({args.batches} batches) {fixed_rate:.1f} samples/s "
         f"(padding {1 - chosen[shared].sum() / (len(shared) * PUBLISHED_PAD):.1%}) | "
         f"ratio {ratio:.1f}x (on the {args.batches} shared batches alone: {shared_rate / fixed_rate:.1f}x)",
@@ -154,14 +158,21 @@ def main() -> None:
     parser.add_argument("--transcripts", default="outputs/transcripts.parquet")
     parser.add_argument("--groups", default="outputs/groups.parquet")
     parser.add_argument("--size", choices=["small", "medium"], help="published preset instead of params.yaml model")
-    parser.add_argument("--pool-batches", type=int, default=64,
-                        help="batches a bucketing pool (train.bucket_batches), all timed in the bucketed arm")
+    parser.add_argument(
+        "--pool-batches",
+        type=int,
+        default=64,
+        help="batches a bucketing pool (train.bucket_batches), all timed in the bucketed arm",
+    )
     parser.add_argument("--batches", type=int, default=8, help="batches of the pool timed padded to 12,288")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (both views)")
     parser.add_argument("--loader-steps", type=int, default=20)
     parser.add_argument("--model-steps", type=int, default=5)
-    parser.add_argument("--threads", type=int,
-                        help="torch threads (default torch's); 1 avoids OpenMP waits when other processes load the cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default torch's); 1 avoids OpenMP waits when other processes load the cores",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,11 +190,16 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}; batches of {args.batch_size} sequences, "
         f"bucketing pools of {args.pool_batches} batches"
     )
-    ratios = {name: bucketing_vs_fixed(name, lengths, cfg.model, cfg.train, args)
-              for name, lengths in (("sample", real), ("GENCODE-like", gencode))}
+    ratios = {
+        name: bucketing_vs_fixed(name, lengths, cfg.model, cfg.train, args)
+        for name, lengths in (("sample", real), ("GENCODE-like", gencode))
+    }
     headroom = loader_headroom(cfg, args)
-    print("summary: bucketed / pad 12,288 " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items())
-          + f"; data loader / model step headroom {headroom:.1f}x")
+    print(
+        "summary: bucketed / pad 12,288 "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items())
+        + f"; data loader / model step headroom {headroom:.1f}x"
+    )
 
 
 if __name__ == "__main__":

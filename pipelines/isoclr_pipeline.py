@@ -68,7 +68,11 @@ def evaluate_and_register(
     )
     _with_volumes(probed.set_display_name("Linear probes").set_caching_options(True))
     # The gate compares with the registry's current champion: never from cache.
-    decided = gate(params=params, registry_uri=registry_uri, results=probed.outputs["results"]).set_display_name("Gate").set_caching_options(False)
+    decided = (
+        gate(params=params, registry_uri=registry_uri, results=probed.outputs["results"])
+        .set_display_name("Gate")
+        .set_caching_options(False)
+    )
     with dsl.If(decided.outputs["Output"] == "passed", name="gate-passed"):
         register(
             params=params,
@@ -79,7 +83,11 @@ def evaluate_and_register(
         ).set_display_name("Register model").set_caching_options(False).set_retry(KF.retries)
 
 
-@dsl.pipeline(name="isoclr", description="Validate annotation, pack the track store, build isoform/paralog pairs, train, probe, gate and register an IsoCLR encoder.")
+@dsl.pipeline(
+    name="isoclr",
+    description="Validate annotation, pack the track store, build isoform/paralog pairs, train, probe, gate and "
+    "register an IsoCLR encoder.",
+)
 def isoclr_pipeline(
     params: dict = DEFAULTS.to_dict(),
     data_version: str = "",
@@ -87,7 +95,7 @@ def isoclr_pipeline(
     train_steps: int = DEFAULTS.train.steps,
     gpu_count: int = KF.gpu_count,
     gpu_type: str = KF.gpu_type,
-    gate_rules: list = [rule.model_dump(mode="json") for rule in DEFAULTS.gate.rules],
+    gate_rules: list = [rule.model_dump(mode="json") for rule in DEFAULTS.gate.rules],  # noqa: B006 -- kfp reads it
     registry_uri: str = DEFAULTS.registry.uri,
     pushgateway_url: str = DEFAULTS.metrics.pushgateway_url or "",
 ):
@@ -106,7 +114,9 @@ def isoclr_pipeline(
         pushgateway_url=pushgateway_url,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     )
-    _with_volumes(planned.set_display_name("Configuration and data version").set_caching_options(False).set_retry(KF.retries))
+    _with_volumes(
+        planned.set_display_name("Configuration and data version").set_caching_options(False).set_retry(KF.retries)
+    )
     run_params, data_dir = planned.outputs["params"], planned.outputs["data_dir"]
 
     validated = validate(params=run_params, data_dir=data_dir)
@@ -156,7 +166,9 @@ def isoclr_pipeline(
             groups=grouped.outputs["groups"],
             tracks=tracks,
         )
-        several.set_display_name("Contrastive training (Kubeflow Trainer TrainJob)").set_caching_options(True).set_retry(KF.retries)
+        several.set_display_name("Contrastive training (Kubeflow Trainer TrainJob)").set_caching_options(
+            True
+        ).set_retry(KF.retries)
         kubernetes.mount_pvc(several, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
         evaluate(model=several.outputs["model"])
 

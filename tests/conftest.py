@@ -135,7 +135,8 @@ def pushgateway(tmp_path_factory):
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [binary, f"--web.listen-address={url.removeprefix('http://')}", "--persistence.file=", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_http(f"{url}/-/ready", process, f"prometheus-pushgateway (log: {log_path})")

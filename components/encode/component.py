@@ -12,5 +12,7 @@ def encode(params: dict, transcripts: Input[Dataset], tracks: Output[Dataset]):
     from isoclr.artifacts import Paths
     from isoclr.config import Config
 
-    result = stage.execute("encode", Config.model_validate(params), Paths.task(transcripts=transcripts.path, tracks=tracks.path))
+    result = stage.execute(
+        "encode", Config.model_validate(params), Paths.task(transcripts=transcripts.path, tracks=tracks.path)
+    )
     tracks.metadata.update(stage.metadata(result))

@@ -31,8 +31,14 @@ def probe(
     from isoclr.artifacts import Paths
     from isoclr.config import Config
 
-    paths = Paths.task(data_dir=data_dir, transcripts=transcripts.path, groups=groups.path, tracks=tracks.path,
-                       model=model.path, probe=results.path)
+    paths = Paths.task(
+        data_dir=data_dir,
+        transcripts=transcripts.path,
+        groups=groups.path,
+        tracks=tracks.path,
+        model=model.path,
+        probe=results.path,
+    )
     result = stage.execute("probe", Config.model_validate(params), paths, champion_version=champion_version)
     for name, value in result.flat_scores().items():
         metrics.log_metric(name, value)

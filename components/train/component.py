@@ -22,8 +22,14 @@ def train(
     from isoclr.config import Config
 
     given = {"checkpoints": checkpoint_dir} if checkpoint_dir else {}
-    paths = Paths.task(transcripts=transcripts.path, groups=groups.path, tracks=tracks.path, model=model.path,
-                       train_log=log.path, **given)
+    paths = Paths.task(
+        transcripts=transcripts.path,
+        groups=groups.path,
+        tracks=tracks.path,
+        model=model.path,
+        train_log=log.path,
+        **given,
+    )
     result = stage.execute("train", Config.model_validate(params), paths, resume=bool(checkpoint_dir))
     model.metadata.update(stage.metadata(result))
 
@@ -52,7 +58,9 @@ def train_distributed(
     cfg = Config.model_validate(params)
     staged = stage_trainjob_inputs(cfg, run_dir, params, transcripts.path, groups.path, tracks.path)
     client = trainer_client(cfg.kubeflow.namespace)
-    name = launch_trainjob(client, cfg.kubeflow, image=image, gpu_count=gpu_count, gpu_type=gpu_type, run_id=run_id, run_dir=run_dir)
+    name = launch_trainjob(
+        client, cfg.kubeflow, image=image, gpu_count=gpu_count, gpu_type=gpu_type, run_id=run_id, run_dir=run_dir
+    )
     status = follow_trainjob(client, name, cfg.kubeflow)
     shutil.copytree(staged.model, model.path, dirs_exist_ok=True)
     shutil.copyfile(staged.train_log, log.path)

@@ -322,7 +322,7 @@ class RegistryConfig(_Strict):
         scheme = uri.split("://", 1)[0] if "://" in uri else ""
         if scheme not in ("", "file", "gs"):
             raise ValueError(f"registry.uri {uri!r}: use file://PATH or gs://BUCKET/PREFIX")
-        if scheme == "gs" and not uri[len("gs://"):].split("/", 1)[0]:
+        if scheme == "gs" and not uri[len("gs://") :].split("/", 1)[0]:
             raise ValueError(f"registry.uri {uri!r}: a gs:// URI needs a bucket, gs://BUCKET/PREFIX")
         return uri
 

@@ -32,6 +32,7 @@ from isoclr.artifacts import Paths
 from isoclr.config import GPU_COUNTS, MODEL_PRESETS, Config, GateRule, KubeflowConfig
 from isoclr.errors import ConfigError, IsoclrError
 
+
 class TrainJobError(IsoclrError, RuntimeError):
     """The Kubeflow Trainer TrainJob failed; the message carries its events."""
 
@@ -73,7 +74,9 @@ def effective_params(
     if train_steps:
         out.setdefault("train", {})["steps"] = int(train_steps)
     if gate_rules:
-        out.setdefault("gate", {})["rules"] = [GateRule.model_validate(rule).model_dump(mode="json") for rule in gate_rules]
+        out.setdefault("gate", {})["rules"] = [
+            GateRule.model_validate(rule).model_dump(mode="json") for rule in gate_rules
+        ]
     if registry_uri:
         out.setdefault("registry", {})["uri"] = registry_uri
     if pushgateway_url:
@@ -218,17 +221,28 @@ def trainjob_options(kf: KubeflowConfig, *, name: str, run_id: str, gpu_type: st
         tolerations=[t.model_dump(exclude_none=True) for t in kf.tolerations],
         volumes=[{"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": kf.checkpoints_pvc}}],
         containers=[
-            ContainerPatch(name=TRAINER_NODE, volume_mounts=[{"name": CHECKPOINT_VOLUME, "mountPath": kf.checkpoints_mount}])
+            ContainerPatch(
+                name=TRAINER_NODE, volume_mounts=[{"name": CHECKPOINT_VOLUME, "mountPath": kf.checkpoints_mount}]
+            )
         ],
     )
     node = ReplicatedJobPatch(
         name=TRAINER_NODE,
-        template=JobTemplatePatch(spec=JobSpecPatch(template=PodTemplatePatch(metadata={"labels": {RUN_LABEL: run_id}}, spec=pod))),
+        template=JobTemplatePatch(
+            spec=JobSpecPatch(template=PodTemplatePatch(metadata={"labels": {RUN_LABEL: run_id}}, spec=pod))
+        ),
     )
     patch = RuntimePatch(
-        training_runtime_spec=TrainingRuntimeSpecPatch(template=JobSetTemplatePatch(spec=JobSetSpecPatch(replicated_jobs=[node])))
+        training_runtime_spec=TrainingRuntimeSpecPatch(
+            template=JobSetTemplatePatch(spec=JobSetSpecPatch(replicated_jobs=[node]))
+        )
     )
-    return [Name(name=name), Labels(labels={APP_LABEL: "isoclr", RUN_LABEL: run_id}), TrainerCommand(command=train_command(run_dir)), patch]
+    return [
+        Name(name=name),
+        Labels(labels={APP_LABEL: "isoclr", RUN_LABEL: run_id}),
+        TrainerCommand(command=train_command(run_dir)),
+        patch,
+    ]
 
 
 def trainjob_trainer(kf: KubeflowConfig, *, image: str, gpu_count: int):
@@ -254,10 +268,14 @@ def trainer_client(namespace: str, host: str | None = None):
     if host:
         configuration = client.Configuration()
         configuration.host = host
-    return TrainerClient(backend_config=KubernetesBackendConfig(namespace=namespace, client_configuration=configuration))
+    return TrainerClient(
+        backend_config=KubernetesBackendConfig(namespace=namespace, client_configuration=configuration)
+    )
 
 
-def launch_trainjob(client, kf: KubeflowConfig, *, image: str, gpu_count: int, gpu_type: str, run_id: str, run_dir: str) -> str:
+def launch_trainjob(
+    client, kf: KubeflowConfig, *, image: str, gpu_count: int, gpu_type: str, run_id: str, run_dir: str
+) -> str:
     """Create the TrainJob for one pipeline run; returns its name (``isoclr-<run id>``)."""
     name = trainjob_name(run_id)
     try:
@@ -283,7 +301,12 @@ def follow_trainjob(client, name: str, kf: KubeflowConfig, echo: Callable[[str],
 
     A failed TrainJob raises with its events, so the kfp task fails with the reason.
     """
-    client.wait_for_job_status(name, status={"Running", "Complete", "Failed"}, timeout=kf.trainjob_timeout_s, polling_interval=kf.poll_interval_s)
+    client.wait_for_job_status(
+        name,
+        status={"Running", "Complete", "Failed"},
+        timeout=kf.trainjob_timeout_s,
+        polling_interval=kf.poll_interval_s,
+    )
     for line in client.get_job_logs(name, follow=True):
         echo(line)
     try:
@@ -322,7 +345,9 @@ def submit(client, package: Path, cfg: Config, *, arguments: dict | None = None,
     return result.run_id
 
 
-def schedule(client, package: Path, cfg: Config, *, name: str, cron: str | None = None, arguments: dict | None = None) -> str:
+def schedule(
+    client, package: Path, cfg: Config, *, name: str, cron: str | None = None, arguments: dict | None = None
+) -> str:
     """Create the recurring retraining run: cron schedule, one run at a time, no catch-up, no cache; returns its id."""
     experiment = client.create_experiment(cfg.kubeflow.experiment, namespace=cfg.kubeflow.namespace)
     recurring = client.create_recurring_run(

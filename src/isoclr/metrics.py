@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, start_http_server
 
@@ -53,10 +53,17 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "isoclr_gate_passed": (Gauge, "1 if the gate passed, 0 if it failed.", ()),
     "isoclr_gate_rule_passed": (Gauge, "1 if the gate rule passed, 0 if not.", ("kind", "task", "metric")),
     "isoclr_model_registered": (Gauge, "1 if the register stage registered and promoted a model, 0 if not.", ()),
-    "isoclr_registry_operations_total": (Counter, "Registry calls (list, register, set_champion, ...).", ("operation",)),
+    "isoclr_registry_operations_total": (
+        Counter,
+        "Registry calls (list, register, set_champion, ...).",
+        ("operation",),
+    ),
     "isoclr_registry_failures_total": (Counter, "Registry calls that raised an error.", ("operation",)),
     "isoclr_registry_champion_conflicts_total": (
-        Counter, "Champion compare-and-swap attempts lost to a concurrent writer (each is retried).", ()),
+        Counter,
+        "Champion compare-and-swap attempts lost to a concurrent writer (each is retried).",
+        (),
+    ),
 }
 
 _generated_run_id: str | None = None
@@ -68,7 +75,7 @@ def run_id() -> str:
     if os.environ.get(RUN_ID_ENV):
         return os.environ[RUN_ID_ENV]
     if _generated_run_id is None:
-        _generated_run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        _generated_run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         log.info("metrics: run id %s (set %s to share one across stages)", _generated_run_id, RUN_ID_ENV)
     return _generated_run_id
 
@@ -115,10 +122,13 @@ class StageRun:
             return False
         try:
             push_to_gateway(
-                url, job=self.cfg.job, registry=self.registry, grouping_key=self.grouping_key(),
+                url,
+                job=self.cfg.job,
+                registry=self.registry,
+                grouping_key=self.grouping_key(),
                 timeout=self.cfg.push_timeout_seconds,
             )
-        except Exception as err:  # metrics must never fail the stage
+        except Exception as err:  # noqa: BLE001 -- metrics must never fail the stage
             log.warning("metrics: could not push the %s metrics to %s (the stage goes on): %s", self.stage, url, err)
             return False
         return True

@@ -84,8 +84,12 @@ def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Ser
     by_symbol = genes.dropna(subset=["gene_name"]).groupby("gene_name")["gene_id"].agg(list)
     edges = [(node[ids[0]], node[other]) for ids in by_symbol for other in ids[1:]]
     known = paralogs[paralogs["gene_A"].isin(by_symbol.index) & paralogs["gene_B"].isin(by_symbol.index)]
-    edges += [(node[by_symbol[a][0]], node[by_symbol[b][0]]) for a, b in zip(known["gene_A"], known["gene_B"])]
-    rows, cols = (np.array(e, dtype=np.int64) for e in zip(*edges)) if edges else (np.empty(0, np.int64),) * 2
+    edges += [
+        (node[by_symbol[a][0]], node[by_symbol[b][0]]) for a, b in zip(known["gene_A"], known["gene_B"], strict=True)
+    ]
+    rows, cols = (
+        (np.array(e, dtype=np.int64) for e in zip(*edges, strict=True)) if edges else (np.empty(0, np.int64),) * 2
+    )
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(genes), len(genes)))
     _, component = connected_components(graph, directed=False)
     # Renumber components by first appearance so labels follow gene-id order.
@@ -96,7 +100,9 @@ def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Ser
     return labels, len(known)
 
 
-def build_groups(transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig) -> tuple[pd.DataFrame, PairsSummary]:
+def build_groups(
+    transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig
+) -> tuple[pd.DataFrame, PairsSummary]:
     """One row per transcript with its gene, isoform count, homology group and split."""
     genes = transcripts.groupby("gene_id", as_index=False).agg(
         gene_name=("gene_name", "first"), n_isoforms=("transcript_id", "size")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -94,5 +94,5 @@ def collect(repo: Path = Path(".")) -> dict:
         "data_md5": data_version(repo / "data.dvc"),
         "packages": package_versions(),
         "python": platform.python_version(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }

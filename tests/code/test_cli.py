@@ -48,14 +48,27 @@ def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path
     raw["data"]["annotations"] = [
         {"name": "tiny", "format": "gencode_fasta", "fasta": "tiny.fa", "species": "homo_sapiens", "assembly": "GRCh38"}
     ]
-    (tmp_path / "tiny.fa").write_text(">ENST1|ENSG1|-|-|T-001|T|4|protein_coding|\nACGT\n>ENST2|ENSG2|-|-|U-001|U|9|protein_coding|\nACG\n")
+    (tmp_path / "tiny.fa").write_text(
+        ">ENST1|ENSG1|-|-|T-001|T|4|protein_coding|\nACGT\n>ENST2|ENSG2|-|-|U-001|U|9|protein_coding|\nACG\n"
+    )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        ["validate", "--params", str(params), "--data-dir", str(tmp_path), "--transcripts", str(out / "t.parquet"),
-         "--quarantine", str(out / "q.tsv"), "--summary", str(out / "s.json")],
+        [
+            "validate",
+            "--params",
+            str(params),
+            "--data-dir",
+            str(tmp_path),
+            "--transcripts",
+            str(out / "t.parquet"),
+            "--quarantine",
+            str(out / "q.tsv"),
+            "--summary",
+            str(out / "s.json"),
+        ],
     )
     assert result.exit_code == 1
     assert "tiny.fa" in result.output
@@ -68,7 +81,11 @@ def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path
 def test_a_missing_track_store_says_to_run_encode(stage, tmp_path):
     result = runner.invoke(app, [stage, "--tracks", str(tmp_path / "tracks")])
     assert result.exit_code == 1
-    assert str(tmp_path / "tracks") in result.output and "isoclr encode" in result.output and "--no-tracks" in result.output
+    assert (
+        str(tmp_path / "tracks") in result.output
+        and "isoclr encode" in result.output
+        and "--no-tracks" in result.output
+    )
 
 
 def test_a_stale_track_store_fails_training_with_the_missing_ids(tmp_path):
@@ -82,8 +99,17 @@ def test_a_stale_track_store_fails_training_with_the_missing_ids(tmp_path):
     write_store(tmp_path / "older.parquet", tmp_path / "tracks")
     result = runner.invoke(
         app,
-        ["train", "--transcripts", str(tmp_path / "t.parquet"), "--groups", str(tmp_path / "g.parquet"),
-         "--tracks", str(tmp_path / "tracks"), "--model-dir", str(tmp_path / "model")],
+        [
+            "train",
+            "--transcripts",
+            str(tmp_path / "t.parquet"),
+            "--groups",
+            str(tmp_path / "g.parquet"),
+            "--tracks",
+            str(tmp_path / "tracks"),
+            "--model-dir",
+            str(tmp_path / "model"),
+        ],
     )
     assert result.exit_code == 1
     assert transcripts["transcript_id"].iloc[0] in result.output and "isoclr encode" in result.output

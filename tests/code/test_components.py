@@ -49,8 +49,8 @@ def test_gate_component_returns_the_verdict_and_writes_the_decision(tmp_path):
 @pytest.mark.slow
 def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     from components.probe.component import probe
-    from tests.helpers import save_encoder, synthetic_inputs
     from tests.conftest import tiny_params
+    from tests.helpers import save_encoder, synthetic_inputs
 
     params = tiny_params()
     params["probe"]["tasks"] = params["probe"]["tasks"][:2]  # half-life and MRL suffice here
@@ -62,11 +62,17 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     write_store(t_path, tmp_path / "tracks")
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
     probe.python_func(
-        params=params, data_dir=str(tmp_path / "data"), champion_version="",
-        transcripts=_artifact(dsl.Dataset, t_path), groups=_artifact(dsl.Dataset, g_path),
+        params=params,
+        data_dir=str(tmp_path / "data"),
+        champion_version="",
+        transcripts=_artifact(dsl.Dataset, t_path),
+        groups=_artifact(dsl.Dataset, g_path),
         tracks=_artifact(dsl.Dataset, tmp_path / "tracks"),
-        model=_artifact(dsl.Model, model), results=_artifact(dsl.Dataset, tmp_path / "results"), metrics=metrics,
-        report=_artifact(dsl.HTML, tmp_path / "report.html"), summary=_artifact(dsl.Markdown, tmp_path / "summary.md"),
+        model=_artifact(dsl.Model, model),
+        results=_artifact(dsl.Dataset, tmp_path / "results"),
+        metrics=metrics,
+        report=_artifact(dsl.HTML, tmp_path / "report.html"),
+        summary=_artifact(dsl.Markdown, tmp_path / "summary.md"),
     )
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     assert (tmp_path / "summary.md").read_text().startswith("# Linear probes")
@@ -102,7 +108,9 @@ def test_encode_component_writes_the_track_store_folder(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["encode"]["shard_bytes"] = 2_000  # several shards from ~40 short transcripts
     store = _artifact(dsl.Dataset, tmp_path / "out" / "tracks")
-    encode.python_func(params=params, transcripts=_artifact(dsl.Dataset, tmp_path / "transcripts.parquet"), tracks=store)
+    encode.python_func(
+        params=params, transcripts=_artifact(dsl.Dataset, tmp_path / "transcripts.parquet"), tracks=store
+    )
     opened = TrackStore(tmp_path / "out" / "tracks")
     assert opened.ids == transcripts["transcript_id"].tolist()
     assert store.metadata["n_transcripts"] == len(transcripts) and store.metadata["shards"] > 1

@@ -53,4 +53,6 @@ def test_params_yaml_states_the_code_defaults():
 def test_a_drifted_value_is_caught():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"]["steps"] += 1
-    assert disagreements(raw) == [f"train.steps: params.yaml {raw['train']['steps']}, isoclr.config {raw['train']['steps'] - 1}"]
+    assert disagreements(raw) == [
+        f"train.steps: params.yaml {raw['train']['steps']}, isoclr.config {raw['train']['steps'] - 1}"
+    ]

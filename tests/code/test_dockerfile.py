@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -46,7 +46,9 @@ def test_base_is_the_cuda_build_of_the_pinned_torch():
 def test_the_package_and_its_dependencies_install_from_pyproject_only():
     runs = [i["value"] for i in _instructions() if i["instruction"] == "RUN"]
     installs = [r for r in runs if "pip install" in r]
-    assert installs and all(re.search(r"pip install (--no-cache-dir )?(--no-deps )?\.(\s|$)", r) for r in installs), installs
+    assert installs and all(re.search(r"pip install (--no-cache-dir )?(--no-deps )?\.(\s|$)", r) for r in installs), (
+        installs
+    )
     assert not any(re.search(r"requirements|\.txt", i["value"]) for i in _instructions()), "a second dependency list"
     copied = " ".join(i["value"] for i in _instructions() if i["instruction"] == "COPY")
     assert "pyproject.toml" in copied
@@ -74,7 +76,11 @@ def test_components_use_one_image_tagged_with_the_package_version():
     assert __version__ == version
     # No component, pipeline or manifest names another tag of the image.
     repo = IMAGE.rsplit(":", 1)[0]
-    for path in [*ROOT.glob("components/*/component.py"), *ROOT.glob("pipelines/isoclr_pipeline.*"), *ROOT.glob("k8s/**/*.yaml")]:
+    for path in [
+        *ROOT.glob("components/*/component.py"),
+        *ROOT.glob("pipelines/isoclr_pipeline.*"),
+        *ROOT.glob("k8s/**/*.yaml"),
+    ]:
         for tag in re.findall(re.escape(repo) + r":([\w.-]+)", path.read_text()):
             assert tag == version, f"{path} uses {repo}:{tag}"
     assert f"docker build -t {IMAGE} ." in DOCKERFILE.read_text()

@@ -10,6 +10,7 @@ import pytest
 from isoclr import stage
 from isoclr.artifacts import Paths
 from isoclr.config import Config, GateConfig, GateRule
+from isoclr.errors import MissingInputError
 from isoclr.gate import UNKNOWN, GateResult, decide, markdown
 from isoclr.metrics import StageRun
 from tests.conftest import tiny_params
@@ -176,8 +177,11 @@ def test_the_gate_stage_writes_the_decision_and_fails_closed_on_missing_input(tm
     lines = result.summary().splitlines()
     assert lines[0] == "PASS  threshold         halflife pearson_r: 0.2000 >= min 0.05"
     assert lines[-1] == "gate: failed" and len(lines) == len(decision["rules"]) + 1
+    (tmp_path / "empty" / "probe").mkdir(parents=True)  # a probe folder without its metrics.json
     missing = gate_stage(cfg, tmp_path / "empty", None, champion_version="")
     assert missing.passed is False and "does not exist" in missing.decision["rules"][0]["reason"]
+    with pytest.raises(MissingInputError, match="run `isoclr probe` first"):
+        stage.run("gate", cfg, Paths.under(tmp_path / "nothing"))
 
 
 def test_the_result_records_the_verdict_and_each_rule(tmp_path):

@@ -26,7 +26,12 @@ def test_defaults_change_nothing(params):
 def test_run_parameters_override_their_keys(params):
     rules = [{"task": "halflife", "metric": "pearson_r", "min": 0.5}]
     out = effective_params(
-        params, model_size="small", train_steps=7, gate_rules=rules, registry_uri="gs://models/isoclr", pushgateway_url="http://pg:9091"
+        params,
+        model_size="small",
+        train_steps=7,
+        gate_rules=rules,
+        registry_uri="gs://models/isoclr",
+        pushgateway_url="http://pg:9091",
     )
     cfg = Config.model_validate(out)
     assert cfg.model.stage_filters == [64, 128, 128, 256]  # the "small" preset replaces the model block
@@ -39,7 +44,11 @@ def test_run_parameters_override_their_keys(params):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"model_size": "huge"}, "model_size"), ({"gate_rules": [{"task": "halflife", "min": "high"}]}, "min"), ({"gate_rules": [{"task": "nope", "min": 0}]}, "nope")],
+    [
+        ({"model_size": "huge"}, "model_size"),
+        ({"gate_rules": [{"task": "halflife", "min": "high"}]}, "min"),
+        ({"gate_rules": [{"task": "nope", "min": 0}]}, "nope"),
+    ],
 )
 def test_bad_run_parameters_fail_before_any_work(params, override, message):
     with pytest.raises(ValueError, match=message):
@@ -68,7 +77,9 @@ def test_a_dvc_revision_is_fetched_once_with_dvc_get(params, tmp_path, sample_da
 
     folder = resolve_data("HEAD", cfg, tmp_path, run=run)
     assert folder == tmp_path / "HEAD"
-    assert (folder / "gencode_v28_chr1p_transcripts.fa").read_bytes() == (sample_data / "gencode_v28_chr1p_transcripts.fa").read_bytes()
+    assert (folder / "gencode_v28_chr1p_transcripts.fa").read_bytes() == (
+        sample_data / "gencode_v28_chr1p_transcripts.fa"
+    ).read_bytes()
     assert resolve_data("HEAD", cfg, tmp_path, run=run) == folder
     assert len(calls) == 1  # the second run reuses the fetched copy
 
@@ -76,7 +87,11 @@ def test_a_dvc_revision_is_fetched_once_with_dvc_get(params, tmp_path, sample_da
 def test_plan_without_the_pvc_has_no_run_folder(params):
     cfg = Config.model_validate(params)
     plan = plan_run(cfg, data_version="", gpu_type="nvidia-tesla-a100", run_id="r1")
-    assert plan == {"data_dir": cfg.data.dir, "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}, "run_dir": ""}
+    assert plan == {
+        "data_dir": cfg.data.dir,
+        "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
+        "run_dir": "",
+    }
     assert node_selector(cfg.kubeflow, "") == {"cloud.google.com/gke-accelerator": cfg.kubeflow.gpu_type}
 
 

@@ -179,8 +179,7 @@ def test_the_result_records_every_metric_of_each_task_type_classification_includ
 @pytest.mark.slow
 def test_the_champion_version_passed_in_is_probed_and_the_registry_pointer_is_not_read(tmp_path):
     """A cached pipeline probe gets the champion as an input: that version is probed, whatever the pointer says."""
-    from isoclr.registry import POINTER
-    from isoclr.registry import register, set_champion
+    from isoclr.registry import POINTER, register, set_champion
 
     params = tiny_params()
     params["probe"]["tasks"] = [t for t in params["probe"]["tasks"] if t["name"] in ("mrl", "coding")]

@@ -58,10 +58,9 @@ def test_a_failed_gate_registers_nothing(uri, tmp_path):
 
 def test_without_a_decision_nothing_is_registered(uri, tmp_path):
     paths = stage_inputs(tmp_path, passed=None)
-    result = stage.run("register", registry_config(uri), paths)
-    assert result.reason == f"not registered: no gate decision at {paths.decision}"
-    assert json.loads(paths.registration.read_text())["registered"] is False
-    assert list_versions(uri) == []
+    with pytest.raises(MissingInputError, match="gate.json does not exist: run `isoclr gate` first"):
+        stage.run("register", registry_config(uri), paths)
+    assert not paths.registration.exists() and list_versions(uri) == []
 
 
 def test_a_passed_gate_registers_promotes_and_a_rerun_reuses_the_version(uri, tmp_path):

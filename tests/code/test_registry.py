@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -121,7 +121,7 @@ def test_unknown_version_cannot_become_champion(uri, model_dir):
 
 
 def test_version_ids_sort_by_time_and_are_unique():
-    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
     ids = [new_version_id(t0 + timedelta(microseconds=i)) for i in (0, 1, 10, 1_000_000)]
     assert ids == sorted(ids)
     assert len({new_version_id(t0) for _ in range(50)}) == 50

@@ -29,7 +29,9 @@ def test_outputs_appear_only_when_the_stage_succeeds(tmp_path):
         work.groups.write_text("new")
         assert not paths.groups.exists()  # nothing at the output path while the stage runs
     assert paths.groups.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["groups.parquet"]  # pairs_summary not written: none; no staging left
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "groups.parquet"
+    ]  # pairs_summary not written: none; no staging left
 
 
 def test_a_failed_stage_leaves_the_old_outputs_and_no_partial_file(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from isoclr import metrics, stage, tracks
 from isoclr.artifacts import LAST_CHECKPOINT, MODEL_CHECKPOINT, MODEL_META
 from isoclr.checkpoint import CheckpointError, load_training_state
+from isoclr.errors import MissingInputError
 from isoclr.models import ContrastiveModel
 from isoclr.sampling import PairSampler
 from isoclr.store import StoreError, write_store
@@ -254,7 +255,7 @@ def test_a_stale_track_store_is_an_error_naming_the_transcripts(tables, tmp_path
     write_store(tmp_path / "longer.parquet", tmp_path / "longer")
     with pytest.raises(StoreError, match="1 training transcripts have another length.*T03_1"):
         train(tiny_config(steps=1), tables, tmp_path / "m", tracks=tmp_path / "longer")
-    with pytest.raises(StoreError, match="isoclr encode"):
+    with pytest.raises(MissingInputError, match="none does not exist: run `isoclr encode` first"):
         train(tiny_config(steps=1), tables, tmp_path / "m", tracks=tmp_path / "none")
     assert not (tmp_path / "m" / "model").exists()
 

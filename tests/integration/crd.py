@@ -23,7 +23,11 @@ FILES = {
 
 def _close(schema):
     if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema = {**schema, "additionalProperties": False}
         return {k: _close(v) for k, v in schema.items()}
     if isinstance(schema, list):

@@ -47,8 +47,10 @@ def serve(routes: Routes) -> tuple[FakeApi, ThreadingHTTPServer]:
             request = Request(self.command, url.path, parse_qs(url.query), json.loads(raw) if raw else None)
             api.requests.append(request)
             route = api.routes.get((self.command, url.path))
-            status, body = (404, {"kind": "Status", "code": 404, "message": "not found"}) if route is None else (
-                route(request) if callable(route) else route
+            status, body = (
+                (404, {"kind": "Status", "code": 404, "message": "not found"})
+                if route is None
+                else (route(request) if callable(route) else route)
             )
             payload = json.dumps(body).encode()
             self.send_response(status)

@@ -28,8 +28,11 @@ BUCKET, PREFIX = "isoclr-data", "dvc-store"  # the committed remote: gs://isoclr
 def _dvc(args: list[str], cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}  # the local config must suffice
     # gcsfs hangs for minutes probing hierarchical-namespace support on an emulator
-    env.update(GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", NO_GCE_CHECK="true",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(
+        GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",
+        NO_GCE_CHECK="true",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     result = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -38,7 +41,8 @@ def _dvc(args: list[str], cwd: Path) -> str:
 def _digests(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -55,7 +59,9 @@ def test_push_and_pull_the_sample_through_the_gcs_remote(fake_gcs_server, sample
     _dvc(["pull", "--quiet", "-r", "sample", "data.dvc"], repo)
     assert _digests(repo / "data") == _digests(sample_data)
 
-    client = storage.Client(project="isoclr-test", credentials=AnonymousCredentials(), client_options={"api_endpoint": fake_gcs_server.url})
+    client = storage.Client(
+        project="isoclr-test", credentials=AnonymousCredentials(), client_options={"api_endpoint": fake_gcs_server.url}
+    )
     try:
         client.create_bucket(BUCKET)
     except Conflict:

@@ -29,7 +29,13 @@ def _tool(name: str) -> str:
 
 def _build(overlay: str) -> str:
     # params.yaml (two levels up) feeds the ConfigMap, so files outside the kustomization are allowed.
-    cmd = [_tool("kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(ROOT / "k8s" / "overlays" / overlay)]
+    cmd = [
+        _tool("kubectl"),
+        "kustomize",
+        "--load-restrictor",
+        "LoadRestrictionsNone",
+        str(ROOT / "k8s" / "overlays" / overlay),
+    ]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
@@ -47,7 +53,9 @@ def test_there_are_dev_and_prod_overlays():
 
 def test_builtin_kinds_pass_kubernetes_validate_strict(built):
     _, path, _ = built
-    result = subprocess.run([_tool("kubernetes-validate"), "--strict", "--quiet", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("kubernetes-validate"), "--strict", "--quiet", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ERROR" not in result.stdout
 
@@ -75,11 +83,17 @@ def test_overlays_hold_what_the_pipeline_names(built):
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     [namespace] = by_kind["Namespace"]
-    assert {d["metadata"].get("namespace") for d in docs if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume")} == {namespace["metadata"]["name"]}
+    assert {
+        d["metadata"].get("namespace")
+        for d in docs
+        if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume")
+    } == {namespace["metadata"]["name"]}
     [sa] = by_kind["ServiceAccount"]
     assert sa["metadata"]["name"] == kf.service_account
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
-    assert "PROJECT_ID" not in sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"], f"{overlay} must name its GCP project"
+    assert "PROJECT_ID" not in sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"], (
+        f"{overlay} must name its GCP project"
+    )
     assert not by_kind.get("Secret"), "no key files: Workload Identity only"
     pvcs = {p["metadata"]["name"]: p for p in by_kind["PersistentVolumeClaim"]}
     assert pvcs[kf.checkpoints_pvc]["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -89,17 +103,24 @@ def test_overlays_hold_what_the_pipeline_names(built):
     trainjobs = next(r for r in role["rules"] if "trainjobs" in r["resources"])
     assert {"create", "get", "list", "watch"} <= set(trainjobs["verbs"])
     [binding] = by_kind["RoleBinding"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": kf.service_account, "namespace": namespace["metadata"]["name"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": kf.service_account, "namespace": namespace["metadata"]["name"]}
+    ]
     # Pushgateway: Deployment, Service and the PodMonitor that selects its pods.
     [deployment] = [d for d in by_kind["Deployment"] if d["metadata"]["name"] == "pushgateway"]
     [monitor] = by_kind["PodMonitor"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
     assert [s["metadata"]["name"] for s in by_kind["Service"]] == ["pushgateway"]
     # The TrainJob template schedules onto the GPU pool like the pipeline's own TrainJobs.
     [job] = by_kind["TrainJob"]
     assert job["spec"]["runtimeRef"]["name"] == kf.training_runtime and job["spec"]["suspend"] is True
-    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"][
+        "spec"
+    ]["template"]["spec"]
     assert pod["serviceAccountName"] == kf.service_account
     assert kf.gpu_node_label in pod["nodeSelector"]
     assert pod["tolerations"] == [t.model_dump(exclude_none=True) for t in kf.tolerations]

@@ -53,12 +53,23 @@ def test_run_parameters_default_to_params_yaml():
     cfg = load(ROOT / "params.yaml")
     spec, _ = _compiled()
     inputs = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
-    assert set(inputs) >= {"data_version", "model_size", "train_steps", "gpu_count", "gpu_type", "gate_rules", "registry_uri", "pushgateway_url"}
+    assert set(inputs) >= {
+        "data_version",
+        "model_size",
+        "train_steps",
+        "gpu_count",
+        "gpu_type",
+        "gate_rules",
+        "registry_uri",
+        "pushgateway_url",
+    }
     assert inputs["params"] == cfg.to_dict()
     assert inputs["train_steps"] == cfg.train.steps
     assert inputs["gpu_count"] == cfg.kubeflow.gpu_count and inputs["gpu_type"] == cfg.kubeflow.gpu_type
     assert inputs["gate_rules"] == [r.model_dump(mode="json") for r in cfg.gate.rules]
-    assert inputs["registry_uri"] == cfg.registry.uri and inputs["pushgateway_url"] == (cfg.metrics.pushgateway_url or "")
+    assert inputs["registry_uri"] == cfg.registry.uri and inputs["pushgateway_url"] == (
+        cfg.metrics.pushgateway_url or ""
+    )
 
 
 def test_training_pod_asks_for_a_gpu_on_the_gpu_pool_with_its_service_account():
@@ -73,7 +84,10 @@ def test_training_pod_asks_for_a_gpu_on_the_gpu_pool_with_its_service_account():
     assert resources["resourceCpuLimit"] == kf.cpu and resources["resourceMemoryLimit"] == kf.memory
     train = k8s["exec-train"]
     # The node selector is the configure step's output, built from the run's gpu_type.
-    assert train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "pipelinechannel--configure-node_selector"
+    assert (
+        train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
+        == "pipelinechannel--configure-node_selector"
+    )
     assert train["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert {m["mountPath"] for m in train["pvcMount"]} == {kf.checkpoints_mount}
     # KFP sets the pods' service account per run (kfp.Client, tested in test_kfp_client); the TrainJob's
@@ -107,8 +121,15 @@ def test_the_track_store_is_built_once_after_validate_and_read_by_both_trainers_
     assert [name for name in tasks if name.startswith("encode")] == ["encode"]
     # The branches' group takes encode's output; inside, every group and task passes it on by name.
     branches = spec["root"]["dag"]["tasks"]["condition-branches-1"]["inputs"]["artifacts"]
-    assert branches["pipelinechannel--encode-tracks"]["taskOutputArtifact"] == {"outputArtifactKey": "tracks", "producerTask": "encode"}
-    inner = {name: component["dag"]["tasks"] for name, component in spec["components"].items() if name.startswith("comp-condition")}
+    assert branches["pipelinechannel--encode-tracks"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "tracks",
+        "producerTask": "encode",
+    }
+    inner = {
+        name: component["dag"]["tasks"]
+        for name, component in spec["components"].items()
+        if name.startswith("comp-condition")
+    }
     passed_on = {"componentInputArtifact": "pipelinechannel--encode-tracks"}
     fed = {
         task["componentRef"]["name"]

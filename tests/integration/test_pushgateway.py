@@ -27,7 +27,9 @@ def samples(text: str, **match) -> dict[tuple, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if all(sample.labels.get(k) == v for k, v in match.items()):
-                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("job", "run_id", "stage", "instance")))
+                labels = tuple(
+                    sorted((k, v) for k, v in sample.labels.items() if k not in ("job", "run_id", "stage", "instance"))
+                )
                 out[(sample.name, labels)] = sample.value
     return out
 
@@ -62,7 +64,9 @@ def test_every_stage_pushes_its_metrics_when_run_for_real(pushgateway, run_id, s
         assert got[name][("isoclr_stage_success", ())] == 1, name
         assert got[name][("isoclr_stage_duration_seconds", ())] > 0, name
     assert got["validate"][("isoclr_records_validated_total", ())] > 1000
-    assert got["encode"][("isoclr_track_store_transcripts", ())] == got["validate"][("isoclr_records_validated_total", ())]
+    assert (
+        got["encode"][("isoclr_track_store_transcripts", ())] == got["validate"][("isoclr_records_validated_total", ())]
+    )
     assert got["pairs"][("isoclr_homology_groups", ())] > 100
     assert got["train"][("isoclr_train_loss", ())] > 0
     probe = got["probe"]
@@ -76,7 +80,9 @@ def test_every_stage_pushes_its_metrics_when_run_for_real(pushgateway, run_id, s
 
 def test_gate_and_register_stages_push_verdict_and_registry_counts(pushgateway, run_id, tmp_path):
     cfg = config(pushgateway_url=pushgateway)
-    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"uri": f"file://{tmp_path / 'registry'}"})})
+    cfg = cfg.model_copy(
+        update={"registry": cfg.registry.model_copy(update={"uri": f"file://{tmp_path / 'registry'}"})}
+    )
     paths = Paths.under(tmp_path)
     write_inputs(paths.probe, passed=True)  # halflife only: the mrl rule fails closed
     assert stage.run("gate", cfg, paths).passed is False
@@ -92,7 +98,9 @@ def test_gate_and_register_stages_push_verdict_and_registry_counts(pushgateway, 
     gate = samples(text, run_id=run_id, stage="gate")
     assert gate[("isoclr_gate_passed", ())] == 0
     assert gate[("isoclr_gate_rule_passed", (("kind", "threshold"), ("metric", "pearson_r"), ("task", "mrl")))] == 0
-    assert gate[("isoclr_gate_rule_passed", (("kind", "threshold"), ("metric", "pearson_r"), ("task", "halflife")))] == 1
+    assert (
+        gate[("isoclr_gate_rule_passed", (("kind", "threshold"), ("metric", "pearson_r"), ("task", "halflife")))] == 1
+    )
     assert ("isoclr_registry_operations_total", (("operation", "champion"),)) in gate  # the no-regression read
     register = samples(text, run_id=run_id, stage="register")
     assert register[("isoclr_model_registered", ())] == 1
@@ -160,9 +168,12 @@ def test_the_documented_gate_alert_fires_after_two_failed_runs_only(tmp_path):
     doc = (ROOT / "docs" / "metrics.md").read_text()
     (tmp_path / "rules.yml").write_text(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
     doc_alert = re.search(r"summary: \"(.*?)\"\n\s+description: \"(.*?)\"", doc)
-    fired = f"[{{exp_labels: {{severity: warning}}, exp_annotations: {{summary: \"{doc_alert[1]}\", description: \"{doc_alert[2]}\"}}}}]"
+    annotations = f'{{summary: "{doc_alert[1]}", description: "{doc_alert[2]}"}}'
+    fired = f"[{{exp_labels: {{severity: warning}}, exp_annotations: {annotations}}}]"
     cases = [
-        ALERT_CASE.format(r1=1, r2=0, r3=0, at7="[]", at12=fired),  # passed, failed, failed: fires at the second failure
+        ALERT_CASE.format(
+            r1=1, r2=0, r3=0, at7="[]", at12=fired
+        ),  # passed, failed, failed: fires at the second failure
         ALERT_CASE.format(r1=0, r2=0, r3=1, at7=fired, at12="[]"),  # failed, failed, passed: stops
         ALERT_CASE.format(r1=0, r2=1, r3=0, at7="[]", at12="[]"),  # failures not in a row: silent
     ]

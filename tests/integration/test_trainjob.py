@@ -29,10 +29,18 @@ def k8s_api():
         {
             ("GET", "/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public"): (
                 200,
-                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeflow-trainer-public"}, "data": {"kubeflow_trainer_version": "v2.3.0"}},
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "kubeflow-trainer-public"},
+                    "data": {"kubeflow_trainer_version": "v2.3.0"},
+                },
             ),
             ("GET", f"{GROUP}/clustertrainingruntimes/torch-distributed"): (200, runtime),
-            ("GET", f"{GROUP}/namespaces/{ns}/trainjobs"): (200, {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJobList", "items": []}),
+            ("GET", f"{GROUP}/namespaces/{ns}/trainjobs"): (
+                200,
+                {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJobList", "items": []},
+            ),
             ("POST", f"{GROUP}/namespaces/{ns}/trainjobs"): lambda r: (201, r.body),
         }
     )
@@ -43,7 +51,15 @@ def k8s_api():
 def _submitted(k8s_api, gpu_count: int) -> dict:
     kf = load(ROOT / "params.yaml").kubeflow
     client = trainer_client(kf.namespace, host=k8s_api.url)
-    name = launch_trainjob(client, kf, image=IMAGE, gpu_count=gpu_count, gpu_type="nvidia-tesla-a100", run_id="Run-42", run_dir="/mnt/isoclr/runs/run-42")
+    name = launch_trainjob(
+        client,
+        kf,
+        image=IMAGE,
+        gpu_count=gpu_count,
+        gpu_type="nvidia-tesla-a100",
+        run_id="Run-42",
+        run_dir="/mnt/isoclr/runs/run-42",
+    )
     [post] = [r for r in k8s_api.requests if r.method == "POST"]
     assert post.body["metadata"]["name"] == name == trainjob_name("Run-42")
     return post.body
@@ -60,7 +76,9 @@ def test_the_sdk_builds_a_trainjob_the_crd_schema_accepts(k8s_api, gpu_count):
 def test_the_schema_check_catches_a_misspelt_or_misplaced_field(k8s_api):
     job = _submitted(k8s_api, 2)
     job["spec"]["trainer"]["numNode"] = 2
-    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"][
+        "spec"
+    ]["template"]["spec"]
     pod["tolerations"][0]["effect"] = 3
     found = errors(job)
     assert any("numNode" in e for e in found) and any("tolerations/0/effect" in e for e in found), found
@@ -72,7 +90,11 @@ def test_the_trainjob_runs_isoclr_train_under_torchrun_on_the_gpu_pool(k8s_api):
     trainer = job["spec"]["trainer"]
     nodes, per_node = trainjob_shape(16, kf.gpus_per_node)
     assert (trainer["numNodes"], nodes, per_node) == (2, 2, 8)
-    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == trainer["resourcesPerNode"]["requests"]["nvidia.com/gpu"] == 8
+    assert (
+        trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"]
+        == trainer["resourcesPerNode"]["requests"]["nvidia.com/gpu"]
+        == 8
+    )
     assert trainer["image"] == IMAGE
     assert trainer["command"] == train_command("/mnt/isoclr/runs/run-42")
     assert trainer["command"][:4] == ["torchrun", "-m", "isoclr.cli", "train"]
@@ -91,13 +113,29 @@ def test_the_trainjob_runs_isoclr_train_under_torchrun_on_the_gpu_pool(k8s_api):
 def test_a_retried_launcher_follows_the_job_it_started(k8s_api):
     kf = load(ROOT / "params.yaml").kubeflow
     _submitted(k8s_api, 2)
-    k8s_api.routes[("POST", f"{GROUP}/namespaces/{kf.namespace}/trainjobs")] = (409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+    k8s_api.routes[("POST", f"{GROUP}/namespaces/{kf.namespace}/trainjobs")] = (
+        409,
+        {"kind": "Status", "code": 409, "reason": "AlreadyExists"},
+    )
     client = trainer_client(kf.namespace, host=k8s_api.url)
-    name = launch_trainjob(client, kf, image=IMAGE, gpu_count=2, gpu_type="nvidia-l4", run_id="Run-42", run_dir="/mnt/isoclr/runs/run-42")
+    name = launch_trainjob(
+        client, kf, image=IMAGE, gpu_count=2, gpu_type="nvidia-l4", run_id="Run-42", run_dir="/mnt/isoclr/runs/run-42"
+    )
     assert name == trainjob_name("Run-42")
-    k8s_api.routes[("POST", f"{GROUP}/namespaces/{kf.namespace}/trainjobs")] = (403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
+    k8s_api.routes[("POST", f"{GROUP}/namespaces/{kf.namespace}/trainjobs")] = (
+        403,
+        {"kind": "Status", "code": 403, "reason": "Forbidden"},
+    )
     with pytest.raises(RuntimeError, match="Failed to create TrainJob"):
-        launch_trainjob(client, kf, image=IMAGE, gpu_count=2, gpu_type="nvidia-l4", run_id="Run-42", run_dir="/mnt/isoclr/runs/run-42")
+        launch_trainjob(
+            client,
+            kf,
+            image=IMAGE,
+            gpu_count=2,
+            gpu_type="nvidia-l4",
+            run_id="Run-42",
+            run_dir="/mnt/isoclr/runs/run-42",
+        )
 
 
 def test_gpu_counts_outside_the_allowed_set_are_refused():
@@ -123,7 +161,9 @@ class _Job:
         yield from ["step 1 loss 4.1", "step 2 loss 3.9"]
 
     def get_job_events(self, name):
-        return [type("Event", (), {"event_time": "t0", "reason": "BackoffLimitExceeded", "message": "node-0 OOMKilled"})()]
+        return [
+            type("Event", (), {"event_time": "t0", "reason": "BackoffLimitExceeded", "message": "node-0 OOMKilled"})()
+        ]
 
 
 def test_following_a_trainjob_streams_its_log_and_surfaces_a_failure_with_its_events():
@@ -152,6 +192,8 @@ def test_torchrun_and_isoclr_train_both_accept_the_trainjob_command(tmp_path):
     train = typer.main.get_command(app).commands["train"]
     ctx = train.make_context("train", list(launcher.training_script_args[1:]))
     assert ctx.params["model_dir"] == tmp_path / "model" and ctx.params["resume"] is True
-    assert ctx.params["tracks"] == tmp_path / "tracks" and ctx.params["no_tracks"] is False  # staged by train_distributed
+    assert (
+        ctx.params["tracks"] == tmp_path / "tracks" and ctx.params["no_tracks"] is False
+    )  # staged by train_distributed
     template = yaml.safe_load((ROOT / "k8s" / "base" / "trainjob-template.yaml").read_text())
     assert get_args_parser().parse_args(template["spec"]["trainer"]["command"][1:]).training_script == "isoclr.cli"

@@ -55,7 +55,9 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     pass
 
@@ -64,9 +66,15 @@ def main(
 def validate(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
-    transcripts: Annotated[Path, typer.Option(help="Output: validated transcripts table (parquet).")] = DEFAULT.transcripts,
-    quarantine: Annotated[Path, typer.Option(help="Output: rejected records with file, record, rule (TSV).")] = DEFAULT.quarantine,
-    summary: Annotated[Path, typer.Option(help="Output: counts by rule and annotation set (JSON).")] = DEFAULT.validate_summary,
+    transcripts: Annotated[
+        Path, typer.Option(help="Output: validated transcripts table (parquet).")
+    ] = DEFAULT.transcripts,
+    quarantine: Annotated[
+        Path, typer.Option(help="Output: rejected records with file, record, rule (TSV).")
+    ] = DEFAULT.quarantine,
+    summary: Annotated[
+        Path, typer.Option(help="Output: counts by rule and annotation set (JSON).")
+    ] = DEFAULT.validate_summary,
 ) -> None:
     """Parse and check the annotation sets into one transcripts table.
 
@@ -81,8 +89,11 @@ def validate(
     transcripts remain or too large a share was rejected (thresholds under
     `validate` in params.yaml).
     """
-    run_stage("validate", params, Paths(data_dir=data_dir, transcripts=transcripts, quarantine=quarantine,
-                                     validate_summary=summary))
+    run_stage(
+        "validate",
+        params,
+        Paths(data_dir=data_dir, transcripts=transcripts, quarantine=quarantine, validate_summary=summary),
+    )
 
 
 @app.command()
@@ -103,7 +114,9 @@ def encode(
 
 @app.command()
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write annotation.gtf[.gz], genome.fa[.gz] (+ .fai), paralog_pairs.csv.")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder to write annotation.gtf[.gz], genome.fa[.gz] (+ .fai), paralog_pairs.csv.")
+    ],
     transcripts: Annotated[int, typer.Option(min=1, help="At least this many transcripts.")] = 10000,
     seed: Annotated[int, typer.Option(help="Same seed and options: byte-identical files.")] = 0,
     contigs: Annotated[int, typer.Option(min=1, help="Number of contigs in the genome.")] = 4,
@@ -130,7 +143,9 @@ def pairs(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
     transcripts: Transcripts = DEFAULT.transcripts,
-    groups: Annotated[Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")] = DEFAULT.groups,
+    groups: Annotated[
+        Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")
+    ] = DEFAULT.groups,
     summary: Annotated[Path, typer.Option(help="Output: group and split counts (JSON).")] = DEFAULT.pairs_summary,
 ) -> None:
     """Group isoforms by gene and genes by paralog family; split by homology group.
@@ -147,18 +162,27 @@ def train(
     params: Params = Path("params.yaml"),
     transcripts: Transcripts = DEFAULT.transcripts,
     groups: Groups = DEFAULT.groups,
-    model_dir: Annotated[Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")] = DEFAULT.model,
+    model_dir: Annotated[
+        Path, typer.Option(help="Output: encoder.pt (weights, config, provenance) and meta.json.")
+    ] = DEFAULT.model,
     log: Annotated[
         Path,
-        typer.Option("--log", "--train-log", help="Output: per-step loss, learning rate, samples/s (CSV); "
-                     "under torchrun spell it --train-log (torchrun reads --log as its own --log-dir)."),
+        typer.Option(
+            "--log",
+            "--train-log",
+            help="Output: per-step loss, learning rate, samples/s (CSV); "
+            "under torchrun spell it --train-log (torchrun reads --log as its own --log-dir).",
+        ),
     ] = DEFAULT.train_log,
-    metrics: Annotated[Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")] = DEFAULT.train_summary,
+    metrics: Annotated[
+        Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")
+    ] = DEFAULT.train_summary,
     checkpoint_dir: Annotated[
         Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
     ] = DEFAULT.checkpoints,
     resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one."),
     ] = False,
     tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
@@ -173,8 +197,15 @@ def train(
     hold every training transcript.
     """
     require_tracks(tracks, no_tracks)
-    paths = Paths(transcripts=transcripts, groups=groups, model=model_dir, train_log=log, train_summary=metrics,
-                  checkpoints=checkpoint_dir, tracks=tracks)
+    paths = Paths(
+        transcripts=transcripts,
+        groups=groups,
+        model=model_dir,
+        train_log=log,
+        train_summary=metrics,
+        checkpoints=checkpoint_dir,
+        tracks=tracks,
+    )
     run_stage("train", params, paths, resume=resume, tracks=not no_tracks)
 
 
@@ -185,12 +216,17 @@ def probe(
     transcripts: Transcripts = DEFAULT.transcripts,
     groups: Groups = DEFAULT.groups,
     model_dir: ModelDir = DEFAULT.model,
-    out_dir: Annotated[Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")] = DEFAULT.probe,
+    out_dir: Annotated[
+        Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")
+    ] = DEFAULT.probe,
     tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
     champion: Annotated[
-        str | None, typer.Option(help="Registry version to probe as the champion (default: the registry's champion now; "
-                                      "`none`: no champion).")
+        str | None,
+        typer.Option(
+            help="Registry version to probe as the champion (default: the registry's champion now; "
+            "`none`: no champion)."
+        ),
     ] = None,
 ) -> None:
     """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
@@ -205,7 +241,9 @@ def probe(
     (table.md) and a self-contained HTML report (report.html).
     """
     require_tracks(tracks, no_tracks)
-    paths = Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks)
+    paths = Paths(
+        data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks
+    )
     options = {"tracks": not no_tracks}
     if champion is not None:
         options["champion_version"] = "" if champion == "none" else champion
@@ -216,8 +254,12 @@ def probe(
 def gate(
     params: Params = Path("params.yaml"),
     probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
-    decision: Annotated[Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")] = DEFAULT.decision,
-    compare_champion: Annotated[bool, typer.Option(help="Hold the model to the registry's champion (no regression).")] = True,
+    decision: Annotated[
+        Path, typer.Option(help="Output: pass/fail with number, bound and reason per rule (JSON).")
+    ] = DEFAULT.decision,
+    compare_champion: Annotated[
+        bool, typer.Option(help="Hold the model to the registry's champion (no regression).")
+    ] = True,
 ) -> None:
     """Decide whether the model may be registered (rules under `gate` in params.yaml).
 
@@ -235,7 +277,9 @@ def register(
     model_dir: ModelDir = DEFAULT.model,
     probe_dir: Annotated[Path, typer.Option(help="Input: the probe output folder (its metrics.json).")] = DEFAULT.probe,
     decision: Annotated[Path, typer.Option(help="Input: gate decision.")] = DEFAULT.decision,
-    record: Annotated[Path, typer.Option(help="Output: what was registered, or why not (JSON).")] = DEFAULT.registration,
+    record: Annotated[
+        Path, typer.Option(help="Output: what was registered, or why not (JSON).")
+    ] = DEFAULT.registration,
     registry: Annotated[str | None, typer.Option(help="Registry URI (default: registry.uri in params.yaml).")] = None,
 ) -> None:
     """Write an immutable model version and move the champion pointer, if the gate passed."""

@@ -14,7 +14,9 @@ from isoclr.config import Config, load
 from isoclr.errors import IsoclrError
 
 DEFAULT = Paths()
-Params = Annotated[Path, typer.Option("--params", "-p", help="The pipeline configuration.", exists=True, dir_okay=False)]
+Params = Annotated[
+    Path, typer.Option("--params", "-p", help="The pipeline configuration.", exists=True, dir_okay=False)
+]
 DataDir = Annotated[
     Path | None, typer.Option(help="Folder with the input files named in params.yaml (default: data.dir there).")
 ]
@@ -22,7 +24,9 @@ Transcripts = Annotated[Path, typer.Option(help="Input: validated transcripts ta
 Groups = Annotated[Path, typer.Option(help="Input: groups table from `isoclr pairs`.")]
 ModelDir = Annotated[Path, typer.Option(help="Input: trained model folder.")]
 Tracks = Annotated[Path, typer.Option(help="Input: the track store from `isoclr encode`.")]
-NoTracks = Annotated[bool, typer.Option("--no-tracks", help="Encode from the transcripts table instead of the track store.")]
+NoTracks = Annotated[
+    bool, typer.Option("--no-tracks", help="Encode from the transcripts table instead of the track store.")
+]
 
 
 def fail(message: str) -> None:

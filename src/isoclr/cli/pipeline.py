@@ -57,7 +57,9 @@ def pipeline_schedule(
     host: Host = None,
     arg: RunArgs = None,
     name: Annotated[str, typer.Option(help="Recurring run name.")] = "isoclr-retraining",
-    cron: Annotated[str | None, typer.Option(help="6-field cron, seconds first (default: kubeflow.schedule_cron).")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="6-field cron, seconds first (default: kubeflow.schedule_cron).")
+    ] = None,
 ) -> None:
     """Create the recurring retraining run: cron schedule, one run at a time, no catch-up, no cache."""
     from isoclr.kubeflow import kfp_client, schedule

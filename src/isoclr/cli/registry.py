@@ -14,7 +14,9 @@ app = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help
 
 Uri = Annotated[
     str | None,
-    typer.Option("--registry", help="Registry URI, file://PATH or gs://BUCKET/PREFIX (default: registry.uri in params.yaml)."),
+    typer.Option(
+        "--registry", help="Registry URI, file://PATH or gs://BUCKET/PREFIX (default: registry.uri in params.yaml)."
+    ),
 ]
 
 
@@ -65,7 +67,9 @@ def registry_show(
 @app.command("fetch")
 def registry_fetch(
     version: Annotated[str, typer.Argument(help="Version id, or `champion`.")],
-    dest: Annotated[Path, typer.Option(help="Folder to write the model files to (checksums verified).")] = Path("model"),
+    dest: Annotated[Path, typer.Option(help="Folder to write the model files to (checksums verified).")] = Path(
+        "model"
+    ),
     registry: Uri = None,
 ) -> None:
     """Download a version's model folder (encoder.pt, meta.json) after verifying every checksum."""
