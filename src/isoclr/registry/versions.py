@@ -29,7 +29,9 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import random
+import re
 import secrets
 import tempfile
 import time
@@ -51,6 +53,12 @@ MANIFEST_FORMAT = 1
 # Version ids: UTC time to the microsecond (sortable) + random hex (unique).
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _SUFFIX_BYTES = 4
+
+# What a version id may be (ids come from users and from listings): one path segment, no `..`, no `/`.
+_VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# gc: partial uploads younger than this are left alone by default (an upload may still be writing them).
+GC_OLDER_THAN_HOURS = 24.0
+STAGING = ".staging"  # file:// backends stage a version here before the rename that publishes it
 
 # Compare-and-swap of the champion pointer: attempts, and the jittered back-off between them.
 CAS_ATTEMPTS = 60
@@ -80,6 +88,22 @@ def _files_of(path: Path, prefix: str) -> dict[str, Path]:
     if not path.is_dir():
         raise RegistryError(f"{path} does not exist")
     return {f"{prefix}/{p.relative_to(path).as_posix()}": p for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def check_version_id(version: str) -> str:
+    """``version`` if it is one safe path segment (letters, digits, ``._-``; not ``..``); else RegistryError."""
+    if not isinstance(version, str) or not _VERSION_ID.fullmatch(version) or ".." in version:
+        raise RegistryError(f"{version!r} is not a version id (letters, digits, '.', '_', '-'; no '/' or '..')")
+    return version
+
+
+def _check_entry(where: str, key: object) -> str:
+    """A manifest entry must be a relative ``/``-separated path inside its version: no ``..``, no absolute path."""
+    parts = key.split("/") if isinstance(key, str) else [""]
+    unsafe = any(part in ("", ".", "..") or "\\" in part for part in parts) or ":" in parts[0]
+    if unsafe:  # "" also catches a leading "/" (absolute) and "//"
+        raise RegistryError(f"{where}: manifest entry {key!r} is not a relative path inside the version: refused")
+    return key
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -140,6 +164,7 @@ def _version_keys(backend: Backend) -> dict[str, list[str]]:
 @_counted("verify")
 def verify(uri: str, version: str) -> dict:
     """The version's manifest, after checking every file against it; RegistryError naming what is wrong."""
+    check_version_id(version)
     backend = backend_for(uri)
     keys = _version_keys(backend).get(version)
     if keys is None:
@@ -149,6 +174,7 @@ def verify(uri: str, version: str) -> dict:
 
 def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]) -> dict:
     where = f"registry {uri}, version {version}"
+    check_version_id(version)
     if MANIFEST not in keys:
         raise RegistryError(f"{where}: no {MANIFEST} (incomplete write): not a trusted version")
     try:
@@ -158,6 +184,10 @@ def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]
         raise RegistryError(f"{where}: unreadable {MANIFEST}: {err}") from err
     if manifest.get("version") != version:
         raise RegistryError(f"{where}: {MANIFEST} names version {manifest.get('version')!r}")
+    if not isinstance(files, dict):
+        raise RegistryError(f"{where}: unreadable {MANIFEST}: 'files' is not a mapping")
+    for key in files:
+        _check_entry(where, key)
     extra = sorted(set(keys) - set(files) - {MANIFEST})
     if extra:
         raise RegistryError(f"{where}: files not in the manifest: {extra[:5]}")
@@ -229,11 +259,22 @@ def download(uri: str, version: str, dest: Path) -> Path:
     backend = backend_for(uri)
     manifest = verify(uri, version)
     dest = Path(dest)
-    for key in manifest["files"]:
-        if key.startswith("model/"):
-            path = dest / key.removeprefix("model/")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(backend.get(f"{VERSIONS}/{version}/{key}"))
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    for key, entry in manifest["files"].items():
+        if not key.startswith("model/"):
+            continue
+        path = dest / key.removeprefix("model/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.resolve().is_relative_to(root):  # e.g. a link in dest that leads elsewhere
+            raise RegistryError(f"fetch {version}: {path.parent} leads out of {dest} (a link?): refused")
+        data = backend.get(f"{VERSIONS}/{version}/{key}")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:  # changed since verify: never write it
+            raise RegistryError(f"registry {uri}, version {version}: {key} changed while it was fetched")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)  # replaces a link at ``path`` itself, never writes through it
     return dest
 
 
@@ -261,7 +302,7 @@ def resolve(uri: str, ref: str = CHAMPION) -> str:
     champion yet (callers for whom that is normal call :func:`champion`, which returns None).
     """
     if ref != CHAMPION:
-        return ref
+        return check_version_id(ref)
     current = champion(uri)
     if current is None:
         raise RegistryError(f"{uri} has no champion yet")
@@ -308,3 +349,61 @@ def set_champion(uri: str, version: str) -> None:
 def champion_history(uri: str) -> list[dict]:
     """Every move of the champion pointer, oldest first: ``{"version", "previous", "set_utc", "id"}``."""
     return _read_champion(backend_for(uri)).get("history", [])
+
+
+@_counted("gc")
+def gc(uri: str, older_than_hours: float = GC_OLDER_THAN_HOURS, delete: bool = False) -> list[dict]:
+    """Orphaned partial uploads older than ``older_than_hours``: listed (dry run), or removed with ``delete``.
+
+    A partial upload is a version folder with no manifest at all (a ``register`` that died before
+    its last object), or on ``file://`` a staging folder a killed process left behind. Never
+    touched: anything with a manifest (a verified version, or one that no longer verifies, which
+    needs a person, not a sweeper), the champion and every version in its history, and anything
+    changed within ``older_than_hours`` (an upload may still be writing it). Returns one
+    ``{"prefix", "objects", "age_hours", "removed"}`` per partial upload found, oldest first.
+    """
+    if older_than_hours < 0:
+        raise RegistryError(f"gc: --older-than must be >= 0 hours, not {older_than_hours}")
+    backend = backend_for(uri)
+    pointer = _read_champion(backend)
+    protected = {pointer.get("version")} | {h.get("version") for h in pointer.get("history", [])}
+    cutoff = time.time() - older_than_hours * 3600
+    found = []
+    for area in (VERSIONS, STAGING):
+        groups: dict[str, dict[str, float]] = {}
+        for key, when in backend.modified(f"{area}/").items():
+            parts = key.split("/", 2)
+            if len(parts) == 3:
+                groups.setdefault(parts[1], {})[key] = when
+        for name, objects in sorted(groups.items()):
+            newest = max(objects.values())
+            if area == VERSIONS and (name in protected or f"{VERSIONS}/{name}/{MANIFEST}" in objects):
+                continue
+            if newest >= cutoff:
+                continue
+            found.append({"prefix": f"{area}/{name}", "objects": sorted(objects), "age_hours": _hours(newest)})
+    found.sort(key=lambda f: -f["age_hours"])
+    for partial in found:
+        partial["removed"] = False
+        if delete and _still_orphaned(backend, partial, protected):
+            backend.remove(partial["objects"])
+            partial["removed"] = True
+            log.info("gc: removed %s (%d objects)", partial["prefix"], len(partial["objects"]))
+    return found
+
+
+def _hours(epoch_s: float) -> float:
+    return round((time.time() - epoch_s) / 3600, 3)
+
+
+def _still_orphaned(backend: Backend, partial: dict, protected: set) -> bool:
+    """Re-read just before removing: a manifest that landed since, or a new champion, keeps the folder."""
+    prefix = partial["prefix"]
+    if prefix.startswith(f"{VERSIONS}/"):
+        if f"{prefix}/{MANIFEST}" in backend.list(f"{prefix}/"):
+            return False
+        pointer = _read_champion(backend)
+        now = {pointer.get("version")} | {h.get("version") for h in pointer.get("history", [])}
+        if prefix.removeprefix(f"{VERSIONS}/") in protected | now:
+            return False
+    return True
