@@ -261,15 +261,14 @@ def download(uri: str, version: str, dest: Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    for key, entry in manifest["files"].items():
-        if not key.startswith("model/"):
-            continue
-        path = dest / key.removeprefix("model/")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    targets = {key: dest / key.removeprefix("model/") for key in manifest["files"] if key.startswith("model/")}
+    for path in targets.values():  # all checked before anything is written or any folder made
         if not path.parent.resolve().is_relative_to(root):  # e.g. a link in dest that leads elsewhere
             raise RegistryError(f"fetch {version}: {path.parent} leads out of {dest} (a link?): refused")
+    for key, path in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = backend.get(f"{VERSIONS}/{version}/{key}")
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:  # changed since verify: never write it
+        if hashlib.sha256(data).hexdigest() != manifest["files"][key]["sha256"]:  # changed since verify
             raise RegistryError(f"registry {uri}, version {version}: {key} changed while it was fetched")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
         with os.fdopen(fd, "wb") as fh:
@@ -310,14 +309,15 @@ def resolve(uri: str, ref: str = CHAMPION) -> str:
 
 
 @_counted("set_champion")
-def set_champion(uri: str, version: str) -> None:
+def set_champion(uri: str, version: str) -> bool:
     """Point the champion at a trusted version (promotion or rollback), by compare-and-swap.
 
     Read the pointer with its generation, append to its history, write it
     only if the generation is unchanged; on a lost race re-read and retry
     with jittered back-off. Idempotent: a pointer that already names
     ``version``, or whose history already holds this call's entry (a write
-    whose reply was lost), is left as it is.
+    whose reply was lost), is left as it is. Returns True when this call
+    added the move to the history, False when the pointer already named ``version``.
     """
     backend = backend_for(uri)
     verify(uri, version)  # versions are immutable and never deleted: trusted now means trusted later
@@ -326,8 +326,10 @@ def set_champion(uri: str, version: str) -> None:
         data, generation = backend.read(POINTER)
         pointer = json.loads(data) if data else {}
         history = pointer.get("history", [])
-        if pointer.get("version") == version or any(h.get("id") == entry_id for h in history):
-            return
+        if any(h.get("id") == entry_id for h in history):
+            return True  # an earlier attempt landed although its reply was lost
+        if pointer.get("version") == version:
+            return False
         entry = {
             "version": version,
             "previous": pointer.get("version"),
@@ -337,7 +339,7 @@ def set_champion(uri: str, version: str) -> None:
         new = json.dumps({"version": version, "history": [*history, entry]}, indent=2).encode() + b"\n"
         if backend.swap(POINTER, new, generation):
             log.info("champion of %s -> %s (was %s)", uri, version, entry["previous"])
-            return
+            return True
         metrics.count_registry_conflict()
         time.sleep(random.uniform(0, min(CAS_BACKOFF_MAX_S, CAS_BACKOFF_FIRST_S * 2**attempt)))
     raise RegistryError(
