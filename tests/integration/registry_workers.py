@@ -1,4 +1,4 @@
-"""The body of one racing OS process in tests/integration/test_registry_faults.py.
+"""Bodies of the OS processes that tests/integration/test_registry_faults.py starts (spawn context).
 
 Kept apart from the test module so that each spawned process imports the registry only (not
 pytest, typer or the test helpers): eight processes start in a fraction of the time.
@@ -24,3 +24,22 @@ def race(uri: str, model: str, index: int, start, results) -> None:
         results.put((index, version, moves, None))
     except BaseException as err:  # noqa: BLE001 -- reported to the parent, which fails the test
         results.put((index, None, [], f"{type(err).__name__}: {err}"))
+
+
+def register_stage_slowly(uri: str, outputs: str, pause_s: float) -> None:
+    """The register stage, pausing after each object upload so that a test can kill the server mid-upload."""
+    import time
+
+    from isoclr import stage
+    from isoclr.artifacts import Paths
+    from isoclr.registry import GCSBackend
+    from tests.helpers import registry_config
+
+    upload = GCSBackend._upload_file
+
+    def slowly(self, key, source):
+        upload(self, key, source)
+        time.sleep(pause_s)
+
+    GCSBackend._upload_file = slowly
+    stage.run("register", registry_config(uri), Paths.under(Path(outputs)))
