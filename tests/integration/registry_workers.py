@@ -43,3 +43,19 @@ def register_stage_slowly(uri: str, outputs: str, pause_s: float) -> None:
 
     GCSBackend._upload_file = slowly
     stage.run("register", registry_config(uri), Paths.under(Path(outputs)))
+
+
+def register_slowly(uri: str, model: str, pause_s: float) -> None:
+    """``register`` into a file:// registry, pausing after each file copied, so that a test can SIGKILL it."""
+    import time
+
+    from isoclr.registry import FileBackend, register
+
+    copy = FileBackend._copy
+
+    def slowly(source, dest):
+        copy(source, dest)
+        time.sleep(pause_s)
+
+    FileBackend._copy = staticmethod(slowly)
+    register(uri, Path(model), {}, {})

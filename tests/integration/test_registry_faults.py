@@ -287,6 +287,37 @@ def test_gc_collects_what_a_killed_file_register_left_in_staging(tmp_path):
     assert [v["version"] for v in list_versions(uri)] == [kept]
 
 
+@pytest.mark.slow
+def test_a_register_process_killed_mid_copy_leaves_nothing_visible_and_gc_collects_it(tmp_path):
+    uri = f"file://{tmp_path / 'registry'}"
+    before = register(uri, make_model(tmp_path / "m0", "0"), {}, {})
+    set_champion(uri, before)
+    model = make_model(tmp_path / "m1", "1")
+    for i in range(N_LARGE_FILES):
+        (model / "shards").mkdir(exist_ok=True)
+        (model / "shards" / f"{i}.bin").write_bytes(os.urandom(LARGE_FILE_BYTES))
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=registry_workers.register_slowly, args=(uri, str(model), 0.3))
+    child.start()
+    staging = tmp_path / "registry" / ".staging"
+    deadline = time.monotonic() + 60
+    while len([p for p in staging.rglob("*") if p.is_file()] if staging.is_dir() else []) < 2:
+        assert time.monotonic() < deadline and child.is_alive(), "the copy never started"
+        time.sleep(0.02)
+    child.kill()  # SIGKILL: no except, no finally, no clean-up of the staging folder
+    child.join(timeout=10)
+    assert child.exitcode == -signal.SIGKILL
+    assert [v["version"] for v in list_versions(uri)] == [before] and champion(uri) == before
+    assert champion_lookup.current(uri) == before
+    retried = register(uri, model, {}, {})  # the same registration, rerun, completes
+    assert [v["version"] for v in list_versions(uri)] == [before, retried]
+    leftovers = gc(uri, 0)
+    assert len(leftovers) == 1 and leftovers[0]["prefix"].startswith(".staging/")
+    gc(uri, 0, delete=True)
+    assert not staging.exists() or not any(staging.iterdir())
+    assert [v["version"] for v in list_versions(uri)] == [before, retried] and champion(uri) == before
+
+
 def test_cli_gc_is_a_dry_run_unless_told(uri):
     keys = _partial(uri, "20000101T000000000000Z-0d0d0d0d")
     dry = runner.invoke(app, ["registry", "gc", "--older-than", "0", "--registry", uri])
