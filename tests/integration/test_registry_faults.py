@@ -334,6 +334,18 @@ def test_cli_gc_is_a_dry_run_unless_told(uri):
     assert bad.exit_code == 1 and bad.output.startswith("error: gc: --older-than must be >= 0")
 
 
+@pytest.mark.parametrize("pointer", [b"{not json", b"\xff\xfe", b'["a list"]', b'{"history": 3}'])
+def test_an_unreadable_champion_pointer_stops_gc_and_readers_with_one_error(uri, tmp_path, pointer):
+    version = register(uri, make_model(tmp_path / "m", "1"), {}, {})
+    _partial(uri, "20000101T000000000000Z-0f0f0f0f")
+    put(uri, "champion.json", pointer)
+    calls = (lambda: gc(uri, 0, delete=True), lambda: champion(uri), lambda: list_versions(uri))
+    for call in (*calls, lambda: set_champion(uri, version)):
+        with pytest.raises(RegistryError, match="champion pointer champion.json is"):
+            call()
+    assert backend_for(uri).list(f"{VERSIONS}/")  # nothing removed: gc cannot tell what is protected
+
+
 def test_the_gates_champion_lookup_ignores_partial_uploads(uri, tmp_path):
     version = register(uri, make_model(tmp_path / "m", "1"), {}, {})
     set_champion(uri, version)

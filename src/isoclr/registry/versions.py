@@ -279,9 +279,22 @@ def download(uri: str, version: str, dest: Path) -> Path:
 
 def _read_champion(backend: Backend) -> dict:
     try:
-        return json.loads(backend.get(POINTER))
+        return _parse_pointer(backend.get(POINTER))
     except KeyError:
         return {}
+
+
+def _parse_pointer(data: bytes | None) -> dict:
+    """The champion pointer's bytes as a dict (``{}`` when absent); RegistryError when it is not one."""
+    if data is None:
+        return {}
+    try:
+        pointer = json.loads(data)
+    except ValueError as err:  # not JSON (or not UTF-8): nothing can be trusted about the champion
+        raise RegistryError(f"the champion pointer {POINTER} is unreadable: {err}") from err
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("history", []), list):
+        raise RegistryError(f"the champion pointer {POINTER} is not a champion pointer: {str(pointer)[:80]}")
+    return pointer
 
 
 @_counted("champion")
@@ -324,7 +337,7 @@ def set_champion(uri: str, version: str) -> bool:
     entry_id = secrets.token_hex(_SUFFIX_BYTES * 2)
     for attempt in range(CAS_ATTEMPTS):
         data, generation = backend.read(POINTER)
-        pointer = json.loads(data) if data else {}
+        pointer = _parse_pointer(data)
         history = pointer.get("history", [])
         if any(h.get("id") == entry_id for h in history):
             return True  # an earlier attempt landed although its reply was lost
