@@ -177,6 +177,18 @@ def test_a_crafted_manifest_entry_is_refused_on_download(uri, tmp_path, entry):
     assert list_versions(uri) == []  # untrusted now: invisible
 
 
+@pytest.mark.parametrize(
+    "manifest", [b"[]", b'{"version": "V", "files": []}', b'{"version": "V", "files": {"model/x": 3}}', b"\xff"]
+)
+def test_a_malformed_manifest_makes_only_its_version_untrusted(uri, tmp_path, manifest):
+    good = register(uri, make_model(tmp_path / "m", "1"), {}, {})
+    bad = "29990101T000000000000Z-0a1b2c3d"
+    put(uri, f"{VERSIONS}/{bad}/{MANIFEST}", manifest.replace(b"V", bad.encode()))
+    assert [v["version"] for v in list_versions(uri)] == [good]  # one bad manifest never breaks the listing
+    with pytest.raises(RegistryError, match="unreadable MANIFEST.json"):
+        verify(uri, bad)
+
+
 def test_a_symlink_in_a_file_version_that_leads_out_is_refused(tmp_path):
     uri = f"file://{tmp_path / 'registry'}"
     version = register(uri, make_model(tmp_path / "m", "1"), {}, {})

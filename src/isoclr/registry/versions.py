@@ -186,8 +186,10 @@ def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]
         raise RegistryError(f"{where}: {MANIFEST} names version {manifest.get('version')!r}")
     if not isinstance(files, dict):
         raise RegistryError(f"{where}: unreadable {MANIFEST}: 'files' is not a mapping")
-    for key in files:
+    for key, entry in files.items():
         _check_entry(where, key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise RegistryError(f"{where}: unreadable {MANIFEST}: entry {key!r} has no sha256")
     extra = sorted(set(keys) - set(files) - {MANIFEST})
     if extra:
         raise RegistryError(f"{where}: files not in the manifest: {extra[:5]}")
