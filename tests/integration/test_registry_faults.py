@@ -6,6 +6,7 @@ processes raced, versions registered, champion moves, partial uploads created an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -187,6 +188,23 @@ def test_a_malformed_manifest_makes_only_its_version_untrusted(uri, tmp_path, ma
     assert [v["version"] for v in list_versions(uri)] == [good]  # one bad manifest never breaks the listing
     with pytest.raises(RegistryError, match="unreadable MANIFEST.json"):
         verify(uri, bad)
+
+
+@pytest.mark.parametrize("metadata", [b"not json", b"[1]", None])
+def test_a_version_without_readable_metadata_is_untrusted(uri, tmp_path, metadata):
+    good = register(uri, make_model(tmp_path / "m", "1"), {}, {})
+    crafted = register(uri, make_model(tmp_path / "m2", "2"), {}, {})
+    manifest = manifest_of(uri, crafted)
+    if metadata is None:
+        delete(uri, f"{VERSIONS}/{crafted}/metadata.json")
+        del manifest["files"]["metadata.json"]
+    else:  # checksums that match: only the content is wrong
+        put(uri, f"{VERSIONS}/{crafted}/metadata.json", metadata)
+        manifest["files"]["metadata.json"]["sha256"] = hashlib.sha256(metadata).hexdigest()
+    put(uri, f"{VERSIONS}/{crafted}/{MANIFEST}", json.dumps(manifest).encode())
+    assert [v["version"] for v in list_versions(uri)] == [good]
+    with pytest.raises(RegistryError, match="metadata.json"):
+        version_metadata(uri, crafted)
 
 
 def test_a_symlink_in_a_file_version_that_leads_out_is_refused(tmp_path):

@@ -201,7 +201,18 @@ def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry["sha256"]:
             raise RegistryError(f"{where}: {key} has sha256 {actual}, the manifest says {entry['sha256']}")
+        if key == METADATA and not _is_json_object(data):
+            raise RegistryError(f"{where}: {METADATA} is not a JSON object")
+    if METADATA not in files:
+        raise RegistryError(f"{where}: no {METADATA} in the manifest")
     return manifest
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
 
 
 def _trusted(backend: Backend, uri: str) -> dict[str, dict]:
