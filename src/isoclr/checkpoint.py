@@ -16,6 +16,7 @@ containers, never pickled code.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,6 +109,17 @@ def write_encoder(model_dir: Path, encoder: nn.Module, model_cfg: ModelConfig, *
     return meta
 
 
+def _load_weights_only(path: Path) -> dict:
+    """``torch.load`` with ``weights_only=True``: tensors and plain values only, never code run from the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors and plain values (code would run if it were "
+            f"loaded); only load checkpoints you trust: {str(err).splitlines()[0]}"
+        ) from err
+
+
 def read_encoder(model_dir: Path) -> tuple[DilatedResNet, dict]:
     """The encoder written by :func:`write_encoder` (on CPU, eval mode), and its metadata.
 
@@ -119,7 +131,7 @@ def read_encoder(model_dir: Path) -> tuple[DilatedResNet, dict]:
     path = Path(model_dir) / MODEL_CHECKPOINT
     if not path.is_file():
         raise MissingInputError(f"{path}: no encoder checkpoint (run the train stage first)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = _load_weights_only(path)
     missing = {"state_dict", "model_config", "channels"} - set(checkpoint)
     if missing:
         raise CheckpointError(f"{path}: not an isoclr encoder checkpoint (missing {sorted(missing)})")
@@ -195,7 +207,7 @@ def load_training_state(path: Path, cfg: Config) -> dict:
     Raises:
         CheckpointError: the state was written for another model or training configuration.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_weights_only(path)
     if state["model_config"] != cfg.model.model_dump(mode="json"):
         raise CheckpointError(f"{path}: written for another model configuration; delete it to start afresh")
     now = cfg.train.model_dump(mode="json")

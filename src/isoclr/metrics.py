@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ class StageRun:
         self.registry = CollectorRegistry()
         self._metrics: dict = {}
         self._server = None
+        self._pushing: threading.Thread | None = None
         self.http_port: int | None = None
 
     def _metric(self, name: str):
@@ -116,19 +118,41 @@ class StageRun:
         return {"run_id": self.run_id, "stage": self.stage}
 
     def push(self) -> bool:
-        """Replace this run's group on the Pushgateway; False (with a warning) when that fails, never raises."""
+        """Replace this run's group on the Pushgateway; False (with a warning) when that fails, never raises.
+
+        ``metrics.push_timeout_seconds`` bounds the whole push, not each socket read: a gateway that
+        accepts and never answers, or answers a byte at a time, costs at most that long. A push still
+        hanging in the background when the next one is due makes the next one a skipped warning.
+        """
         url = self.cfg.pushgateway_url
         if not url or not _primary_rank():
             return False
-        try:
-            push_to_gateway(
-                url,
-                job=self.cfg.job,
-                registry=self.registry,
-                grouping_key=self.grouping_key(),
-                timeout=self.cfg.push_timeout_seconds,
-            )
-        except Exception as err:  # noqa: BLE001 -- metrics must never fail the stage
+        if self._pushing is not None and self._pushing.is_alive():
+            log.warning("metrics: the previous push to %s has not finished; %s metrics not pushed", url, self.stage)
+            return False
+        outcome: list[BaseException | None] = []
+
+        def push() -> None:
+            try:
+                push_to_gateway(
+                    url,
+                    job=self.cfg.job,
+                    registry=self.registry,
+                    grouping_key=self.grouping_key(),
+                    timeout=self.cfg.push_timeout_seconds,
+                )
+                outcome.append(None)
+            except Exception as err:  # noqa: BLE001 -- metrics must never fail the stage
+                outcome.append(err)
+
+        self._pushing = threading.Thread(target=push, daemon=True, name=f"isoclr-push-{self.stage}")
+        self._pushing.start()
+        self._pushing.join(self.cfg.push_timeout_seconds)
+        if not outcome:
+            err: BaseException | None = TimeoutError(f"no answer within {self.cfg.push_timeout_seconds:g} s")
+        else:
+            err = outcome[0]
+        if err is not None:
             log.warning("metrics: could not push the %s metrics to %s (the stage goes on): %s", self.stage, url, err)
             return False
         return True

@@ -120,3 +120,30 @@ def test_resumable_changes_do_not_change_the_result():
     # Only settings that leave the weights alone may change between a checkpoint and its resumption.
     assert set(tiny_config().train.model_dump()) >= checkpoint.RESUMABLE_CHANGES
     assert not {"steps", "learning_rate", "seed", "batch_genes"} & checkpoint.RESUMABLE_CHANGES
+
+
+class _Payload:
+    """What a hostile checkpoint hides: unpickling it would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["state_dict", "model_config"])
+def test_a_checkpoint_with_pickled_code_is_refused_without_running_it(model_dir, tmp_path, where):
+    marker = tmp_path / "ran"
+    hostile = _resave(model_dir, tmp_path / "hostile", **{where: _Payload(marker)})
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors") as caught:
+        read_encoder(hostile)
+    assert isinstance(caught.value, IsoclrError)
+    torch.save({"model_config": {}, "payload": _Payload(marker)}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load_training_state(tmp_path / "last.pt", tiny_config())
+    assert not marker.exists()  # nothing was executed ...
+    torch.load(hostile / MODEL_CHECKPOINT, weights_only=False)  # ... though the payload is live (the control)
+    assert marker.exists()

@@ -216,4 +216,4 @@ def test_the_champion_version_passed_in_is_probed_and_the_registry_pointer_is_no
     assert "no champion" in (paths.probe / "table.md").read_text()
 
     read_now = stage.run("probe", cfg, paths, tracks=False)  # the default reads the (broken) pointer: fails closed
-    assert read_now.champion is None and "JSONDecodeError" in read_now.champion_error
+    assert read_now.champion is None and "champion.json is unreadable" in read_now.champion_error

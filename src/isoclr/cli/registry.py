@@ -89,3 +89,27 @@ def registry_rollback(
 
     _registry_call(registry, lambda uri: set_champion(uri, version))
     typer.echo(f"champion -> {version}")
+
+
+@app.command("gc")
+def registry_gc(
+    older_than: Annotated[
+        float, typer.Option("--older-than", help="Only partial uploads unchanged for this many hours.")
+    ] = 24.0,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove them (default: only list them).")] = False,
+    registry: Uri = None,
+) -> None:
+    """List (dry run) or remove orphaned partial uploads: version folders without a manifest, left by a crash.
+
+    Never touches a version with a manifest, the champion or any version in its history.
+    """
+    from isoclr.registry import gc
+
+    found = _registry_call(registry, lambda uri: gc(uri, older_than, delete=delete))
+    for partial in found:
+        verb = "removed" if partial["removed"] else "would remove"
+        typer.echo(f"{verb} {partial['prefix']} ({len(partial['objects'])} objects, {partial['age_hours']:.1f} h old)")
+    if not found:
+        typer.echo(f"no partial uploads older than {older_than:g} h")
+    elif not delete:
+        typer.echo("dry run: rerun with --delete to remove them")

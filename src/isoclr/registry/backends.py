@@ -71,6 +71,12 @@ class Backend(Protocol):
     def publish(self, prefix: str, files: Mapping[str, Path], last: tuple[str, bytes]) -> None:
         """Upload ``files`` (key relative to ``prefix`` -> local file), then ``last``; fail if ``prefix`` exists."""
 
+    def modified(self, prefix: str) -> dict[str, float]:
+        """Every key under ``prefix`` (as :meth:`list`) -> its last change, in seconds since the epoch."""
+
+    def remove(self, keys: list[str]) -> None:
+        """Delete these keys (absent ones are skipped). Only the registry's garbage collection calls it."""
+
 
 class FileBackend:
     """A registry in a local (or mounted) folder.
@@ -91,6 +97,13 @@ class FileBackend:
             raise RegistryError(f"registry key {key!r} leaves the registry root")
         return path
 
+    def _inside(self, key: str) -> Path:
+        """The key's path, refused when a link in it leads out of the registry root."""
+        path = self._path(key)
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise RegistryError(f"registry {self.root}: {key} is a link that leaves the registry root")
+        return path
+
     @contextmanager
     def _os_errors(self, action: str) -> Iterator[None]:
         try:
@@ -105,7 +118,7 @@ class FileBackend:
     def get(self, key: str) -> bytes:
         with self._os_errors(f"read {key}"):
             try:
-                return self._path(key).read_bytes()
+                return self._inside(key).read_bytes()
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
                 raise KeyError(key) from err
 
@@ -157,6 +170,28 @@ class FileBackend:
                 if path.is_file() and not any(part.startswith(".") for part in rel.parts):
                     keys.append(rel.as_posix())
         return sorted(keys)
+
+    def modified(self, prefix: str) -> dict[str, float]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return {}
+        found = {}
+        with self._os_errors(f"list {prefix}"):
+            for path in base.rglob("*"):
+                rel = path.relative_to(self.root)
+                hidden = any(part.startswith(".") for part in path.relative_to(base).parts)
+                if not hidden and (path.is_file() or path.is_symlink()):
+                    found[rel.as_posix()] = path.lstat().st_mtime
+        return found
+
+    def remove(self, keys: list[str]) -> None:
+        with self._os_errors("remove objects"):
+            for key in keys:
+                self._path(key).unlink(missing_ok=True)
+                folder = self._path(key).parent
+                while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()  # an empty version folder goes with its last file
+                    folder = folder.parent
 
     def publish(self, prefix: str, files: Mapping[str, Path], last: tuple[str, bytes]) -> None:
         target = self._path(prefix)
@@ -302,6 +337,22 @@ class GCSBackend:
             names = [blob.name for blob in self.bucket.client.list_blobs(self.bucket, prefix=self._name(prefix))]
         cut = len(self._name(""))
         return sorted(name[cut:] for name in names)
+
+    def modified(self, prefix: str) -> dict[str, float]:
+        with self._errors(f"list {prefix}"):
+            blobs = list(self.bucket.client.list_blobs(self.bucket, prefix=self._name(prefix)))
+        cut = len(self._name(""))
+        return {blob.name[cut:]: blob.updated.timestamp() for blob in blobs}
+
+    def remove(self, keys: list[str]) -> None:
+        from google.api_core import exceptions as api
+
+        with self._errors("remove objects"):
+            for key in keys:
+                try:
+                    self.bucket.blob(self._name(key)).delete()
+                except api.NotFound:
+                    pass
 
     def _create(self, key: str, upload: Callable, digest: str) -> None:
         """Create an object only if absent; an existing one with the same sha256 is a retry that already landed."""

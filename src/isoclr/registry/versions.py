@@ -29,7 +29,9 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import random
+import re
 import secrets
 import tempfile
 import time
@@ -51,6 +53,12 @@ MANIFEST_FORMAT = 1
 # Version ids: UTC time to the microsecond (sortable) + random hex (unique).
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _SUFFIX_BYTES = 4
+
+# What a version id may be (ids come from users and from listings): one path segment, no `..`, no `/`.
+_VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# gc: partial uploads younger than this are left alone by default (an upload may still be writing them).
+GC_OLDER_THAN_HOURS = 24.0
+STAGING = ".staging"  # file:// backends stage a version here before the rename that publishes it
 
 # Compare-and-swap of the champion pointer: attempts, and the jittered back-off between them.
 CAS_ATTEMPTS = 60
@@ -80,6 +88,22 @@ def _files_of(path: Path, prefix: str) -> dict[str, Path]:
     if not path.is_dir():
         raise RegistryError(f"{path} does not exist")
     return {f"{prefix}/{p.relative_to(path).as_posix()}": p for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def check_version_id(version: str) -> str:
+    """``version`` if it is one safe path segment (letters, digits, ``._-``; not ``..``); else RegistryError."""
+    if not isinstance(version, str) or not _VERSION_ID.fullmatch(version) or ".." in version:
+        raise RegistryError(f"{version!r} is not a version id (letters, digits, '.', '_', '-'; no '/' or '..')")
+    return version
+
+
+def _check_entry(where: str, key: object) -> str:
+    """A manifest entry must be a relative ``/``-separated path inside its version: no ``..``, no absolute path."""
+    parts = key.split("/") if isinstance(key, str) else [""]
+    unsafe = any(part in ("", ".", "..") or "\\" in part for part in parts) or ":" in parts[0]
+    if unsafe:  # "" also catches a leading "/" (absolute) and "//"
+        raise RegistryError(f"{where}: manifest entry {key!r} is not a relative path inside the version: refused")
+    return key
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -140,6 +164,7 @@ def _version_keys(backend: Backend) -> dict[str, list[str]]:
 @_counted("verify")
 def verify(uri: str, version: str) -> dict:
     """The version's manifest, after checking every file against it; RegistryError naming what is wrong."""
+    check_version_id(version)
     backend = backend_for(uri)
     keys = _version_keys(backend).get(version)
     if keys is None:
@@ -149,6 +174,7 @@ def verify(uri: str, version: str) -> dict:
 
 def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]) -> dict:
     where = f"registry {uri}, version {version}"
+    check_version_id(version)
     if MANIFEST not in keys:
         raise RegistryError(f"{where}: no {MANIFEST} (incomplete write): not a trusted version")
     try:
@@ -158,6 +184,12 @@ def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]
         raise RegistryError(f"{where}: unreadable {MANIFEST}: {err}") from err
     if manifest.get("version") != version:
         raise RegistryError(f"{where}: {MANIFEST} names version {manifest.get('version')!r}")
+    if not isinstance(files, dict):
+        raise RegistryError(f"{where}: unreadable {MANIFEST}: 'files' is not a mapping")
+    for key, entry in files.items():
+        _check_entry(where, key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise RegistryError(f"{where}: unreadable {MANIFEST}: entry {key!r} has no sha256")
     extra = sorted(set(keys) - set(files) - {MANIFEST})
     if extra:
         raise RegistryError(f"{where}: files not in the manifest: {extra[:5]}")
@@ -169,7 +201,18 @@ def _verified_manifest(backend: Backend, uri: str, version: str, keys: list[str]
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry["sha256"]:
             raise RegistryError(f"{where}: {key} has sha256 {actual}, the manifest says {entry['sha256']}")
+        if key == METADATA and not _is_json_object(data):
+            raise RegistryError(f"{where}: {METADATA} is not a JSON object")
+    if METADATA not in files:
+        raise RegistryError(f"{where}: no {METADATA} in the manifest")
     return manifest
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
 
 
 def _trusted(backend: Backend, uri: str) -> dict[str, dict]:
@@ -229,19 +272,42 @@ def download(uri: str, version: str, dest: Path) -> Path:
     backend = backend_for(uri)
     manifest = verify(uri, version)
     dest = Path(dest)
-    for key in manifest["files"]:
-        if key.startswith("model/"):
-            path = dest / key.removeprefix("model/")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(backend.get(f"{VERSIONS}/{version}/{key}"))
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    targets = {key: dest / key.removeprefix("model/") for key in manifest["files"] if key.startswith("model/")}
+    for path in targets.values():  # all checked before anything is written or any folder made
+        if not path.parent.resolve().is_relative_to(root):  # e.g. a link in dest that leads elsewhere
+            raise RegistryError(f"fetch {version}: {path.parent} leads out of {dest} (a link?): refused")
+    for key, path in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = backend.get(f"{VERSIONS}/{version}/{key}")
+        if hashlib.sha256(data).hexdigest() != manifest["files"][key]["sha256"]:  # changed since verify
+            raise RegistryError(f"registry {uri}, version {version}: {key} changed while it was fetched")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)  # replaces a link at ``path`` itself, never writes through it
     return dest
 
 
 def _read_champion(backend: Backend) -> dict:
     try:
-        return json.loads(backend.get(POINTER))
+        return _parse_pointer(backend.get(POINTER))
     except KeyError:
         return {}
+
+
+def _parse_pointer(data: bytes | None) -> dict:
+    """The champion pointer's bytes as a dict (``{}`` when absent); RegistryError when it is not one."""
+    if data is None:
+        return {}
+    try:
+        pointer = json.loads(data)
+    except ValueError as err:  # not JSON (or not UTF-8): nothing can be trusted about the champion
+        raise RegistryError(f"the champion pointer {POINTER} is unreadable: {err}") from err
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("history", []), list):
+        raise RegistryError(f"the champion pointer {POINTER} is not a champion pointer: {str(pointer)[:80]}")
+    return pointer
 
 
 @_counted("champion")
@@ -261,7 +327,7 @@ def resolve(uri: str, ref: str = CHAMPION) -> str:
     champion yet (callers for whom that is normal call :func:`champion`, which returns None).
     """
     if ref != CHAMPION:
-        return ref
+        return check_version_id(ref)
     current = champion(uri)
     if current is None:
         raise RegistryError(f"{uri} has no champion yet")
@@ -269,24 +335,27 @@ def resolve(uri: str, ref: str = CHAMPION) -> str:
 
 
 @_counted("set_champion")
-def set_champion(uri: str, version: str) -> None:
+def set_champion(uri: str, version: str) -> bool:
     """Point the champion at a trusted version (promotion or rollback), by compare-and-swap.
 
     Read the pointer with its generation, append to its history, write it
     only if the generation is unchanged; on a lost race re-read and retry
     with jittered back-off. Idempotent: a pointer that already names
     ``version``, or whose history already holds this call's entry (a write
-    whose reply was lost), is left as it is.
+    whose reply was lost), is left as it is. Returns True when this call
+    added the move to the history, False when the pointer already named ``version``.
     """
     backend = backend_for(uri)
     verify(uri, version)  # versions are immutable and never deleted: trusted now means trusted later
     entry_id = secrets.token_hex(_SUFFIX_BYTES * 2)
     for attempt in range(CAS_ATTEMPTS):
         data, generation = backend.read(POINTER)
-        pointer = json.loads(data) if data else {}
+        pointer = _parse_pointer(data)
         history = pointer.get("history", [])
-        if pointer.get("version") == version or any(h.get("id") == entry_id for h in history):
-            return
+        if any(h.get("id") == entry_id for h in history):
+            return True  # an earlier attempt landed although its reply was lost
+        if pointer.get("version") == version:
+            return False
         entry = {
             "version": version,
             "previous": pointer.get("version"),
@@ -296,7 +365,7 @@ def set_champion(uri: str, version: str) -> None:
         new = json.dumps({"version": version, "history": [*history, entry]}, indent=2).encode() + b"\n"
         if backend.swap(POINTER, new, generation):
             log.info("champion of %s -> %s (was %s)", uri, version, entry["previous"])
-            return
+            return True
         metrics.count_registry_conflict()
         time.sleep(random.uniform(0, min(CAS_BACKOFF_MAX_S, CAS_BACKOFF_FIRST_S * 2**attempt)))
     raise RegistryError(
@@ -308,3 +377,61 @@ def set_champion(uri: str, version: str) -> None:
 def champion_history(uri: str) -> list[dict]:
     """Every move of the champion pointer, oldest first: ``{"version", "previous", "set_utc", "id"}``."""
     return _read_champion(backend_for(uri)).get("history", [])
+
+
+@_counted("gc")
+def gc(uri: str, older_than_hours: float = GC_OLDER_THAN_HOURS, delete: bool = False) -> list[dict]:
+    """Orphaned partial uploads older than ``older_than_hours``: listed (dry run), or removed with ``delete``.
+
+    A partial upload is a version folder with no manifest at all (a ``register`` that died before
+    its last object), or on ``file://`` a staging folder a killed process left behind. Never
+    touched: anything with a manifest (a verified version, or one that no longer verifies, which
+    needs a person, not a sweeper), the champion and every version in its history, and anything
+    changed within ``older_than_hours`` (an upload may still be writing it). Returns one
+    ``{"prefix", "objects", "age_hours", "removed"}`` per partial upload found, oldest first.
+    """
+    if older_than_hours < 0:
+        raise RegistryError(f"gc: --older-than must be >= 0 hours, not {older_than_hours}")
+    backend = backend_for(uri)
+    pointer = _read_champion(backend)
+    protected = {pointer.get("version")} | {h.get("version") for h in pointer.get("history", [])}
+    cutoff = time.time() - older_than_hours * 3600
+    found = []
+    for area in (VERSIONS, STAGING):
+        groups: dict[str, dict[str, float]] = {}
+        for key, when in backend.modified(f"{area}/").items():
+            parts = key.split("/", 2)
+            if len(parts) == 3:
+                groups.setdefault(parts[1], {})[key] = when
+        for name, objects in sorted(groups.items()):
+            newest = max(objects.values())
+            if area == VERSIONS and (name in protected or f"{VERSIONS}/{name}/{MANIFEST}" in objects):
+                continue
+            if newest >= cutoff:
+                continue
+            found.append({"prefix": f"{area}/{name}", "objects": sorted(objects), "age_hours": _hours(newest)})
+    found.sort(key=lambda f: -f["age_hours"])
+    for partial in found:
+        partial["removed"] = False
+        if delete and _still_orphaned(backend, partial, protected):
+            backend.remove(partial["objects"])
+            partial["removed"] = True
+            log.info("gc: removed %s (%d objects)", partial["prefix"], len(partial["objects"]))
+    return found
+
+
+def _hours(epoch_s: float) -> float:
+    return round((time.time() - epoch_s) / 3600, 3)
+
+
+def _still_orphaned(backend: Backend, partial: dict, protected: set) -> bool:
+    """Re-read just before removing: a manifest that landed since, or a new champion, keeps the folder."""
+    prefix = partial["prefix"]
+    if prefix.startswith(f"{VERSIONS}/"):
+        if f"{prefix}/{MANIFEST}" in backend.list(f"{prefix}/"):
+            return False
+        pointer = _read_champion(backend)
+        now = {pointer.get("version")} | {h.get("version") for h in pointer.get("history", [])}
+        if prefix.removeprefix(f"{VERSIONS}/") in protected | now:
+            return False
+    return True
