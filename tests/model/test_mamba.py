@@ -236,15 +236,27 @@ def test_the_same_seed_builds_the_same_model_and_output():
         assert not torch.equal(first(x, lengths), other(x, lengths))
 
 
-def test_bf16_autocast_stays_close_to_float32():
-    encoder = _encoder(True)
+def test_bf16_autocast_stays_close_to_float32_and_trains():
+    encoder = _encoder(True).train()
     x, lengths = _pad([_tracks(n, torch.Generator().manual_seed(n)) for n in (60, 150)])
     with torch.no_grad():
         full = encoder(x, lengths)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            half = encoder(x, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = encoder(x, lengths)
+        half.pow(2).sum().backward()  # the scan runs in float32 inside autocast, forward and backward
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
-    torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(half.detach(), full, atol=0.05, rtol=0.05)
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters())
+
+
+def test_a_bf16_model_embeds():
+    # isoclr.embed may cast the whole encoder to bf16 for inference (no autocast)
+    encoder = _encoder(True).to(torch.bfloat16)
+    x, lengths = _pad([_tracks(n, torch.Generator().manual_seed(n)) for n in (60, 150)])
+    with torch.no_grad():
+        h, position_lengths = encoder.positions(x.to(torch.bfloat16), lengths)
+        pooled = encoder.pool_positions(h, position_lengths)
+    assert h.dtype == torch.bfloat16 and pooled.dtype == torch.float32 and torch.isfinite(pooled).all()
 
 
 # Orthrus's sizes, measured here (constructor defaults d_state 16, d_conv 4, expand 2).
