@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ import yaml
 from isoclr.artifacts import MODEL_CHECKPOINT, Paths
 from isoclr.config import Annotation, Config
 from isoclr.schemas import GROUPS, TRANSCRIPTS
-from tests.conftest import tiny_params
+from tests.conftest import ROOT, tiny_params
 
 # --------------------------------------------------------------------------- annotation files (ingest, validate)
 
@@ -372,3 +376,39 @@ def train_tiny_model(root: Path, **train) -> tuple[Path, Config]:
     paths = train_paths(root, write_tables(root))
     stage.run("train", cfg, paths, tracks=False, progress=False)
     return paths.model, cfg
+
+
+# --------------------------------------------------------------------------- a repository copy for `dvc repro`
+
+
+def run_checked(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with this interpreter's tools first on PATH; fail the test with its output if it fails."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def repro_workspace(dest: Path, params: dict) -> Path:
+    """The repository's files (committed or not, minus ignored ones) in a new git repo at ``dest`` with
+    ``params`` as params.yaml, data pulled by DVC, and the pipeline run once by `dvc repro`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    commit = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q"]
+    run_checked(["git", "init", "-q"], dest)
+    run_checked([*commit, "-am", "snapshot", "--allow-empty"], dest)
+    run_checked(["git", "add", "-A"], dest)
+    run_checked([*commit, "-m", "snapshot"], dest)
+    run_checked(["dvc", "pull", "--quiet", "data.dvc"], dest)
+    run_checked(["dvc", "repro"], dest)
+    return dest

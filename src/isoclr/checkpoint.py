@@ -31,7 +31,7 @@ from isoclr.artifacts import MODEL_CHECKPOINT, MODEL_META
 from isoclr.atomic import write_atomic
 from isoclr.config import Config, ModelConfig
 from isoclr.errors import IsoclrError, MissingInputError
-from isoclr.models import DilatedResNet
+from isoclr.models import build_encoder
 from isoclr.store import LAYOUT
 
 FORMAT = "isoclr-encoder"
@@ -120,7 +120,7 @@ def _load_weights_only(path: Path) -> dict:
         ) from err
 
 
-def read_encoder(model_dir: Path) -> tuple[DilatedResNet, dict]:
+def read_encoder(model_dir: Path) -> tuple[nn.Module, dict]:
     """The encoder written by :func:`write_encoder` (on CPU, eval mode), and its metadata.
 
     Raises:
@@ -140,7 +140,7 @@ def read_encoder(model_dir: Path) -> tuple[DilatedResNet, dict]:
         cfg = ModelConfig.model_validate(checkpoint["model_config"])
     except ValidationError as err:
         raise CheckpointError(f"{path}: model_config does not fit this version of isoclr\n{err}") from err
-    encoder = DilatedResNet(cfg, in_channels=len(tracks.CHANNELS))
+    encoder = build_encoder(cfg, in_channels=len(tracks.CHANNELS))
     try:
         encoder.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

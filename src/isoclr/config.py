@@ -116,9 +116,45 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
-class ModelConfig(_Strict):
-    """Dilated residual CNN, described as data (stem, conv tower, projection head)."""
+# Orthrus's Mamba sizes, selected with ``model.mamba.size``: d_model 256 x 3 layers, and 512 x 4
+# (x 6 with ``n_layers: 6``).
+MAMBA_PRESETS: dict[str, dict] = {
+    "mamba_small": {"d_model": 256, "n_layers": 3},
+    "mamba_base": {"d_model": 512, "n_layers": 4},
+}
 
+
+class MambaConfig(_Strict):
+    """The Mamba (selective state-space) encoder of ``model.arch: mamba`` (isoclr.mamba)."""
+
+    size: Literal["mamba_small", "mamba_base"] | None = None  # preset: fills d_model / n_layers not given
+    d_model: int = Field(256, gt=0)
+    n_layers: int = Field(3, gt=0)
+    d_state: int = Field(16, gt=0)
+    d_conv: int = Field(4, gt=0)
+    expand: int = Field(2, gt=0)
+    bidirectional: bool = False  # a second scan over each sequence reversed within its own length
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if isinstance(data, dict) and data.get("size") is not None:
+            if data["size"] not in MAMBA_PRESETS:
+                raise ValueError(f"model.mamba.size must be one of {sorted(MAMBA_PRESETS)}, got {data['size']!r}")
+            data = {**MAMBA_PRESETS[data["size"]], **data}
+        return data
+
+    def encoder_arguments(self) -> dict:
+        return self.model_dump(exclude={"size"})
+
+
+class ModelConfig(_Strict):
+    """The encoder, described as data: the dilated residual CNN (stem, conv tower) or Mamba, and the
+    projection head."""
+
+    # cnn: the dilated residual CNN below; mamba: the Mamba encoder of ``mamba``
+    arch: Literal["cnn", "mamba"] = "cnn"
+    mamba: MambaConfig = MambaConfig()
     # preset: fills the architecture keys below that are not given explicitly
     size: Literal["small", "medium"] | None = None
     # stem

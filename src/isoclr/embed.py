@@ -43,7 +43,7 @@ from isoclr.embed_inputs import (
     sequence_rows,
     table_rows,
 )
-from isoclr.models import DilatedResNet
+from isoclr.models import build_encoder
 from isoclr.store import StoreError, TrackStore
 
 DEFAULT_BATCH_SIZE = 32
@@ -61,16 +61,16 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_PRECISION = "fp32"
 
 
-def load_encoder(model_dir: Path) -> DilatedResNet:
+def load_encoder(model_dir: Path) -> nn.Module:
     """The encoder the train stage saved, on CPU, in eval mode (errors as :func:`isoclr.checkpoint.read_encoder`)."""
     return read_encoder(model_dir)[0]
 
 
-def random_encoder(model_cfg: ModelConfig, seed: int) -> DilatedResNet:
+def random_encoder(model_cfg: ModelConfig, seed: int) -> nn.Module:
     """The random-init baseline: the same architecture, untrained, seeded (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = DilatedResNet(model_cfg, in_channels=len(tracks.CHANNELS))
+        encoder = build_encoder(model_cfg, in_channels=len(tracks.CHANNELS))
     return encoder.eval()
 
 
@@ -234,7 +234,7 @@ class Encoder:
 
     def __init__(
         self,
-        model: DilatedResNet,
+        model: nn.Module,
         meta: Mapping | None = None,
         device: str | torch.device = "cpu",
         version: str | None = None,

@@ -34,17 +34,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from isoclr import scan as ssm
+from isoclr.config import MAMBA_PRESETS
 
 try:  # the optional fused causal conv (pyproject extra "gpu")
     from causal_conv1d import causal_conv1d_fn
 except ImportError:  # pragma: no cover - depends on the image
     causal_conv1d_fn = None
 
-# Orthrus's sizes: d_model 256 x 3 layers, and 512 x 4 (x 6 with n_layers=6).
-MAMBA_PRESETS: dict[str, dict[str, Any]] = {
-    "mamba_small": {"d_model": 256, "n_layers": 3},
-    "mamba_base": {"d_model": 512, "n_layers": 4},
-}
 # delta's initial range (Mamba's): the bias of dt_proj is set so softplus(bias) is log-uniform in it.
 DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
 

@@ -234,6 +234,16 @@ class ProjectionHead(nn.Module):
         return self.mlp(h)
 
 
+def build_encoder(cfg: ModelConfig, in_channels: int = 6) -> nn.Module:
+    """The encoder ``cfg.arch`` names: the dilated residual CNN, or Mamba (``isoclr.mamba``). Both map
+    ``(batch, in_channels, length)`` tracks and ``(batch,)`` lengths to a ``(batch, out_dim)`` representation."""
+    if cfg.arch == "mamba":
+        from isoclr.mamba import MambaEncoder
+
+        return MambaEncoder(**cfg.mamba.encoder_arguments(), in_channels=in_channels)
+    return DilatedResNet(cfg, in_channels)
+
+
 class ContrastiveModel(nn.Module):
     """Trunk (the encoder) + head (the projection, training only); only the encoder is kept.
 
@@ -243,7 +253,7 @@ class ContrastiveModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, in_channels: int = 6, head: nn.Module | None = None) -> None:
         super().__init__()
-        self.encoder = DilatedResNet(cfg, in_channels)
+        self.encoder = build_encoder(cfg, in_channels)
         self.head = head if head is not None else ProjectionHead(self.encoder.out_dim, cfg.projection_dims)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -3,50 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT, tiny_params
+from tests.conftest import tiny_params
+from tests.helpers import repro_workspace, run_checked
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
+    return run_checked(cmd, cwd)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """The repository's files (committed or not, minus ignored ones) in a new git repo, data pulled by DVC."""
-    dest = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "snapshot", "--allow-empty"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"], dest)
-    _run(["dvc", "pull", "--quiet", "data.dvc"], dest)
-    _run(["dvc", "repro"], dest)
-    return dest
+    return repro_workspace(tmp_path_factory.mktemp("clone"), tiny_params())
 
 
 def test_repro_registers_a_champion(workspace):
