@@ -151,27 +151,35 @@ def indexable(path: Path, cache: Path | None = None) -> Path:
     """The file pyfaidx should index for genome ``path``: the genome itself when it is plain, or bgzip named
     ``.gz``/``.bgz``; else a file in the genome cache (``cache``, default :func:`cache_dir`), made once per
     content (:func:`content_key`) and reused: a bgzip file under another name is linked there as ``.fa.gz``
-    (its ``.gzi`` and ``.fai`` are written there too), a plain gzip one decompressed there (with its ``.fai``)."""
+    (its ``.gzi`` and ``.fai`` are written there too), a plain one named ``.gz`` linked as ``.fa``, a plain gzip
+    one decompressed there (with its ``.fai``)."""
     path = Path(path)
     try:
         kind = compression(path)
     except OSError as err:
         raise GenomeError(f"{path}: cannot be read ({err})") from err
-    if kind not in (GZIP, BGZIP) or (kind == BGZIP and path.name.lower().endswith((".gz", ".bgz"))):
+    named_gz = path.name.lower().endswith((".gz", ".bgz"))
+    if (kind == BGZIP) == named_gz and kind != GZIP:  # plain under a plain name, bgzip under a .gz one
         return path
     folder = Path(cache) if cache is not None else cache_dir()
     stem = path.name.split(".", 1)[0] or "genome"
-    final = folder / f"{stem}-{content_key(path)}.{'fa.gz' if kind == BGZIP else 'fa'}"
+    # bgzip under another name, or plain under a .gz one: the file itself, renamed by a link (keyed by its path
+    # too: a link reads whatever the file holds now, and pyfaidx rebuilds an index older than the file).
+    link = kind != GZIP
+    key = content_key(path)
+    if link:
+        key = hashlib.sha256(f"{path.resolve()}\0{key}".encode()).hexdigest()[:24]
+    final = folder / f"{stem}-{key}.{'fa.gz' if kind == BGZIP else 'fa'}"
     if final.exists():
         return final
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _clear_abandoned(final)
-        if kind == BGZIP:
-            link = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-            link.unlink(missing_ok=True)
-            link.symlink_to(path.resolve())
-            os.replace(link, final)
+        if link:
+            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(path.resolve())
+            os.replace(tmp, final)
             return final
     except OSError as err:
         raise GenomeError(
@@ -386,7 +394,9 @@ def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.La
                 "the line break where the index puts one; the .fai is stale (delete it to rebuild)"
             )
 
-    if genome.compressed:
+    if not len(lengths):
+        pass  # every transcript quarantined before splicing: nothing to cut (and nothing mapped)
+    elif genome.compressed:
         for code in np.unique(contig).tolist():
             on = np.flatnonzero(contig == code)
             source = np.frombuffer(genome.contig(exons.contigs[code]), dtype=np.uint8)
