@@ -65,7 +65,12 @@ def read_paralogs(path: Path) -> pd.DataFrame:
         with path.open("rb") as fh:  # gzip told by its first bytes, not the name
             compression = "gzip" if fh.read(2) == b"\x1f\x8b" else None
         table = pd.read_csv(
-            path, usecols=["gene_A", "gene_B"], dtype=str, compression=compression, encoding_errors="replace"
+            path,
+            usecols=["gene_A", "gene_B"],
+            dtype=str,
+            compression=compression,
+            encoding_errors="replace",
+            index_col=False,  # extra fields on a row: no index of thousands of levels, no shifted columns
         ).dropna()
         return PARALOGS.validate(table)
     except (ValueError, OSError, EOFError, zlib.error, pa.errors.SchemaError) as err:

@@ -61,7 +61,10 @@ def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | No
             raise MissingInputError(f"probe task {task.name!r}: label file {path} does not exist")
         try:
             # gzip told by its first bytes, not the name; bytes that are no UTF-8 become U+FFFD, so a row with one
-            # is dropped and counted (unmatched, non-numeric) rather than the whole file refused.
+            # is dropped and counted (unmatched, non-numeric) rather than the whole file refused. Without
+            # index_col=False, extra fields on the first row make pandas read the first columns as the index:
+            # every column shifts (ids read as targets), and a long row of separators builds an index of
+            # thousands of levels (~20 s).
             labels = pd.read_csv(
                 path,
                 sep=task.sep,
@@ -70,6 +73,7 @@ def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | No
                 low_memory=False,
                 compression=table_compression(path),
                 encoding_errors="replace",
+                index_col=False,  # a row with more fields than the header must not shift every column
             )
         except (ValueError, OSError, EOFError, zlib.error) as err:  # ParserError, EmptyDataError, BadGzipFile
             raise LabelError(
