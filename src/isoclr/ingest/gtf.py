@@ -150,20 +150,22 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
 
 
 def _descriptive_attributes(rows: pl.DataFrame) -> pl.DataFrame:
-    """record_no -> gene_name, transcript_type, gene_type: the first value on any of its lines, of the first
-    attribute of :data:`GTF_DESCRIPTIVE` that has one.
+    """record_no -> gene_name, transcript_type, gene_type: on its first line, the value of the first attribute of
+    :data:`GTF_DESCRIPTIVE` it has; else the first value on a later line, attribute by attribute.
 
     A regex over millions of lines costs ~2 s per attribute at GENCODE scale, so
-    these are read from each transcript's first line, and only the lines of
-    transcripts that lack one there (and mention it at all) are searched further;
-    a fallback attribute (Ensembl's ``*_biotype``, RefSeq's ``gene``) only for the transcripts still without.
+    these are read from each transcript's first line (every attribute that gives the column), and only the
+    lines of transcripts that lack one there (and mention it at all) are searched further, one attribute
+    after the other.
     """
     first = rows.select("record_no", "attributes").filter(pl.col("record_no").is_first_distinct())
     found = first.select("record_no")
     for column, names in GTF_DESCRIPTIVE.items():
-        found = found.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+        # First lines, every attribute that gives the column, before any later line: an Ensembl GTF has
+        # transcript_biotype on every first line, and then no line is searched for transcript_type.
+        values = first.select(*(_attribute(name).alias(str(k)) for k, name in enumerate(names)))
+        found = found.with_columns(pl.coalesce(values.get_columns()).alias(column))
         for name in names:
-            found = found.with_columns(pl.coalesce(column, first.select(_attribute(name)).to_series()).alias(column))
             lacking = found.filter(pl.col(column).is_null()).select("record_no")
             if not lacking.height:
                 break
@@ -179,8 +181,6 @@ def _descriptive_attributes(rows: pl.DataFrame) -> pl.DataFrame:
                 .with_columns(pl.coalesce(column, "later").alias(column))
                 .drop("later")
             )
-            if not found[column].null_count():
-                break
     return found
 
 
