@@ -32,7 +32,7 @@ class Annotation(_Strict):
     format: Literal["gencode_fasta", "gtf_transcript_fasta", "gtf_genome_fasta"]
     fasta: str | None = None  # transcript FASTA (gencode_fasta, gtf_transcript_fasta)
     gtf: str | None = None
-    genome: str | None = None  # genome FASTA, plain or bgzip, with its .fai (and .gzi) beside it (gtf_genome_fasta)
+    genome: str | None = None  # genome FASTA, plain, gzip or bgzip (gtf_genome_fasta; isoclr.ingest.genome)
     species: str
     assembly: str
 

@@ -10,6 +10,7 @@ homology group so no family is seen on both sides.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,10 +62,19 @@ def read_paralogs(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise MissingInputError(f"{path}: paralog file not found (data.paralogs in params.yaml)")
     try:
-        table = pd.read_csv(path, usecols=["gene_A", "gene_B"], dtype=str).dropna()
+        with path.open("rb") as fh:  # gzip told by its first bytes, not the name
+            compression = "gzip" if fh.read(2) == b"\x1f\x8b" else None
+        table = pd.read_csv(
+            path,
+            usecols=["gene_A", "gene_B"],
+            dtype=str,
+            compression=compression,
+            encoding_errors="replace",
+            index_col=False,  # extra fields on a row: no index of thousands of levels, no shifted columns
+        ).dropna()
         return PARALOGS.validate(table)
-    except (ValueError, pa.errors.SchemaError) as err:
-        raise ParalogError(f"{path}: {err}") from err
+    except (ValueError, OSError, EOFError, zlib.error, pa.errors.SchemaError) as err:
+        raise ParalogError(f"{path}: cannot be read as a CSV of gene_A,gene_B symbol pairs ({err})") from err
 
 
 def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Series, int]:

@@ -11,6 +11,7 @@ how the rows are grouped, so the report can say it too.
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ SHOW_IDS = 5
 # Ensembl ids: the version (".14") and the PAR_Y tag are not part of the identity.
 _ENSEMBL_VERSION = re.compile(r"\.\d+(?:_PAR_Y)?$")
 _TRACK_COLUMNS = ["cds_start", "cds_end", "exon_ends"]
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class LabelError(IsoclrError, ValueError):
@@ -43,6 +45,12 @@ def unversioned_gene_id(ids: pd.Series) -> pd.Series:
     return ids.astype(str).str.replace(_ENSEMBL_VERSION, "", regex=True)
 
 
+def table_compression(path: Path) -> str | None:
+    """pandas' ``compression`` for a table file, told from its first bytes: "gzip" or None, whatever the name."""
+    with Path(path).open("rb") as fh:
+        return "gzip" if fh.read(2) == GZIP_MAGIC else None
+
+
 def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | None = None) -> pd.DataFrame:
     """The label table (the file, or the transcripts table for ``source: annotation``), columns checked."""
     if task.source == "annotation":
@@ -51,9 +59,27 @@ def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | No
         path = Path(data_root) / task.file
         if not path.exists():
             raise MissingInputError(f"probe task {task.name!r}: label file {path} does not exist")
-        labels = pd.read_csv(
-            path, sep=task.sep, header=None if task.header else "infer", names=task.header, low_memory=False
-        )
+        try:
+            # gzip told by its first bytes, not the name; bytes that are no UTF-8 become U+FFFD, so a row with one
+            # is dropped and counted (unmatched, non-numeric) rather than the whole file refused. Without
+            # index_col=False, extra fields on the first row make pandas read the first columns as the index:
+            # every column shifts (ids read as targets), and a long row of separators builds an index of
+            # thousands of levels (~20 s).
+            labels = pd.read_csv(
+                path,
+                sep=task.sep,
+                header=None if task.header else "infer",
+                names=task.header,
+                low_memory=False,
+                compression=table_compression(path),
+                encoding_errors="replace",
+                index_col=False,  # a row with more fields than the header must not shift every column
+            )
+        except (ValueError, OSError, EOFError, zlib.error) as err:  # ParserError, EmptyDataError, BadGzipFile
+            raise LabelError(
+                f"{path}: probe task {task.name!r}: cannot be read as a table separated by {task.sep!r} ({err}); "
+                "check the file is complete, and the task's sep and header in params.yaml"
+            ) from err
         where = str(path)
     needed = [task.id_column, task.target]
     if _group_column(task) is not None:

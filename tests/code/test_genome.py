@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,8 @@ from Bio import bgzf
 
 from isoclr.config import Annotation
 from isoclr.ingest import ValidationError, read_annotation
-from isoclr.ingest.genome import Exons, Genome, splice
+from isoclr.ingest.files import BGZIP, GZIP, PLAIN, compression
+from isoclr.ingest.genome import CACHE_ENV, Exons, Genome, content_key, splice
 from isoclr.ingest.gtf import gtf_transcripts
 from isoclr.ingest.readers import spliced
 from isoclr.schemas import QUARANTINE, TRANSCRIPTS
@@ -217,11 +219,115 @@ def test_every_bad_record_reported_once_and_details_name_the_problem(bad):
     assert "R" in detail["IC"] and "*" in detail["IC"]
 
 
+@pytest.fixture(autouse=True)
+def genome_cache(tmp_path, monkeypatch):
+    """Every test's genome cache in its own folder, never the user's."""
+    folder = tmp_path / "genome-cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+def cached_files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
 @pytest.mark.parametrize("name", ["g.fa.gz", "g.fa"])
-def test_plain_gzip_genome_asks_for_bgzip(tmp_path, name):
-    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": name})
-    (tmp_path / name).write_bytes(gzip.compress(fasta_text(GENOME).encode()))
-    with pytest.raises(ValidationError, match=f"{name}.*bgzip"):
+def test_plain_gzip_genome_gives_the_plain_genomes_transcripts(tmp_path, genome_cache, good, name):
+    """Ensembl and GENCODE publish genomes in plain gzip: decompressed once into the cache, whatever the name."""
+    folder = tmp_path / "gz"
+    folder.mkdir()
+    ann = genome_annotation(folder, GOOD_GTF, GENOME).model_copy(update={"genome": name})
+    (folder / "g.fa").unlink()
+    (folder / name).write_bytes(gzip.compress(fasta_text(GENOME).encode()))
+    transcripts, quarantine = read_annotation(ann, folder, MAX_LENGTH)
+    pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
+    assert quarantine.empty
+    key = content_key(folder / name)
+    assert cached_files(genome_cache) == [f"g-{key}.fa", f"g-{key}.fa.fai"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["g.gtf", name])  # nothing written beside the genome
+
+
+def test_bgzip_genome_not_named_gz_is_read_as_bgzip(tmp_path, genome_cache, good):
+    folder = tmp_path / "bgz"
+    folder.mkdir()
+    ann = genome_annotation(folder, GOOD_GTF, GENOME, bgzip=True)
+    (folder / "g.fa.gz").rename(folder / "g.fa")
+    ann = ann.model_copy(update={"genome": "g.fa"})
+    transcripts, _ = read_annotation(ann, folder, MAX_LENGTH)
+    pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
+    (link,) = genome_cache.glob("g-*.fa.gz")
+    assert link.is_symlink() and link.resolve() == (folder / "g.fa").resolve()  # linked, not copied
+    assert cached_files(genome_cache) == [link.name, link.name + ".fai", link.name + ".gzi"]
+
+
+@pytest.mark.parametrize(
+    "data, kind",
+    [(b">c\nACGT\n", PLAIN), (gzip.compress(b">c\nACGT\n"), GZIP), (b"\x1f\x8b", GZIP), (b"", PLAIN)],
+)
+def test_compression_is_told_from_the_bytes(tmp_path, data, kind):
+    (tmp_path / "x.gz").write_bytes(data)
+    assert compression(tmp_path / "x.gz") == kind
+    bgzipped = tmp_path / "y.txt"
+    with bgzf.BgzfWriter(str(bgzipped), "wb") as fh:
+        fh.write(b">c\nACGT\n")
+    assert compression(bgzipped) == BGZIP
+
+
+def test_the_decompressed_copy_is_made_once_and_reused(tmp_path, genome_cache, monkeypatch):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": "g.fa.gz"})
+    (tmp_path / "g.fa.gz").write_bytes(gzip.compress(fasta_text(GENOME).encode()))
+    first, _ = read_annotation(ann, tmp_path, MAX_LENGTH)
+    made = {p.name: p.stat().st_mtime_ns for p in genome_cache.iterdir()}
+    monkeypatch.setattr("isoclr.ingest.genome._decompressed_copy", lambda *a: pytest.fail("decompressed again"))
+    os.utime(tmp_path / "g.fa.gz", (1, 1))  # a checkout or a copy changes the mtime, not the content: same key
+    second, _ = read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert {p.name: p.stat().st_mtime_ns for p in genome_cache.iterdir()} == made
+    pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "not_fasta"])
+def test_a_damaged_gzip_genome_is_a_clean_error_naming_it(tmp_path, genome_cache, damage):
+    packed = gzip.compress(fasta_text(GENOME).encode())
+    data = {
+        "truncated": packed[: len(packed) // 2],
+        "corrupt": packed[:12] + bytes(b ^ 0x5A for b in packed[12:-8]) + packed[-8:],
+        "not_fasta": gzip.compress(b"\x00\x01binary\xff" * 50),
+    }[damage]
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": "g.fa.gz"})
+    (tmp_path / "g.fa.gz").write_bytes(data)
+    with pytest.raises(ValidationError, match=r"g\.fa\.gz: cannot be"):
+        read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert cached_files(genome_cache) == []  # no half-made entry, no temporary file
+
+
+def test_a_copy_killed_half_way_leaves_nothing_under_the_final_name(tmp_path, genome_cache, monkeypatch):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": "g.fa.gz"})
+    (tmp_path / "g.fa.gz").write_bytes(gzip.compress(fasta_text(GENOME).encode()))
+
+    def killed(src, out, length):
+        out.write(src.read(20))
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("shutil.copyfileobj", killed)
+        with pytest.raises(KeyboardInterrupt):
+            read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert cached_files(genome_cache) == []
+    # A SIGKILL leaves its temporary file: the next run clears it (its process is gone) and makes the entry.
+    final = f"g-{content_key(tmp_path / 'g.fa.gz')}.fa"
+    (genome_cache / f".{final}.999999999.tmp").write_bytes(b">chr")
+    transcripts, _ = read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert len(transcripts) == len(EXPECTED)
+    assert cached_files(genome_cache) == [final, final + ".fai"]
+
+
+def test_an_unwritable_cache_is_named_with_the_way_out(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME).model_copy(update={"genome": "g.fa.gz"})
+    (tmp_path / "g.fa.gz").write_bytes(gzip.compress(fasta_text(GENOME).encode()))
+    with pytest.raises(ValidationError, match=f"g.fa.gz: cannot use the genome cache.*{CACHE_ENV}"):
         read_annotation(ann, tmp_path, MAX_LENGTH)
 
 

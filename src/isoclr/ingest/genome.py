@@ -1,7 +1,10 @@
 """Spliced transcript sequences from an indexed genome FASTA (plain or bgzip).
 
 The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip, built beside
-the genome when absent). Exons are copied by one compiled loop (numba) straight
+the genome when absent). A genome as Ensembl and GENCODE publish it, plain gzip, cannot be indexed:
+it is decompressed once into the genome cache (:func:`indexable`) and read from there; so is a bgzip
+file whose name does not end in ``.gz`` (linked there under a name pyfaidx reads as bgzip). The format
+is told from the bytes, not the name. Exons are copied by one compiled loop (numba) straight
 into the output, on every core: from the memory-mapped file when it is
 uncompressed, so only exonic bytes are read, else from each contig read whole
 through pyfaidx (per-transcript random access is ~4x slower). A
@@ -16,8 +19,12 @@ reverse-complemented), normalised by :data:`isoclr.alphabet.UPPER`.
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import mmap
 import os
+import shutil
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -29,7 +36,7 @@ import pyfaidx
 
 from isoclr.alphabet import COMPLEMENT_UPPER, UPPER, outside_dna
 from isoclr.errors import IsoclrError
-from isoclr.ingest.files import is_gzip
+from isoclr.ingest.files import BGZIP, GZIP, compression
 
 # Bytes inside an exon's range of a FASTA file that are no bases.
 LF, CR = ord("\n"), ord("\r")
@@ -37,6 +44,14 @@ LF, CR = ord("\n"), ord("\r")
 RELEASE_BYTES = 1 << 26
 # Fewest bases worth a thread of their own.
 THREAD_MIN_BASES = 1 << 20
+# The genome cache: this environment variable, else $XDG_CACHE_HOME/isoclr/genomes, else ~/.cache/isoclr/genomes.
+CACHE_ENV = "ISOCLR_GENOME_CACHE"
+# A cached genome's key: the file's size and the sha256 of its first and last MiB. Reading ~2 MiB costs nothing at
+# any size, unlike hashing all of a 1 GB download on every run, and it is the content, not the mtime (which a
+# `dvc checkout` or a copy changes): the last 8 bytes of a gzip file are the CRC32 and length of its content.
+KEY_BYTES = 1 << 20
+# Bytes decompressed per read when a gzip genome is copied into the cache.
+COPY_BYTES = 1 << 24
 
 
 class GenomeError(IsoclrError):
@@ -60,18 +75,130 @@ class Exons:
     minus: np.ndarray
 
 
-class Genome:
-    """An indexed genome FASTA; contigs come back whole, as bytes."""
+def cache_dir() -> Path:
+    """Where decompressed genomes are kept (:data:`CACHE_ENV`, else the user's cache folder): outside the data
+    folder, so a read-only or DVC-tracked data folder stays as it is."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "isoclr" / "genomes"
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        if is_gzip(self.path) and not self.path.name.lower().endswith(".gz"):
-            raise GenomeError(f"{self.path}: gzip-compressed but not named .gz; compress it with `bgzip` as NAME.fa.gz")
+
+def content_key(path: Path) -> str:
+    """A key of the file's content (see :data:`KEY_BYTES`), 24 hex digits."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(KEY_BYTES))
+        if size > KEY_BYTES:
+            fh.seek(max(KEY_BYTES, size - KEY_BYTES))
+            digest.update(fh.read())
+    return digest.hexdigest()[:24]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_abandoned(final: Path) -> None:
+    """Remove the temporary files a killed run left while making ``final`` (their process is gone)."""
+    for tmp in final.parent.glob(f".{final.name}.*.tmp*"):
+        pid = tmp.name[len(final.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _decompressed_copy(path: Path, final: Path) -> None:
+    """``path`` (gzip) decompressed to ``final`` with its ``.fai``, both written under temporary names and renamed
+    into place, the index first: a killed run leaves no ``final``, so the next run makes it again."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    tmp_index = tmp.with_name(tmp.name + ".fai")
+    try:
         try:
-            self._faidx = pyfaidx.Faidx(str(self.path), as_raw=True, rebuild=True)
-        except pyfaidx.UnsupportedCompressionFormat as err:
-            raise GenomeError(f"{self.path}: gzip but not bgzip; recompress with `bgzip` so it can be indexed") from err
-        except (pyfaidx.FastaIndexingError, ValueError, OSError) as err:
+            with gzip.open(path, "rb") as src, tmp.open("wb") as out:
+                shutil.copyfileobj(src, out, COPY_BYTES)
+                out.flush()
+                os.fsync(out.fileno())
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise GenomeError(
+                f"{path}: cannot be decompressed ({err}); the file is truncated or corrupt: download it again"
+            ) from err
+        except OSError as err:
+            if not tmp.exists() or err.filename not in (None, str(tmp)):
+                raise GenomeError(f"{path}: cannot be decompressed ({err}); download it again") from err
+            raise GenomeError(
+                f"{path}: cannot write its decompressed copy to {final.parent} ({err}); "
+                f"set {CACHE_ENV} to a folder with room for it"
+            ) from err
+        try:
+            pyfaidx.Faidx(str(tmp), indexname=str(tmp_index), rebuild=True).close()
+        except (pyfaidx.FastaIndexingError, ValueError, OSError, UnicodeDecodeError) as err:
+            raise GenomeError(f"{path}: cannot be indexed as FASTA once decompressed ({err})") from err
+        os.replace(tmp_index, final.with_name(final.name + ".fai"))
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_index.unlink(missing_ok=True)
+
+
+def indexable(path: Path, cache: Path | None = None) -> Path:
+    """The file pyfaidx should index for genome ``path``: the genome itself when it is plain, or bgzip named
+    ``.gz``/``.bgz``; else a file in the genome cache (``cache``, default :func:`cache_dir`), made once per
+    content (:func:`content_key`) and reused: a bgzip file under another name is linked there as ``.fa.gz``
+    (its ``.gzi`` and ``.fai`` are written there too), a plain one named ``.gz`` linked as ``.fa``, a plain gzip
+    one decompressed there (with its ``.fai``)."""
+    path = Path(path)
+    try:
+        kind = compression(path)
+    except OSError as err:
+        raise GenomeError(f"{path}: cannot be read ({err})") from err
+    named_gz = path.name.lower().endswith((".gz", ".bgz"))
+    if (kind == BGZIP) == named_gz and kind != GZIP:  # plain under a plain name, bgzip under a .gz one
+        return path
+    folder = Path(cache) if cache is not None else cache_dir()
+    stem = path.name.split(".", 1)[0] or "genome"
+    # bgzip under another name, or plain under a .gz one: the file itself, renamed by a link (keyed by its path
+    # too: a link reads whatever the file holds now, and pyfaidx rebuilds an index older than the file).
+    link = kind != GZIP
+    key = content_key(path)
+    if link:
+        key = hashlib.sha256(f"{path.resolve()}\0{key}".encode()).hexdigest()[:24]
+    final = folder / f"{stem}-{key}.{'fa.gz' if kind == BGZIP else 'fa'}"
+    if final.exists():
+        return final
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _clear_abandoned(final)
+        if link:
+            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(path.resolve())
+            os.replace(tmp, final)
+            return final
+    except OSError as err:
+        raise GenomeError(
+            f"{path}: cannot use the genome cache {folder} ({err}); set {CACHE_ENV} to a writable folder"
+        ) from err
+    _decompressed_copy(path, final)
+    return final
+
+
+class Genome:
+    """An indexed genome FASTA; contigs come back whole, as bytes. ``path`` names it in messages; the file read
+    may be its copy in the genome cache (:func:`indexable`)."""
+
+    def __init__(self, path: Path, cache: Path | None = None):
+        self.path = Path(path)
+        self.source = indexable(self.path, cache)
+        try:
+            self._faidx = pyfaidx.Faidx(str(self.source), as_raw=True, rebuild=True)
+        except (pyfaidx.FastaIndexingError, ValueError, OSError, EOFError, zlib.error) as err:
             raise GenomeError(f"{self.path}: cannot be indexed as FASTA ({err})") from err
         self.lengths = {name: int(rec.rlen) for name, rec in self._faidx.index.items()}
         self._map: mmap.mmap | None = None
@@ -121,7 +248,7 @@ class Genome:
     def _mapped(self, name: str) -> mmap.mmap:
         """The uncompressed genome memory-mapped, after checking it holds all of contig ``name``."""
         if self._map is None:
-            with self.path.open("rb") as fh:
+            with self.source.open("rb") as fh:
                 self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         rec = self._faidx.index[name]
         line_breaks = ((rec.rlen - 1) // rec.lenc) * (rec.lenb - rec.lenc) if rec.lenc else 0
@@ -267,7 +394,9 @@ def splice(genome: Genome, exons: Exons, n_transcripts: int) -> tuple[pyarrow.La
                 "the line break where the index puts one; the .fai is stale (delete it to rebuild)"
             )
 
-    if genome.compressed:
+    if not len(lengths):
+        pass  # every transcript quarantined before splicing: nothing to cut (and nothing mapped)
+    elif genome.compressed:
         for code in np.unique(contig).tolist():
             on = np.flatnonzero(contig == code)
             source = np.frombuffer(genome.contig(exons.contigs[code]), dtype=np.uint8)

@@ -39,7 +39,14 @@ GTF_SCHEMA = pl.Schema(
 GTF_COLUMNS = ["seqname", "feature", "start", "end", "strand", "frame", "attributes"]
 EXON = "exon"
 GTF_KEYS = ("transcript_id", "gene_id")  # read on every line: they place it and must agree
-GTF_DESCRIPTIVE = ("gene_name", "transcript_type", "gene_type")  # read once per transcript
+# Read once per transcript: each column from the first of its attributes a transcript has. GENCODE writes *_type,
+# Ensembl (and Ensembl Genomes: yeast, plants) *_biotype; RefSeq has no gene_name but the symbol in `gene` (and as
+# gene_id); StringTie writes none of them.
+GTF_DESCRIPTIVE = {
+    "gene_name": ("gene_name", "gene"),
+    "transcript_type": ("transcript_type", "transcript_biotype"),
+    "gene_type": ("gene_type", "gene_biotype"),
+}
 # GENCODE, Ensembl, RefSeq and StringTie lines start with both keys: `gene_id "G"; transcript_id "T"`. Split on
 # the quotes, the pieces before each value must be exactly these: 0.8 s at GENCODE scale against 1.5 s for the
 # equivalent anchored regex, itself ~2.5x faster than a search for each key anywhere.
@@ -49,9 +56,9 @@ ROWS_PER_THREAD = 100_000
 
 
 def _attribute(name: str) -> pl.Expr:
-    # Quoted or bare value; an empty value counts as missing. \b keeps gene_name
-    # from matching StringTie's ref_gene_name.
-    return pl.col("attributes").str.extract(rf'\b{name} "?([^";]+)"?', 1).alias(name)
+    # Quoted or bare value; an empty value counts as missing. The name must start the attributes or follow a ';':
+    # gene_name must not match StringTie's ref_gene_name, nor `gene` a free text such as `product "gene family"`.
+    return pl.col("attributes").str.extract(rf'(?:^|;)\s*{name}\s+"?([^";]+)"?', 1).alias(name)
 
 
 def _leading_keys(rows: pl.DataFrame) -> pl.DataFrame:
@@ -143,30 +150,37 @@ def _read_gtf_rows(path: Path) -> pl.DataFrame:
 
 
 def _descriptive_attributes(rows: pl.DataFrame) -> pl.DataFrame:
-    """record_no -> gene_name, transcript_type, gene_type: the first value on any of its lines.
+    """record_no -> gene_name, transcript_type, gene_type: on its first line, the value of the first attribute of
+    :data:`GTF_DESCRIPTIVE` it has; else the first value on a later line, attribute by attribute.
 
     A regex over millions of lines costs ~2 s per attribute at GENCODE scale, so
-    these are read from each transcript's first line, and only the lines of
-    transcripts that lack one there (and mention it at all) are searched further.
+    these are read from each transcript's first line (every attribute that gives the column), and only the
+    lines of transcripts that lack one there (and mention it at all) are searched further, one attribute
+    after the other.
     """
     first = rows.select("record_no", "attributes").filter(pl.col("record_no").is_first_distinct())
-    found = first.select("record_no", *(_attribute(a) for a in GTF_DESCRIPTIVE))
-    for name in GTF_DESCRIPTIVE:
-        lacking = found.filter(pl.col(name).is_null()).select("record_no")
-        if not lacking.height:
-            continue
-        later = (
-            rows.join(lacking, on="record_no", how="semi")
-            .filter(pl.col("attributes").str.contains(f"{name} ", literal=True))
-            .select("record_no", _attribute(name))
-            .group_by("record_no", maintain_order=True)
-            .agg(pl.col(name).drop_nulls().first())
-        )
-        found = (
-            found.join(later, on="record_no", how="left", suffix="_later")
-            .with_columns(pl.coalesce(name, f"{name}_later").alias(name))
-            .drop(f"{name}_later")
-        )
+    found = first.select("record_no")
+    for column, names in GTF_DESCRIPTIVE.items():
+        # First lines, every attribute that gives the column, before any later line: an Ensembl GTF has
+        # transcript_biotype on every first line, and then no line is searched for transcript_type.
+        values = first.select(*(_attribute(name).alias(str(k)) for k, name in enumerate(names)))
+        found = found.with_columns(pl.coalesce(values.get_columns()).alias(column))
+        for name in names:
+            lacking = found.filter(pl.col(column).is_null()).select("record_no")
+            if not lacking.height:
+                break
+            later = (
+                rows.join(lacking, on="record_no", how="semi")
+                .filter(pl.col("attributes").str.contains(f"{name} ", literal=True))
+                .select("record_no", _attribute(name).alias("later"))
+                .group_by("record_no", maintain_order=True)
+                .agg(pl.col("later").drop_nulls().first())
+            )
+            found = (
+                found.join(later, on="record_no", how="left", maintain_order="left")
+                .with_columns(pl.coalesce(column, "later").alias(column))
+                .drop("later")
+            )
     return found
 
 
