@@ -51,8 +51,10 @@ def _outputs(workspace: Path, stage: str) -> dict[str, str | None]:
     found = {}
     for field in STAGE_OUTPUTS[stage]:
         path = getattr(paths, field)
+        # DVC deletes a stage's declared files before running it, leaving their folder: an empty folder is absent.
+        present = path.is_file() or (path.is_dir() and any(p.is_file() for p in path.rglob("*")))
         if field in COMPARED:
-            found[field] = _digest(path) if path.exists() else None
+            found[field] = _digest(path) if present else None
         elif path.suffix == ".json" and path.exists():
             json.loads(path.read_text())  # whole, or the test fails here
     return found
