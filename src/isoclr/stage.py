@@ -65,9 +65,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _clear_abandoned(parent: Path, name: str) -> None:
-    """Remove staging folders a killed run of this stage left behind (their process is gone)."""
-    for folder in parent.glob(f"{STAGING_PREFIX}{name}-*"):
+def _clear_abandoned(parent: Path) -> None:
+    """Remove staging folders that killed stage runs left behind (their process is gone). Any stage clears
+    them, not only the one that left them: `dvc repro` may restore that stage's outputs from its run cache
+    instead of running it again."""
+    for folder in parent.glob(f"{STAGING_PREFIX}*-*"):
         pid = folder.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
@@ -108,7 +110,7 @@ def staged(name: str, paths: Paths, kept_on_failure: tuple[str, ...] = ()) -> It
         parent = final.parent
         if parent not in stages:
             parent.mkdir(parents=True, exist_ok=True)
-            _clear_abandoned(parent, name)
+            _clear_abandoned(parent)
             stages[parent] = parent / f"{STAGING_PREFIX}{name}-{os.getpid()}"
             shutil.rmtree(stages[parent], ignore_errors=True)
             stages[parent].mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -99,13 +100,14 @@ def test_stage_outputs_are_declared_for_every_stage():
     assert set(STAGE_OUTPUTS) == set(STAGES)
 
 
-def test_staging_left_by_a_killed_run_is_cleared_by_the_next(tmp_path):
-    import subprocess as sp
-
-    gone = sp.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    abandoned = tmp_path / f"{stage.STAGING_PREFIX}pairs-{gone.stdout.strip()}"
-    (abandoned / "groups.parquet").parent.mkdir(parents=True)
-    (abandoned / "groups.parquet").write_text("half")
+def test_staging_left_by_a_killed_run_is_cleared_by_the_next_stage_run(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f"{stage.STAGING_PREFIX}validate-{gone.stdout.strip()}"  # another stage's, process gone
+    (abandoned / "transcripts.parquet").parent.mkdir(parents=True)
+    (abandoned / "transcripts.parquet").write_text("half")
+    alive = tmp_path / f"{stage.STAGING_PREFIX}encode-{os.getpid()}"  # a running process's: kept
+    alive.mkdir()
     with stage.staged("pairs", Paths.under(tmp_path)) as work:
         work.groups.write_text("whole")
-    assert not abandoned.exists() and (tmp_path / "groups.parquet").read_text() == "whole"
+    assert not abandoned.exists() and alive.exists()
+    assert (tmp_path / "groups.parquet").read_text() == "whole"
