@@ -36,3 +36,15 @@ def write_atomic_checked(path: Path, write: Callable[[Path], None], check: Calla
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a temporary file or folder named after a dead process is a leftover of
+    a killed run, safe to remove."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from isoclr import metrics
 from isoclr.artifacts import STAGE_INPUTS, STAGE_OUTPUTS, STAGES, Paths
+from isoclr.atomic import process_alive
 from isoclr.config import Config
 from isoclr.errors import IsoclrError, MissingInputError
 
@@ -55,23 +56,13 @@ def _move_into_place(staged: Path, final: Path, trash: Path) -> None:
     os.replace(staged, final)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clear_abandoned(parent: Path) -> None:
     """Remove staging folders that killed stage runs left behind (their process is gone). Any stage clears
     them, not only the one that left them: `dvc repro` may restore that stage's outputs from its run cache
     instead of running it again."""
     for folder in parent.glob(f"{STAGING_PREFIX}*-*"):
         pid = folder.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 

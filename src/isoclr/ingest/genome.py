@@ -35,6 +35,7 @@ import pyarrow
 import pyfaidx
 
 from isoclr.alphabet import COMPLEMENT_UPPER, UPPER, outside_dna
+from isoclr.atomic import process_alive
 from isoclr.errors import IsoclrError
 from isoclr.ingest.files import BGZIP, GZIP, compression
 
@@ -96,21 +97,11 @@ def content_key(path: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clear_abandoned(final: Path) -> None:
     """Remove the temporary files a killed run left while making ``final`` (their process is gone)."""
     for tmp in final.parent.glob(f".{final.name}.*.tmp*"):
         pid = tmp.name[len(final.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
