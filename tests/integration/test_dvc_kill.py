@@ -1,4 +1,4 @@
-"""Each DVC stage killed with SIGKILL at random moments: no partial file ever sits at an output path, and a
+"""Each DVC stage's command killed with SIGKILL at random moments: no partial file ever sits at an output path, and a
 rerun of `dvc repro` completes with the outputs of an uninterrupted run (issue: faults leave no corrupt state)."""
 
 from __future__ import annotations
@@ -67,6 +67,37 @@ def _repro(workspace: Path, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _commands(dvc_pid: int) -> list[int]:
+    """The processes of dvc's group other than dvc: the stage's command and what it started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        pid, pgid = int(stat.parent.name), int(fields[2])
+        if pgid == dvc_pid and pid != dvc_pid:
+            found.append(pid)
+    return found
+
+
+def _kill_stage_command(dvc_pid: int) -> int:
+    """SIGKILL the stage's command (and anything it started), not dvc itself: the stage is what crashes.
+
+    dvc runs each stage's command in its own session's process group; dvc is the group's leader. (Killing dvc
+    too is no fair test of the stages: dvc writes dvc.lock in place, and a kill during that write leaves a
+    truncated lock that dvc then refuses to read.)
+    """
+    killed = 0
+    for pid in _commands(dvc_pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    return killed
+
+
 @pytest.fixture(scope="module")
 def timed_workspace(tmp_path_factory) -> tuple[Path, dict, dict]:
     """A repro'd workspace, each stage's outputs after an uninterrupted forced run, and how long it took.
@@ -90,19 +121,25 @@ def timed_workspace(tmp_path_factory) -> tuple[Path, dict, dict]:
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stage_killed_at_random_moments_leaves_nothing_partial_and_recovers(timed_workspace, stage):
     workspace, reference, seconds = timed_workspace
-    rng = random.Random(f"kill-{stage}")  # reproducible moments, spread over the stage's own run time
+    rng = random.Random(f"kill-{stage}")  # reproducible moments, spread over the stage command's run time
+    landed = 0
     for _ in range(KILLS_PER_STAGE):
-        moment = rng.uniform(0.1, 0.9) * seconds[stage]
+        start = time.monotonic()
         proc = _repro(workspace, "--force", "--single-item", stage)
+        while not _commands(proc.pid) and proc.poll() is None:
+            time.sleep(0.01)  # dvc starting up
+        remaining = max(seconds[stage] - (time.monotonic() - start), 0.2)
+        moment = rng.uniform(0.05, 0.6) * remaining
         time.sleep(moment)
-        os.killpg(proc.pid, signal.SIGKILL)  # dvc and the isoclr process it started
-        proc.wait()
+        landed += _kill_stage_command(proc.pid) > 0
+        proc.communicate(timeout=600)
         for field, digest in _outputs(workspace, stage).items():
             assert digest in (None, reference[stage][field]), f"{stage}: partial {field} after a kill at {moment:.1f} s"
         rerun = _repro(workspace)
         out, _ = rerun.communicate(timeout=600)
         assert rerun.returncode == 0, out
         assert _outputs(workspace, stage) == reference[stage], f"{stage}: rerun after a kill at {moment:.1f} s"
+    assert landed, f"{stage}: no kill landed while the stage's command ran"
     # What a killed run left in its staging folder is at no output path; the next stage that runs clears it
     # (the rerun may not run the killed stage at all: DVC restores its outputs from the run cache).
     last = _repro(workspace, "--force", "--single-item", "gate")
