@@ -55,9 +55,7 @@ def _failed_rules(decision: dict) -> str:
 
 
 def _decide(uri: str, model: Path, metrics_path: Path, decision_path: Path, cfg: Config) -> RegisterResult:
-    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
-    if decision is None:
-        return RegisterResult(False, uri, reason=f"not registered: no gate decision at {decision_path}")
+    decision = json.loads(decision_path.read_text())  # the runner has checked it is there
     if decision.get("passed") is not True:
         return RegisterResult(False, uri, reason=f"not registered: gate failed ({_failed_rules(decision)})")
     if not metrics_path.is_file():
@@ -83,7 +81,7 @@ def run(cfg: Config, paths: Paths) -> RegisterResult:
     """Register ``paths.model`` (with the probe metrics and the gate decision) if the gate passed.
 
     Reads ``paths.model``, ``paths.probe_metrics`` and ``paths.decision``; writes ``paths.registration``
-    either way. A missing decision registers nothing (the gate did not run to the end).
+    either way.
     """
     result = _decide(cfg.registry.uri, Path(paths.model), Path(paths.probe_metrics), Path(paths.decision), cfg)
     out = Path(paths.registration)

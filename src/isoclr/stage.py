@@ -164,7 +164,8 @@ def require_inputs(name: str, paths: Paths, tracks: bool = True) -> None:
             continue
         path = Path(getattr(paths, field))
         if not path.exists():
-            raise MissingInputError(f"{path} does not exist: run `isoclr {_WRITER[field]}` first")
+            hint = " (or pass --no-tracks to encode from the table)" if field == "tracks" else ""
+            raise MissingInputError(f"{path} does not exist: run `isoclr {_WRITER[field]}` first{hint}")
 
 
 def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:

@@ -30,7 +30,6 @@ from isoclr.cli.common import (
     Transcripts,
     fail,
     load_config,
-    require_tracks,
     run_stage,
 )
 
@@ -196,7 +195,6 @@ def train(
     Views are read from the track store of `isoclr encode` (--tracks), which must
     hold every training transcript.
     """
-    require_tracks(tracks, no_tracks)
     paths = Paths(
         transcripts=transcripts,
         groups=groups,
@@ -240,7 +238,6 @@ def probe(
     is probed too, for the gate's no-regression rule. Writes a Markdown summary
     (table.md) and a self-contained HTML report (report.html).
     """
-    require_tracks(tracks, no_tracks)
     paths = Paths(
         data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks
     )

@@ -57,8 +57,3 @@ def run_stage(name: str, params: Path | Config, paths: Paths, **options) -> None
     text = result.summary()
     if text:
         typer.echo(text)
-
-
-def require_tracks(path: Path, off: bool) -> None:
-    if not off and not path.exists():
-        fail(f"{path}: no track store; run `isoclr encode` first (or pass --no-tracks to encode from the table)")
