@@ -158,14 +158,18 @@ _WRITER = {field: stage for stage, fields in STAGE_OUTPUTS.items() for field in 
 
 
 def require_inputs(name: str, paths: Paths, tracks: bool = True) -> None:
-    """Every artifact stage ``name`` reads is there, or a :class:`MissingInputError` says which stage makes it."""
+    """Every artifact stage ``name`` reads is there, or a :class:`MissingInputError` names each missing one and
+    the stage that makes it."""
+    missing = []
     for field in STAGE_INPUTS[name]:
         if field == "tracks" and not tracks:
             continue
         path = Path(getattr(paths, field))
         if not path.exists():
             hint = " (or pass --no-tracks to encode from the table)" if field == "tracks" else ""
-            raise MissingInputError(f"{path} does not exist: run `isoclr {_WRITER[field]}` first{hint}")
+            missing.append(f"{path} does not exist: run `isoclr {_WRITER[field]}` first{hint}")
+    if missing:
+        raise MissingInputError("; ".join(missing))
 
 
 def run(name: str, cfg: Config, paths: Paths = Paths(), **options) -> Result:
