@@ -30,6 +30,11 @@ PROBE_TASKS = "tasks.json"
 PROBE_PREDICTIONS = "predictions.csv"
 PROBE_PLOTS = "plots"
 STORE_INDEX = "index.parquet"  # in Paths.tracks
+LATENT_SUMMARY = "latent.json"  # in Paths.latent: kNN label agreement, model vs random init, with CIs
+LATENT_MAPS = "maps"  # in Paths.latent: t-SNE / UMAP PNGs
+FINETUNE_SUMMARY = "finetune.json"  # in Paths.finetune: Pearson r and MSE by train fraction, pretrained vs scratch
+FINETUNE_PER_SEED = "per_seed.csv"  # in Paths.finetune
+FINETUNE_PLOTS = "plots"  # in Paths.finetune: the two curve panels per task
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,13 @@ class Paths:
     train_log: Path = OUTPUTS / "train_log.csv"
     train_summary: Path = OUTPUTS / "train.json"
     checkpoints: Path = OUTPUTS / "checkpoints"
+    # The reconstruction arm: the same encoder trained with masked-nucleotide reconstruction on the same data.
+    reconstruction_model: Path = OUTPUTS / "reconstruction" / "model"
+    reconstruction_log: Path = OUTPUTS / "reconstruction" / "train_log.csv"
+    reconstruction_summary: Path = OUTPUTS / "reconstruction" / "train.json"
+    reconstruction_checkpoints: Path = OUTPUTS / "reconstruction" / "checkpoints"
+    latent: Path = OUTPUTS / "latent"
+    finetune: Path = OUTPUTS / "finetune"
     probe: Path = OUTPUTS / "probe"
     decision: Path = OUTPUTS / "gate.json"
     registration: Path = OUTPUTS / "registration.json"
@@ -93,6 +105,9 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "encode": ("tracks",),
     "pairs": ("groups", "pairs_summary"),
     "train": ("model", "train_log", "train_summary"),
+    "reconstruct": ("reconstruction_model", "reconstruction_log", "reconstruction_summary"),
+    "latent": ("latent",),
+    "finetune": ("finetune",),
     "probe": ("probe",),
     "gate": ("decision",),
     "register": ("registration",),
@@ -104,7 +119,10 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "encode": ("transcripts",),
     "pairs": ("transcripts",),
     "train": ("transcripts", "groups", "tracks"),
-    "probe": ("transcripts", "groups", "tracks", "model"),
+    "reconstruct": ("transcripts", "groups", "tracks"),
+    "latent": ("transcripts", "groups", "tracks", "model"),
+    "finetune": ("transcripts", "groups", "tracks", "model"),
+    "probe": ("transcripts", "groups", "tracks", "model", "reconstruction_model"),
     "gate": ("probe",),
     "register": ("model", "probe", "decision"),
 }

@@ -1,0 +1,58 @@
+"""Contrastive training."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from isoclr.config.base import Strict
+
+# train.compile: the most padded lengths (each one a compile) a run may meet.
+MAX_COMPILED_LENGTHS = 8
+
+
+class TrainConfig(Strict):
+    """Contrastive training: batches, loss, optimiser, checkpoints and GPU options.
+
+    Under DDP ``batch_genes`` is per rank; the loss sees the ``world_size * batch_genes``
+    pairs of all ranks (negatives gathered across ranks).
+    """
+
+    steps: int = Field(150, gt=0)
+    batch_genes: int = Field(32, ge=2)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    temperature: float = Field(0.1, gt=0)
+    loss: Literal["dcl", "ntxent"] = "dcl"
+    positive_weight: bool = False  # weight each pair by log(n_isoforms + 0.4) / 0.802 of its gene
+    mask_prob: float = Field(0.15, ge=0, lt=1)
+    paralog_share: float = Field(0.2, ge=0, le=1)
+    max_length: int = Field(2048, gt=0)
+    bucket_batches: int = Field(1, ge=1)  # batches drawn at once and sorted by length; 1 = no bucketing
+    pad_multiple: int = Field(1, ge=1)  # round each batch's padded length up (fewer shapes for compile/cuDNN)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(50, ge=0)  # steps between resumable checkpoints; 0 = none
+    loader_workers: int = Field(0, ge=0)  # DataLoader worker processes building batches
+    precision: Literal["fp32", "bf16"] = "bf16"  # autocast dtype on GPU; CPU always runs fp32
+    compile: bool = False  # torch.compile the model on GPU; ignored on CPU
+
+    @property
+    def padded_lengths(self) -> int:
+        """How many padded batch lengths training can meet: views are at most ``max_length``, rounded up
+        to a multiple of ``pad_multiple``."""
+        return -(-self.max_length // self.pad_multiple)
+
+    @model_validator(mode="after")
+    def _compiles_few_lengths(self) -> TrainConfig:
+        # The encoder's masked max-pool pins a compiled graph to its padded length: every length
+        # is a compile of its own (~30 s for small on an H100, benchmarks/gpu_train.py).
+        if self.compile and self.padded_lengths > MAX_COMPILED_LENGTHS:
+            raise ValueError(
+                f"train.compile with max_length {self.max_length} and pad_multiple {self.pad_multiple} "
+                f"compiles up to {self.padded_lengths} padded lengths; at most {MAX_COMPILED_LENGTHS} are "
+                f"allowed: set pad_multiple >= {-(-self.max_length // MAX_COMPILED_LENGTHS)}"
+            )
+        return self
