@@ -42,6 +42,9 @@ class DataConfig(Strict):
     dir: str = "data"
     annotations: list[Annotation] = Field(min_length=1)
     paralogs: str
+    # Folder under ``dir`` with the GO tables (isoclr.go_terms): GO probe tasks and the latent-space maps
+    # read it. None: no GO labels.
+    go: str | None = None
 
     def path(self, name: str, root: Path | None = None) -> Path:
         """A data file's path; ``root`` replaces ``dir`` (a kfp task gets data where it is mounted)."""
