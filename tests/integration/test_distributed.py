@@ -1,4 +1,5 @@
-"""DDP on CPU with gloo: gradients equal one process on the concatenated batch; torchrun runs the stage."""
+"""DDP on CPU with gloo: gradients equal one process on the concatenated batch (CNN and Mamba); torchrun runs the
+stage."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from isoclr import distributed
+from isoclr.config import MambaConfig, ModelConfig
 from isoclr.models import ContrastiveModel
 from isoclr.sampling import Batch, PairSampler
 from isoclr.train import batch_loss, make_loss, read_training_set
@@ -34,6 +36,16 @@ JOIN_POLL_S = 1.0
 @pytest.fixture
 def tables(tmp_path):
     return write_tables(tmp_path)
+
+
+def model_config(arch: str) -> ModelConfig:
+    """The tiny test encoder of ``arch``: the CNN of tiny_config, or a bidirectional two-layer Mamba."""
+    cnn = tiny_config().model
+    if arch == "cnn":
+        return cnn
+    return cnn.model_copy(
+        update={"arch": "mamba", "mamba": MambaConfig(d_model=16, n_layers=2, d_state=4, bidirectional=True)}
+    )
 
 
 def _global_batch(paths) -> Batch:
@@ -57,7 +69,7 @@ def _loss_and_grads(model, batch) -> tuple[float, dict]:
     return loss.item(), {k: p.grad.clone() for k, p in params}
 
 
-def _worker(rank: int, rendezvous: str, paths, out: str) -> None:
+def _worker(rank: int, rendezvous: str, paths, out: str, arch: str) -> None:
     # Rendezvous through a FileStore in tmp_path: no port to probe and then race for (a probed
     # ephemeral port can be taken, or self-connected to, before rank 0 binds it). Gloo's own pair
     # sockets bind port 0 on loopback. One thread per rank: two ranks on two cores.
@@ -66,7 +78,7 @@ def _worker(rank: int, rendezvous: str, paths, out: str) -> None:
     ctx = distributed.setup(init_method=f"file://{rendezvous}", timeout=COLLECTIVE_TIMEOUT)
     try:
         torch.manual_seed(0)
-        model = torch.nn.parallel.DistributedDataParallel(ContrastiveModel(tiny_config().model))
+        model = torch.nn.parallel.DistributedDataParallel(ContrastiveModel(model_config(arch)))
         loss, grads = _loss_and_grads(model, _rank_slice(_global_batch(paths), ctx.rank))
         torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
         del model  # its reducer holds the process group: freed before teardown, as train() does
@@ -95,11 +107,12 @@ def run_ranks(fn, args: tuple, deadline_s: float = JOIN_DEADLINE_S) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path):
+@pytest.mark.parametrize("arch", ["cnn", "mamba"])
+def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tables, tmp_path, arch):
     out = str(tmp_path / "rank")
-    run_ranks(_worker, (str(tmp_path / "rendezvous"), tables, out))
+    run_ranks(_worker, (str(tmp_path / "rendezvous"), tables, out, arch))
     torch.manual_seed(0)
-    loss, grads = _loss_and_grads(ContrastiveModel(tiny_config().model), _global_batch(tables))
+    loss, grads = _loss_and_grads(ContrastiveModel(model_config(arch)), _global_batch(tables))
     for rank in range(WORLD):
         got = torch.load(f"{out}.{rank}", weights_only=True)
         assert got["loss"] == pytest.approx(loss, rel=1e-5)
@@ -108,7 +121,7 @@ def test_ddp_loss_and_gradients_equal_one_process_on_the_concatenated_batch(tabl
             torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
     # Without the gather each rank would only see its own 4 pairs: a different loss.
     torch.manual_seed(0)
-    alone, _ = _loss_and_grads(ContrastiveModel(tiny_config().model), _rank_slice(_global_batch(tables), 0))
+    alone, _ = _loss_and_grads(ContrastiveModel(model_config(arch)), _rank_slice(_global_batch(tables), 0))
     assert abs(alone - loss) > 1e-3
 
 
