@@ -81,7 +81,7 @@ def test_probe_stage_end_to_end(tmp_path):
     low = pd.read_csv(out / "low_data.csv")
     assert set(low["task"]) == set(metrics) and (low.groupby(["task", "model"]).size() >= 1).all()
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["task", "model", "measured", "predicted"]
+    assert list(predictions.columns) == ["task", "model", "term", "measured", "predicted", "threshold"]
     notes = json.loads((out / "tasks.json").read_text())
     assert notes["utr3_stability"]["dropped_na"] == 1
     assert notes["mrl"]["tracks"].startswith("sequence only") and notes["halflife"]["champion"] == version
