@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from isoclr import schemas
 from isoclr.classification import choose_threshold
@@ -39,6 +40,9 @@ LOGISTIC_SOLVER = "newton-cholesky"  # second order: fast and robust when rows >
 # Low-data subsets are drawn from this stream, keyed by seed and fraction (the same for every model).
 _SUBSET_STREAM = 7919
 _FRACTION_KEY = 1_000_000
+# Per-label logistic fits are thousands of small (rows x ~100s) Newton solves: BLAS threads cost more in
+# start-up and contention than they gain (measured on the 2-core machine: 6.5 s CPU with threads, 1.0 s with one).
+LABEL_FIT_THREADS = 1
 
 
 class ProbeSplitError(IsoclrError, ValueError):
@@ -149,11 +153,12 @@ def _fit_predict_labels(
     chosen = np.full(y.shape[1], np.nan)
     not_fitted = {}
     fittable = _two_classes(y[fit])
-    for j in range(y.shape[1]):
-        if not fittable[j]:
-            not_fitted[j] = f"one class in the train rows ({int(y[fit, j].sum())} of {len(fit)} positive)"
-            continue
-        pred[:, j], chosen[j] = _fit_predict("classification", x, y[:, j], fit, val, rows, alphas)
+    with threadpool_limits(LABEL_FIT_THREADS):
+        for j in range(y.shape[1]):
+            if not fittable[j]:
+                not_fitted[j] = f"one class in the train rows ({int(y[fit, j].sum())} of {len(fit)} positive)"
+                continue
+            pred[:, j], chosen[j] = _fit_predict("classification", x, y[:, j], fit, val, rows, alphas)
     return pred, chosen, not_fitted
 
 
