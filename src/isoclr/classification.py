@@ -12,11 +12,17 @@ pipeline compiles while the number of terms is data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, roc_curve
 
+from isoclr.artifacts import PROBE_PREDICTIONS
+from isoclr.config import ProbeConfig
+
+# Task types whose seed-0 predictions are probabilities: the ones drawn as ROC curves and confusion matrices.
+CLASSIFIED = ("classification", "multilabel")
 DEFAULT_THRESHOLD = 0.5  # probabilities: when the val rows hold one class, no threshold can be chosen
 CATEGORIES = ("negative", "positive")
 TIE_TOLERANCE = 1e-12  # J values this close are a tie (1 - 1/3 and 2/3 differ in the last bit)
@@ -106,4 +112,31 @@ def view(predictions: pd.DataFrame, task: str, model: str) -> ClassificationView
         thresholds_used={str(k): float(v) for k, v in used.items()},
         n=len(rows),
         pooled_terms=int(rows["term"].nunique()),
+    )
+
+
+def classified_tasks(probe_cfg: ProbeConfig) -> list[str]:
+    """The tasks a pipeline compiled from this configuration shows as ClassificationMetrics, in order."""
+    return [task.name for task in probe_cfg.tasks if task.type in CLASSIFIED]
+
+
+def read_predictions(folder: Path) -> pd.DataFrame:
+    """predictions.csv of a probe output folder, a single-label task's empty term read back as ""."""
+    predictions = pd.read_csv(Path(folder) / PROBE_PREDICTIONS)
+    if "term" in predictions:
+        predictions["term"] = predictions["term"].fillna("").astype(str)
+    return predictions
+
+
+def folder_view(folder: Path, task: str, model: str) -> tuple[ClassificationView | None, str]:
+    """(the view of ``task`` and ``model`` from a probe output folder, a one-line description); (None, why)
+    when there is nothing to draw (a run whose params dropped the task, one class in the test rows)."""
+    try:
+        shown = view(read_predictions(folder), task, model)
+    except NoPredictionsError as err:
+        return None, str(err)
+    pooled = f", pooled over {shown.pooled_terms} labels (micro)" if shown.pooled_terms > 1 else ""
+    return shown, (
+        f"{task} / {model}: seed-0 test rows{pooled}, {shown.n} decisions; confusion matrix at the threshold "
+        "chosen on the val rows (Youden's J)"
     )
