@@ -217,23 +217,12 @@ def _multilabel_text(notes: dict) -> str:
     tasks = [t for t, n in notes.items() if n.get("type") == "multilabel"]
     if not tasks:
         return ""
-    go = [_go_settings(n) for n in notes.values() if "go" in n]
+    go = [n["selection"] for n in notes.values() if "selection" in n]
     return (
         f"Multilabel tasks ({', '.join(tasks)}): one logistic probe per label, same penalty grid, seeds and splits; "
         "AUROC and AUPRC are macro means over the labels scored in each seed (a label with one class in the train or "
         "test rows of a seed is left out and listed under Remarks, never counted as 0.5)."
         + (" GO term selection: " + "; ".join(go) + "." if go else "")
-    )
-
-
-def _go_settings(note: dict) -> str:
-    go = note["go"]
-    return (
-        f"{note['task']}: the {go['n']} most common {go['ontology']} terms at level {go['level']} held by "
-        f"{go['min_share']:g}..{go['max_share']:g} of {note['n_label_rows']} labelled genes"
-        f"{', IEA dropped' if go['drop_iea'] else ''}; {go['genes_matched']} genes joined the annotation "
-        f"({go['matched_ensembl']} transcripts by Ensembl gene id, {go['matched_symbol']} by symbol), "
-        "one row per gene (its longest isoform)"
     )
 
 

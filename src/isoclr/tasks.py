@@ -325,6 +325,13 @@ def _go_table(
         "unmatched": join_notes["unmatched"],
         "unmatched_examples": join_notes["unmatched_examples"],
     }
+    notes["selection"] = (
+        f"{task.name}: the {task.n_terms} most common {task.ontology} terms at level {task.level} held by "
+        f"{task.min_share:g}..{task.max_share:g} of {chosen.n_labelled} labelled genes"
+        f"{', IEA dropped' if task.drop_iea else ''}; {join_notes['genes_matched']} genes joined the annotation "
+        f"({join_notes['matched_ensembl']} transcripts by Ensembl gene id, {join_notes['matched_symbol']} by "
+        "symbol), one row per gene (its longest isoform)"
+    )
     if task.about:
         notes["about"] = task.about
     if task.group_by == "homology":

@@ -147,6 +147,7 @@ def test_report_lists_terms_with_names_counts_scores_and_skips():
             "terms": terms,
             "n_positive": {g: int(c) for g, c in zip(LABELS, y.sum(axis=0), strict=True)},
             "n_label_rows": 1000,
+            "selection": "go: the 4 most common MF terms at level 2 held by 0.01..0.5 of 1000 labelled genes",
             "go": {
                 "ontology": "MF",
                 "n": 4,

@@ -54,6 +54,10 @@ def test_go_task_one_row_per_gene_with_the_chosen_terms(go_dir: Path):  # noqa: 
     assert [t["n_rows"] for t in notes["terms"]] == [2, 1, 1]
     assert notes["go"]["matched_symbol"] == 1 and notes["unmatched_examples"] == ["ENSG77.1"]
     assert (table["target"] == y.sum(axis=1).to_numpy()).all()
+    assert notes["selection"].startswith(
+        "go: the 3 most common MF terms at level 2 held by 0.01..1 of 7 labelled genes"
+    )
+    assert "4 genes joined the annotation (4 transcripts by Ensembl gene id, 1 by symbol)" in notes["selection"]
 
 
 def test_go_task_too_few_rows_fails_naming_unmatched_ids(go_dir: Path):  # noqa: F811
