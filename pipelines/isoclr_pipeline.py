@@ -16,6 +16,7 @@ from kfp.dsl import Dataset, Input, Model
 
 from components import IMAGE
 from components.champion.component import champion
+from components.classification_metrics.component import classification_metrics
 from components.configure.component import configure
 from components.encode.component import encode
 from components.gate.component import gate
@@ -24,7 +25,9 @@ from components.probe.component import probe
 from components.register.component import register
 from components.train.component import train, train_distributed
 from components.validate.component import validate
+from isoclr.classification import classified_tasks
 from isoclr.config import load
+from isoclr.scores import CANDIDATE
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(__file__).with_name("isoclr_pipeline.yaml")
@@ -67,6 +70,12 @@ def evaluate_and_register(
         model=model,
     )
     _with_volumes(probed.set_display_name("Linear probes").set_caching_options(True))
+    # One ClassificationMetrics artifact (ROC curve, confusion matrix) per classification / multilabel task of
+    # the compiled params: kfp fixes output counts at compile time, so the loop runs here, not in the pod.
+    for task in classified_tasks(DEFAULTS.probe):
+        classification_metrics(task=task, model=CANDIDATE, results=probed.outputs["results"]).set_display_name(
+            f"ROC and confusion matrix: {task}"
+        ).set_caching_options(True)
     # The gate compares with the registry's current champion: never from cache.
     decided = (
         gate(params=params, registry_uri=registry_uri, results=probed.outputs["results"])

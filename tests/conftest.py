@@ -23,6 +23,8 @@ def tiny_params() -> dict:
     params["probe"]["seeds"] = 2
     for task in params["probe"]["tasks"]:
         task["max_rows"] = 400
+        if "min_rows" in task:
+            task["min_rows"] = min(task["min_rows"], 20)  # the synthetic worlds have tens of genes
     for rule in params["gate"]["rules"]:
         rule["min"] = -1.0
     params["gate"]["min_gain_over_random_init"] = -1.0  # 3 training steps need not beat random init

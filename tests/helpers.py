@@ -217,7 +217,46 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
     stab[5] = f"{frags[5]}\tNA\tNA"
     with gzip.open(data / "siegel2022_3utr_stability.tsv.gz", "wt") as fh:
         fh.write("\n".join(stab) + "\n")
+    write_go_tables(data / "go_human", n_genes)
     return root / "t.parquet", root / "g.parquet"
+
+
+# A 7-term molecular-function ontology: root R; level 1 A, B; level 2 C, D (is_a A), E, F (is_a B).
+GO_SYNTH = {"R": "GO:0003674", "A": "GO:0000001", "B": "GO:0000002", "C": "GO:0000003", "D": "GO:0000004"}
+GO_SYNTH |= {"E": "GO:0000005", "F": "GO:0000006"}
+
+
+def write_go_tables(folder: Path, n_genes: int) -> Path:
+    """GO tables in the shipped format (data/go_human) for the synthetic genes G0..: gene g (Entrez g + 1,
+    Ensembl ENSG<g>) holds level-2 term C, D, E or F by g % 4, and C as well when g % 3 == 0."""
+    folder.mkdir(parents=True)
+    t = GO_SYNTH
+    edges = [(t["A"], t["R"], "isa"), (t["B"], t["R"], "isa"), (t["C"], t["A"], "isa"), (t["D"], t["A"], "isa")]
+    edges += [(t["E"], t["B"], "isa"), (t["F"], t["B"], "isa"), (t["R"], "all", "isa")]
+    direct = [(g + 1, f"G{g}", t["CDEF"[g % 4]], "IDA") for g in range(n_genes)]
+    direct += [(g + 1, f"G{g}", t["C"], "IEA") for g in range(0, n_genes, 3)]
+    genes = [(g + 1, f"G{g}", "", "protein-coding", "1", f"ENSG{g:011d}", "") for g in range(n_genes)]
+    tables = {
+        "go_mf.tsv.gz": (direct, ["entrez_id", "symbol", "go_id", "evidence"]),
+        "go_mf_parents.tsv.gz": (edges, ["child_go_id", "parent_go_id", "relationship"]),
+        "go_terms.tsv.gz": ([(g, f"term {k}", "MF", "") for k, g in t.items()], ["go_id", "term", "ontology", "def"]),
+        "genes_entrez_symbol_ensembl.tsv.gz": (
+            genes,
+            [
+                "entrez_id",
+                "symbol",
+                "gene_name",
+                "gene_type",
+                "chromosome",
+                "ensembl_gene_ids",
+                "ensembl_transcript_ids",
+            ],
+        ),
+    }
+    for name, (rows, columns) in tables.items():
+        with gzip.open(folder / name, "wt") as fh:
+            pd.DataFrame(rows, columns=columns).to_csv(fh, sep="\t", index=False)
+    return folder
 
 
 def save_encoder(cfg: Config, seed: int, folder: Path) -> Path:

@@ -23,11 +23,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from isoclr import schemas
+from isoclr.classification import choose_threshold
 from isoclr.config import ProbeConfig
 from isoclr.errors import IsoclrError
-from isoclr.scores import FULL_TRAIN, METRICS, ci_key, finite_or_none
+from isoclr.multilabel import multilabel_scores
+from isoclr.scores import FULL_TRAIN, METRICS, MULTILABEL_METRICS, SKIPPED_TERMS, TERMS, ci_key, finite_or_none
 from isoclr.splits import split_by_group
 from isoclr.statistics import mean_ci, paired_difference, score
 
@@ -37,6 +40,9 @@ LOGISTIC_SOLVER = "newton-cholesky"  # second order: fast and robust when rows >
 # Low-data subsets are drawn from this stream, keyed by seed and fraction (the same for every model).
 _SUBSET_STREAM = 7919
 _FRACTION_KEY = 1_000_000
+# Per-label logistic fits are thousands of small (rows x ~100s) Newton solves: BLAS threads cost more in
+# start-up and contention than they gain (measured on the 2-core machine: 6.5 s CPU with threads, 1.0 s with one).
+LABEL_FIT_THREADS = 1
 
 
 class ProbeSplitError(IsoclrError, ValueError):
@@ -124,25 +130,89 @@ def _skip_reason(task_type: str, y_fit: np.ndarray, cfg: ProbeConfig) -> str | N
         return f"{len(y_fit)} train rows < min_train_rows {cfg.min_train_rows}"
     if task_type == "classification" and len(np.unique(y_fit)) < 2:
         return "the train rows hold one class only"
+    if task_type == "multilabel" and not _two_classes(y_fit).any():
+        return "every label holds one class only in the train rows"
     return None
 
 
+def _two_classes(y: np.ndarray) -> np.ndarray:
+    """(t,) bool: which columns of a (n, t) 0/1 matrix hold both classes."""
+    positives = y.sum(axis=0)
+    return (positives > 0) & (positives < len(y))
+
+
+def _fit_predict_labels(
+    x: np.ndarray, y: np.ndarray, fit: np.ndarray, val: np.ndarray, rows: np.ndarray, alphas: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """One logistic probe per label column of ``y`` (n, t), penalty chosen on val per label.
+
+    Returns (predictions (len(rows), t), NaN for a label not fitted; chosen alphas (t,), NaN likewise;
+    {column: reason} for labels with one class in the fit rows).
+    """
+    pred = np.full((len(rows), y.shape[1]), np.nan)
+    chosen = np.full(y.shape[1], np.nan)
+    not_fitted = {}
+    fittable = _two_classes(y[fit])
+    with threadpool_limits(LABEL_FIT_THREADS):
+        for j in range(y.shape[1]):
+            if not fittable[j]:
+                not_fitted[j] = f"one class in the train rows ({int(y[fit, j].sum())} of {len(fit)} positive)"
+                continue
+            pred[:, j], chosen[j] = _fit_predict("classification", x, y[:, j], fit, val, rows, alphas)
+    return pred, chosen, not_fitted
+
+
+def _score_labels(
+    y_test: np.ndarray, pred: np.ndarray, labels: list[str], not_fitted: dict[int, str]
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Macro AUROC / AUPRC over the labels fitted and two-class in the test rows, and the per-label table."""
+    fitted = [j for j in range(len(labels)) if j not in not_fitted]
+    scored = multilabel_scores(y_test[:, fitted], pred[:, fitted], [labels[j] for j in fitted])
+    per_label = scored["per_term"].assign(skipped="")
+    for term, reason in scored["skipped"].items():
+        per_label.loc[per_label["term"] == term, "skipped"] = reason.replace("the split", "the test rows")
+    unfit = pd.DataFrame(
+        {
+            "term": [labels[j] for j in not_fitted],
+            "n": len(y_test),
+            "n_positive": [int(y_test[:, j].sum()) for j in not_fitted],
+            "auroc": np.nan,
+            "auprc": np.nan,
+            "skipped": list(not_fitted.values()),
+        }
+    )
+    per_label = pd.concat([per_label, unfit], ignore_index=True) if len(unfit) else per_label
+    macro = {m: scored[m] for m in MULTILABEL_METRICS}
+    macro["n_terms_scored"] = scored["n_terms_scored"]
+    return macro, per_label
+
+
 def evaluate(
-    features: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: ProbeConfig, task_type: str = "regression"
+    features: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    cfg: ProbeConfig,
+    task_type: str = "regression",
+    labels: Sequence[str] | None = None,
 ) -> dict:
     """Linear probe over ``cfg.seeds`` group-disjoint splits and every train fraction.
 
     Args:
         features: (n, d) one row per labelled sequence.
-        y: (n,) measured target (0/1 for classification).
+        y: (n,) measured target (0/1 for classification); (n, t) 0/1 for multilabel.
         groups: (n,) group of each row; a group never straddles two splits.
+        labels: multilabel: the t label names (default "0".."t-1").
     Returns:
         ``per_seed``: DataFrame, one row per (train_fraction, seed) that ran, with
-        ``n_train``, ``n_val``, ``n_test``, ``alpha``, ``alpha_edge`` ("top", "bottom" or "") and the metrics;
+        ``n_train``, ``n_val``, ``n_test``, ``alpha``, ``alpha_edge`` ("top", "bottom" or "") and the metrics
+        (multilabel: macro means and ``n_terms_scored``; ``alpha`` the median over labels);
         ``skipped``: {fraction: reason} for fractions that did not run;
         for each metric (full train split) its mean and ``<metric>_ci95`` = [lo, hi];
         ``n``; ``predictions``: seed 0 test rows at the full train split
-        (``index``, ``measured``, ``predicted``).
+        (``index``, ``measured``, ``predicted`` and, for classification and multilabel, ``threshold``
+        chosen on the val rows; multilabel: (n_test, t) lists);
+        multilabel also ``per_term``: one row per (train_fraction, seed, term) with
+        n_positive (test rows), auroc, auprc and ``skipped`` (the reason, "" when scored).
     """
     if task_type not in METRICS:
         raise ValueError(f"task type must be one of {sorted(METRICS)}, got {task_type!r}")
@@ -151,7 +221,12 @@ def evaluate(
     groups = np.asarray(groups)
     if not (len(features) == len(y) == len(groups)):
         raise ValueError(f"features {features.shape}, y {y.shape} and groups {groups.shape} differ in length")
+    multilabel = task_type == "multilabel"
+    if multilabel and y.ndim != 2:
+        raise ValueError(f"a multilabel y is (n, labels), got {y.shape}")
+    labels = [str(i) for i in range(y.shape[1])] if multilabel and labels is None else list(labels or [])
     rows: list[dict] = []
+    term_rows: list[pd.DataFrame] = []
     skipped: dict[float, str] = {}
     predictions: dict = {}
     for seed, split in enumerate(probe_splits(groups, cfg)):
@@ -167,7 +242,18 @@ def evaluate(
             if reason is not None:
                 skipped.setdefault(fraction, reason)
                 continue
-            pred, alpha = _fit_predict(task_type, features, y, fit, val, test, cfg.alphas)
+            keep = seed == 0 and fraction == FULL_TRAIN and task_type != "regression"
+            scored_rows = np.concatenate([test, val]) if keep else test  # val predictions choose the threshold
+            if multilabel:
+                both, chosen, not_fitted = _fit_predict_labels(features, y, fit, val, scored_rows, cfg.alphas)
+                pred = both[: len(test)]
+                metrics, per_label = _score_labels(y[test], pred, labels, not_fitted)
+                term_rows.append(per_label.assign(train_fraction=fraction, seed=seed))
+                alpha = float(np.nanmedian(chosen))
+            else:
+                both, alpha = _fit_predict(task_type, features, y, fit, val, scored_rows, cfg.alphas)
+                pred = both[: len(test)]
+                metrics = score(task_type, y[test], pred)
             rows.append(
                 {
                     "train_fraction": fraction,
@@ -177,21 +263,36 @@ def evaluate(
                     "n_test": len(test),
                     "alpha": alpha,
                     "alpha_edge": _edge(alpha, cfg.alphas),
-                    **score(task_type, y[test], pred),
+                    **metrics,
                 }
             )
             if seed == 0 and fraction == FULL_TRAIN:
                 predictions = {"index": test.tolist(), "measured": y[test].tolist(), "predicted": pred.tolist()}
+                if keep:
+                    predictions["threshold"] = _thresholds(y[val], both[len(test) :], multilabel)
     per_seed = pd.DataFrame(rows)
     if FULL_TRAIN in skipped:
         raise ProbeSplitError(f"the full train split cannot be probed: {skipped[FULL_TRAIN]}")
     full = _full_split(per_seed)
     result: dict = {"per_seed": per_seed, "skipped": skipped, "n": int(len(y)), "predictions": predictions}
+    if multilabel:
+        result["per_term"] = pd.concat(term_rows, ignore_index=True)
+        result["labels"] = labels
     for metric in METRICS[task_type]:
         mean, lo, hi = mean_ci(full[metric])
         result[metric] = mean
         result[ci_key(metric)] = [lo, hi]
     return result
+
+
+def _thresholds(y_val: np.ndarray, p_val: np.ndarray, multilabel: bool) -> float | list[float | None]:
+    """The decision threshold chosen on the val rows (:func:`isoclr.classification.choose_threshold`), per label."""
+    if not multilabel:
+        return choose_threshold(y_val, p_val)
+    return [
+        None if np.isnan(p_val[:, j]).any() else choose_threshold(y_val[:, j], p_val[:, j])
+        for j in range(y_val.shape[1])
+    ]
 
 
 # --------------------------------------------------------------------------- metrics.json entries
@@ -216,7 +317,29 @@ def model_entry(result: dict, task_type: str) -> dict:
     # strongest penalty won, i.e. the features carry little linear signal (predictions ~ the mean).
     entry["alpha_at_bottom"] = int((full["alpha_edge"] == "bottom").sum())
     entry["alpha_at_top"] = int((full["alpha_edge"] == "top").sum())
+    if task_type == "multilabel":
+        entry.update(term_entries(result))
     return entry
+
+
+def term_entries(result: dict) -> dict:
+    """A multilabel result's per-term scores on the full train split (mean and 95% CI over the seeds that
+    scored the term) and the terms skipped in some seed, with the reason and how often."""
+    per_term = result["per_term"]
+    full = per_term[per_term["train_fraction"] == FULL_TRAIN]
+    terms, skipped = {}, {}
+    for term in result["labels"]:
+        rows = full[full["term"] == term]
+        values: dict = {"seeds": int(rows["auroc"].notna().sum())}
+        for metric in MULTILABEL_METRICS:
+            mean, lo, hi = mean_ci(rows[metric])
+            values[metric] = finite_or_none(mean)
+            values[ci_key(metric)] = [finite_or_none(lo), finite_or_none(hi)]
+        terms[term] = values
+        reasons = rows.loc[rows["skipped"] != "", "skipped"]
+        if len(reasons):
+            skipped[term] = f"skipped in {len(reasons)} of {len(rows)} seeds, e.g. {reasons.iloc[0]}"
+    return {TERMS: terms, SKIPPED_TERMS: skipped}
 
 
 def paired_entry(candidate: dict, baseline: dict, task_type: str) -> dict:
@@ -232,3 +355,31 @@ def paired_entry(candidate: dict, baseline: dict, task_type: str) -> dict:
     entry["seeds"] = len(a)
     entry["paired"] = True
     return entry
+
+
+def prediction_frame(task: str, model: str, predictions: dict, labels: Sequence[str] = ()) -> pd.DataFrame:
+    """predictions.csv rows of one :func:`evaluate` result: task, model, term ("" unless multilabel),
+    measured, predicted and threshold (chosen on val; NaN for regression). A multilabel result gives one
+    row per (test row, label), labels that were not fitted left out."""
+    measured, predicted = np.asarray(predictions["measured"], float), np.asarray(predictions["predicted"], float)
+    threshold = predictions.get("threshold")
+    if measured.ndim == 1:
+        value = np.nan if threshold is None else float(threshold)
+        return pd.DataFrame(
+            {"task": task, "model": model, "term": "", "measured": measured, "predicted": predicted, "threshold": value}
+        )
+    frames = [
+        pd.DataFrame(
+            {
+                "task": task,
+                "model": model,
+                "term": str(label),
+                "measured": measured[:, j],
+                "predicted": predicted[:, j],
+                "threshold": threshold[j],
+            }
+        )
+        for j, label in enumerate(labels)
+        if threshold[j] is not None and np.isfinite(predicted[:, j]).all()
+    ]
+    return pd.concat(frames, ignore_index=True)

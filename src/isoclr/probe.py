@@ -23,10 +23,10 @@ from isoclr import champion as champions
 from isoclr import report, schemas, scores
 from isoclr.artifacts import PROBE_PER_SEED, PROBE_PREDICTIONS, PROBE_REPORT, PROBE_TASKS, Paths
 from isoclr.config import Config
-from isoclr.fitting import evaluate, model_entry, paired_entry
+from isoclr.fitting import evaluate, model_entry, paired_entry, prediction_frame
 from isoclr.kmers import kmer_features
 from isoclr.metrics import StageRun
-from isoclr.tasks import task_table
+from isoclr.tasks import label_names, targets, task_table
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def run(
     per_seed: list[pd.DataFrame] = []
     prediction_rows: list[pd.DataFrame] = []
     for task in cfg.probe.tasks:
-        table, task_notes = task_table(task, data_root, transcripts, groups)
+        go_dir = data_root / cfg.data.go if cfg.data.go else None
+        table, task_notes = task_table(task, data_root, transcripts, groups, go_dir=go_dir)
         task_notes.update(champion=champion_version, champion_error=champion_error)
         notes[task.name] = task_notes
         log.info("probe %s: %d rows, %d groups", task.name, task_notes["n"], task_notes["n_groups"])
@@ -140,8 +141,8 @@ def run(
                 encoder, table, batch_size=cfg.probe.embed_batch_size, progress=True, store=store
             )
         features[scores.KMER] = kmer_features(table["seq"].tolist(), cfg.probe.kmer_k)
-        y, task_groups = table["target"].to_numpy(), table["group"].to_numpy()
-        results = {name: evaluate(features[name], y, task_groups, cfg.probe, task.type) for name in models}
+        y, task_groups, names = targets(table, task), table["group"].to_numpy(), label_names(table)
+        results = {name: evaluate(features[name], y, task_groups, cfg.probe, task.type, names) for name in models}
         task_notes["skipped_fractions"] = {str(f): r for f, r in results[scores.CANDIDATE]["skipped"].items()}
         metrics[task.name] = {name: model_entry(results[name], task.type) for name in models}
         if champion is not None:
@@ -152,12 +153,7 @@ def run(
             )
         for name in models:
             per_seed.append(results[name]["per_seed"].assign(task=task.name, model=name))
-            pred = results[name]["predictions"]
-            prediction_rows.append(
-                pd.DataFrame(
-                    {"task": task.name, "model": name, "measured": pred["measured"], "predicted": pred["predicted"]}
-                )
-            )
+            prediction_rows.append(prediction_frame(task.name, name, results[name]["predictions"], names))
 
     per_seed_table = pd.concat(per_seed, ignore_index=True)
     per_seed_table = per_seed_table[PER_SEED_LEAD + [c for c in per_seed_table.columns if c not in PER_SEED_LEAD]]

@@ -20,7 +20,16 @@ from matplotlib.ticker import NullFormatter
 
 from isoclr.artifacts import PROBE_LOW_DATA, PROBE_PLOTS, PROBE_REPORT, PROBE_TABLE
 from isoclr.config import PRIMARY_METRIC, ProbeConfig
-from isoclr.scores import CANDIDATE, METRICS, ci_key, model_entries, paired_entries
+from isoclr.scores import (
+    CANDIDATE,
+    METRICS,
+    MULTILABEL_METRICS,
+    SKIPPED_TERMS,
+    TERMS,
+    ci_key,
+    model_entries,
+    paired_entries,
+)
 from isoclr.statistics import mean_ci
 
 PLOTS = ("predicted_vs_measured", "low_data", "model_vs_baselines")
@@ -164,6 +173,59 @@ def _display_notes(notes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def label_table(metrics: dict, notes: dict) -> pd.DataFrame:
+    """One row per label of each multilabel task: id, name, genes holding it (GO, genome-wide), rows
+    positive here, and each model's AUROC / AUPRC over the seeds that scored it; unscored: "n/a"."""
+    rows = []
+    for task, note in notes.items():
+        if note.get("type") != "multilabel":
+            continue
+        described = {t["go_id"]: t for t in note.get("terms", [])}
+        for label in note.get("labels", []):
+            about = described.get(label, {})
+            row = {
+                "task": task,
+                "label": label,
+                "name": about.get("term", label),
+                "genes (genome-wide)": about.get("n_genes", "-"),
+                "positive rows": note.get("n_positive", {}).get(label, "-"),
+            }
+            for model, entry in model_entries(metrics.get(task, {})).items():
+                values = entry.get(TERMS, {}).get(label, {})
+                for metric in MULTILABEL_METRICS:
+                    lo, hi = values.get(ci_key(metric)) or [None, None]
+                    row[f"{model} {metric}"] = _fmt(values.get(metric), lo, hi)
+                if model == CANDIDATE:
+                    row["seeds scored"] = values.get("seeds", 0)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _skipped_labels(metrics: dict, notes: dict) -> list[str]:
+    """Labels of multilabel tasks left out of the macro mean in some seed, and why (the candidate's splits;
+    every model shares them)."""
+    out = []
+    for task, note in notes.items():
+        if note.get("type") == "multilabel":
+            skipped = (metrics.get(task, {}).get(CANDIDATE) or {}).get(SKIPPED_TERMS, {})
+            for label, reason in skipped.items():
+                out.append(f"{task}: label {label} not in the macro mean: {reason}.")
+    return out
+
+
+def _multilabel_text(notes: dict) -> str:
+    tasks = [t for t, n in notes.items() if n.get("type") == "multilabel"]
+    if not tasks:
+        return ""
+    go = [n["selection"] for n in notes.values() if "selection" in n]
+    return (
+        f"Multilabel tasks ({', '.join(tasks)}): one logistic probe per label, same penalty grid, seeds and splits; "
+        "AUROC and AUPRC are macro means over the labels scored in each seed (a label with one class in the train or "
+        "test rows of a seed is left out and listed under Remarks, never counted as 0.5)."
+        + (" GO term selection: " + "; ".join(go) + "." if go else "")
+    )
+
+
 def protocol_text(probe_cfg: ProbeConfig) -> str:
     f = probe_cfg.fractions
     return (
@@ -201,6 +263,7 @@ def _remarks(metrics: dict, notes: dict, low: pd.DataFrame) -> list[str]:
             out.append(f"{task}: embedded from the sequence alone ({note['tracks']}).")
         if note.get("about"):
             out.append(f"{task}: {note['about']}")
+    out += _skipped_labels(metrics, notes)
     first = next(iter(notes.values()), {})
     if first.get("champion_error"):
         out.append(f"The registry's champion could not be probed ({first['champion_error']}): the gate fails closed.")
@@ -226,7 +289,7 @@ def plot_predictions(predictions: pd.DataFrame, metrics: dict, notes: dict, path
         for j, model in enumerate(models):
             ax = axes[i, j]
             rows = predictions[(predictions["task"] == task) & (predictions["model"] == model)]
-            if kind == "classification":
+            if kind in ("classification", "multilabel"):  # multilabel: every (row, label) pooled
                 for label, name in ((0, "negative"), (1, "positive")):
                     ax.hist(
                         rows.loc[rows["measured"] == label, "predicted"],
@@ -334,11 +397,19 @@ def markdown_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: Pr
         "",
         _display_notes(notes).to_markdown(index=False),
         "",
+        *_labels_markdown(metrics, notes),
         "## Remarks",
         "",
         *[f"- {r}" for r in _remarks(metrics, notes, low)],
     ]
     return "\n".join(parts) + "\n"
+
+
+def _labels_markdown(metrics: dict, notes: dict) -> list[str]:
+    labels = label_table(metrics, notes)
+    if labels.empty:
+        return []
+    return ["## Multilabel tasks: labels", "", _multilabel_text(notes), "", labels.to_markdown(index=False), ""]
 
 
 def _png_base64(path: Path) -> str:
@@ -372,8 +443,16 @@ def html_report(metrics: dict, notes: dict, low: pd.DataFrame, probe_cfg: ProbeC
         f"<h2>Model vs baselines (paired, same splits)</h2>{table(paired_table(metrics, notes))}"
         f"<h2>Low-data curves</h2>{table(_display_low_data(low))}"
         f"<h2>Label sets</h2>{table(_display_notes(notes))}"
+        f"{_labels_html(metrics, notes, table)}"
         f"<h2>Remarks</h2><ul>{remarks}</ul><h2>Plots</h2>{images}</body></html>\n"
     )
+
+
+def _labels_html(metrics: dict, notes: dict, table) -> str:
+    labels = label_table(metrics, notes)
+    if labels.empty:
+        return ""
+    return f"<h2>Multilabel tasks: labels</h2><p>{html.escape(_multilabel_text(notes))}</p>{table(labels)}"
 
 
 def write_report(

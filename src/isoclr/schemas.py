@@ -165,8 +165,10 @@ PROBE_PREDICTIONS = pa.DataFrameSchema(
     {
         "task": pa.Column(str),
         "model": pa.Column(str),
+        "term": pa.Column(str),  # a multilabel task's label ("" otherwise): one row per (test row, label)
         "measured": pa.Column(float),
         "predicted": pa.Column(float),
+        "threshold": pa.Column(float, nullable=True),  # classification: chosen on the val rows; NaN for regression
     },
     strict=True,
     coerce=True,

@@ -4,12 +4,14 @@ The probe stage writes the file, the report draws its tables from it, the gate
 judges it and the register stage attaches it to the model version. Its shape::
 
     {task: {<model>:                    {<metric>, <metric>_ci95, n, n_train, n_test, seeds,
-                                         alpha_at_bottom, alpha_at_top[, version]},
+                                         alpha_at_bottom, alpha_at_top[, version]
+                                         [, terms: {term: {<metric>, <metric>_ci95, seeds}}, skipped_terms]},
             isoclr_minus_<baseline>:    {<metric>, <metric>_ci95, seeds, paired}}}
 
 ``<model>`` is the candidate (``isoclr``), a baseline (``random_init``, ``kmer``)
 or the registry's ``champion`` (with its ``version``); ``<metric>`` the metrics of
-the task's type (:data:`METRICS`); a metric that could not be computed is null.
+the task's type (:data:`METRICS`; a multilabel task's are macro means over its terms,
+with per-term values under ``terms``); a metric that could not be computed is null.
 The model names, the paired and interval keys and the metrics of each task type
 are spelled here and nowhere else; :mod:`isoclr.fitting` builds the entries.
 """
@@ -29,7 +31,15 @@ KMER = "kmer"  # k-mer frequencies
 BASELINES = (RANDOM_INIT, KMER)
 CHAMPION = "champion"  # the registry's champion, when it is probed
 PAIRED_PREFIX = f"{CANDIDATE}_minus_"
-METRICS: dict[str, tuple[str, ...]] = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
+# Multilabel tasks (GO terms): the macro means over the terms scored, spelled like classification's.
+MULTILABEL_METRICS = CLASSIFICATION_METRICS
+METRICS: dict[str, tuple[str, ...]] = {
+    "regression": REGRESSION_METRICS,
+    "classification": CLASSIFICATION_METRICS,
+    "multilabel": MULTILABEL_METRICS,
+}
+TERMS = "terms"  # a multilabel model entry: {term: {<metric>, <metric>_ci95, seeds}} per term
+SKIPPED_TERMS = "skipped_terms"  # a multilabel model entry: {term: why it was not scored in some seeds}
 VERSION = "version"  # the champion's registry version, in its entry
 FULL_TRAIN = 1.0  # the train fraction the headline numbers come from (the others draw the low-data curve)
 
@@ -76,7 +86,7 @@ def task_scores(metrics: Mapping, task_types: Mapping[str, str]) -> Iterator[tup
     """``(task, model, metric, value)`` for every finite metric of every entry, paired differences included.
 
     Args:
-        task_types: task name -> "regression" | "classification" (the metrics an entry holds).
+        task_types: task name -> "regression" | "classification" | "multilabel" (the metrics an entry holds).
     """
     for task, by_model in metrics.items():
         for model, entry in by_model.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from isoclr import schemas
+from isoclr import go_terms, schemas
 from isoclr.alphabet import DNA, normalise
 from isoclr.config import ProbeTask
 from isoclr.errors import IsoclrError, MissingInputError
@@ -30,6 +30,8 @@ SHOW_IDS = 5
 _ENSEMBL_VERSION = re.compile(r"\.\d+(?:_PAR_Y)?$")
 _TRACK_COLUMNS = ["cds_start", "cds_end", "exon_ends"]
 GZIP_MAGIC = b"\x1f\x8b"
+# Multilabel tables carry one 0/1 column per label, named with this prefix (a label may be called "group").
+LABEL_PREFIX = "label:"
 
 
 class LabelError(IsoclrError, ValueError):
@@ -81,7 +83,7 @@ def read_labels(task: ProbeTask, data_root: Path, transcripts: pd.DataFrame | No
                 "check the file is complete, and the task's sep and header in params.yaml"
             ) from err
         where = str(path)
-    needed = [task.id_column, task.target]
+    needed = [task.id_column, *([task.target] if task.target else []), *(task.labels or [])]
     if _group_column(task) is not None:
         needed.append(_group_column(task))
     missing = [c for c in needed if c not in labels.columns]
@@ -108,21 +110,29 @@ def task_table(
     transcripts: pd.DataFrame,
     groups: pd.DataFrame,
     sample_seed: int = SUBSAMPLE_SEED,
+    go_dir: Path | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Rows to embed for one task, and notes on what was dropped and why.
+    """Rows to embed for one task, and notes on what was dropped and why (``go_dir``: the GO tables, for
+    ``source: go``).
 
     Returns:
         table: columns ``id`` (the label id), ``seq``, ``target`` (float; 0/1 for
-            classification), ``group`` (str); for an annotation join also
+            classification; for multilabel the number of labels the row holds, the labels
+            themselves in 0/1 columns ``label:<name>``, see :func:`targets`), ``group`` (str);
+            for an annotation join also
             ``transcript_id``, ``gene_id`` and, unless ``tracks: sequence``,
             ``cds_start``, ``cds_end``, ``exon_ends`` of the transcript embedded.
         notes: ``n``, ``n_label_rows``, ``dropped_na``, ``dropped_non_numeric``,
             ``dropped_other_class``, ``dropped_duplicate_ids``, ``dropped_bad_sequence``,
             ``unmatched`` (+ examples), ``n_groups``, ``split_kind``, ``tracks``,
             ``cds_track_rows``, ``splice_track_rows``, ``subsampled_from``, ``n_positive``.
+        Multilabel tasks add ``labels`` (names, in column order) and, from GO, ``terms``
+        (go_id, term, level, n_genes, share genome-wide, n_rows here) and ``go`` (settings, join counts).
     Raises:
-        LabelJoinError: no label row matches (annotation join) or no sequence is usable.
+        LabelJoinError: fewer than ``task.min_rows`` label rows match (annotation join) or no sequence is usable.
     """
+    if task.source == "go":
+        return _finish(task, *_go_table(task, Path(go_dir) if go_dir else None, transcripts, groups), sample_seed)
     where = "the transcripts table" if task.source == "annotation" else str(Path(data_root) / task.file)
     labels = read_labels(task, data_root, transcripts)
     notes: dict = {
@@ -137,6 +147,8 @@ def task_table(
     labels = labels[labels[task.id_column].notna()].copy()
     if task.type == "classification":
         labels = _binary_target(task, labels, notes)
+    elif task.type == "multilabel":
+        labels = _label_columns(task, labels, notes)
     else:
         target = pd.to_numeric(labels[task.target], errors="coerce")
         was_na = labels[task.target].isna()
@@ -156,7 +168,16 @@ def task_table(
         table = _join_sequence(task, where, labels, notes)
     else:
         table = _join_annotation(task, where, labels, transcripts, groups, notes)
+    return _finish(task, table, notes, sample_seed)
 
+
+def _finish(task: ProbeTask, table: pd.DataFrame, notes: dict, sample_seed: int) -> tuple[pd.DataFrame, dict]:
+    """Row count checked, subsample, tracks, schema, and the counts every task's notes hold."""
+    if len(table) < task.min_rows:
+        raise LabelJoinError(
+            f"probe task {task.name!r}: rule 'at least {task.min_rows} rows join' broken: {len(table)} joined; "
+            f"first unmatched ids: {notes.get('unmatched_examples', [])}"
+        )
     if task.max_rows is not None and len(table) > task.max_rows:
         notes["subsampled_from"] = len(table)
         table = table.sample(n=task.max_rows, random_state=sample_seed).sort_index()
@@ -168,6 +189,10 @@ def task_table(
     notes["n"] = len(table)
     if task.type == "classification":
         notes["n_positive"] = int(table["target"].sum())
+    if task.type == "multilabel":
+        notes["n_positive"] = {name: int(table[LABEL_PREFIX + name].sum()) for name in notes["labels"]}
+        for term in notes.get("terms", []):
+            term["n_rows"] = notes["n_positive"][term["go_id"]]
     notes["split_kind"] = _split_kind(task)
     notes["n_groups"] = int(table["group"].nunique())
     notes.update(_track_notes(task, table))
@@ -208,7 +233,7 @@ def _join_annotation(
             f"{len(representative)} annotated keys; first unmatched ids: {unmatched.head(SHOW_IDS).tolist()}; "
             f"first annotated keys: {representative['_key'].head(SHOW_IDS).tolist()}"
         )
-    own = ["id", "target"] + ([_group_column(task)] if _group_column(task) else [])
+    own = ["id", "target", *_label_names(labels)] + ([_group_column(task)] if _group_column(task) else [])
     table = (
         labels.loc[matched, own]
         .merge(
@@ -220,15 +245,101 @@ def _join_annotation(
         .drop(columns="_key")
     )
     if task.group_by == "homology":
-        homology = groups.drop_duplicates("transcript_id").set_index("transcript_id")["homology_group"]
-        table["group"] = table["transcript_id"].map(homology)
-        missing = table["group"].isna()
-        # A transcript the groups table does not know is its own family: counted, not dropped.
-        notes["no_homology_group"] = int(missing.sum())
-        table.loc[missing, "group"] = table.loc[missing, "gene_id"]
+        table["group"] = _homology_groups(table, groups, notes)
     else:
         table["group"] = _groups_of(task, table)
     return table
+
+
+def _homology_groups(table: pd.DataFrame, groups: pd.DataFrame, notes: dict) -> pd.Series:
+    """Each row's homology group; a transcript the groups table does not know is its own family (counted)."""
+    homology = groups.drop_duplicates("transcript_id").set_index("transcript_id")["homology_group"]
+    group = table["transcript_id"].map(homology)
+    missing = group.isna()
+    notes["no_homology_group"] = int(missing.sum())
+    return group.where(~missing, table["gene_id"])
+
+
+def targets(table: pd.DataFrame, task: ProbeTask) -> np.ndarray:
+    """What the probe fits: ``target`` (n,), or a multilabel task's 0/1 label columns (n, labels)."""
+    if task.type == "multilabel":
+        return table[_label_names(table)].to_numpy(dtype=float)
+    return table["target"].to_numpy()
+
+
+def label_names(table: pd.DataFrame) -> list[str]:
+    """The names of a multilabel table's label columns, in order (prefix dropped)."""
+    return [c.removeprefix(LABEL_PREFIX) for c in _label_names(table)]
+
+
+def _label_names(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if str(c).startswith(LABEL_PREFIX)]
+
+
+def _label_columns(task: ProbeTask, labels: pd.DataFrame, notes: dict) -> pd.DataFrame:
+    """The ``labels`` columns as 0/1 ``label:<name>`` columns; a row with a value that is not 0/1 is dropped."""
+    values = labels[task.labels].apply(pd.to_numeric, errors="coerce")
+    was_na = labels[task.labels].isna().any(axis=1)
+    binary = values.isin([0, 1]).all(axis=1)
+    notes["dropped_na"] = int(was_na.sum()) + (notes["n_label_rows"] - len(labels))
+    notes["dropped_non_binary"] = int((~binary & ~was_na).sum())
+    notes["labels"] = list(task.labels)
+    kept = labels[binary].copy()
+    columns = {LABEL_PREFIX + name: values.loc[binary, name].astype(float) for name in task.labels}
+    kept = kept.assign(**columns)
+    return kept.assign(target=kept[list(columns)].sum(axis=1))
+
+
+def _go_table(
+    task: ProbeTask, go_dir: Path | None, transcripts: pd.DataFrame, groups: pd.DataFrame
+) -> tuple[pd.DataFrame, dict]:
+    """GO terms as labels: terms chosen genome-wide, genes joined to the annotation, one row per gene.
+
+    A gene's terms are gene-level, so every isoform carries the same labels. One row per gene (its
+    longest isoform, as the gene_id join does) keeps a gene with many isoforms from counting many
+    times in the scores and the fit, and costs one embedding per gene; the homology split keeps
+    isoforms together either way.
+    """
+    if go_dir is None:
+        raise MissingInputError(f"probe task {task.name!r}: source go needs data.go (the GO tables' folder)")
+    go = go_terms.load_go(go_dir, task.ontology)
+    chosen = go_terms.select_terms(go, task.n_terms, task.level, task.min_share, task.max_share, task.drop_iea)
+    where = f"probe task {task.name!r} (GO {task.ontology} under {go_dir})"
+    joined, join_notes = go_terms.join_transcripts(transcripts, chosen.labels, go.genes, min_rows=1, where=where)
+    rows = joined.merge(transcripts[["transcript_id", "seq", *_TRACK_COLUMNS]], on="transcript_id")
+    rows["_len"] = rows["seq"].str.len()
+    rows = rows.sort_values(["entrez_id", "_len", "transcript_id"], ascending=[True, False, True])
+    rows = rows.drop_duplicates("entrez_id").drop(columns="_len")
+    names = list(chosen.labels.columns)
+    table = rows.rename(columns={go_id: LABEL_PREFIX + go_id for go_id in names})
+    table["id"] = table["entrez_id"].astype(str)
+    table["target"] = table[[LABEL_PREFIX + n for n in names]].sum(axis=1).astype(float)
+    notes: dict = {
+        "task": task.name,
+        "type": task.type,
+        "file": f"GO {task.ontology} ({go_dir})",
+        "n_label_rows": chosen.n_labelled,
+        "labels": names,
+        "terms": chosen.terms.to_dict("records"),
+        "go": {**chosen.settings, **join_notes},
+        "unmatched": join_notes["unmatched"],
+        "unmatched_examples": join_notes["unmatched_examples"],
+    }
+    notes["selection"] = (
+        f"{task.name}: the {task.n_terms} most common {task.ontology} terms at level {task.level} held by "
+        f"{task.min_share:g}..{task.max_share:g} of {chosen.n_labelled} labelled genes"
+        f"{', IEA dropped' if task.drop_iea else ''}; {join_notes['genes_matched']} genes joined the annotation "
+        f"({join_notes['matched_ensembl']} transcripts by Ensembl gene id, {join_notes['matched_symbol']} by "
+        "symbol), one row per gene (its longest isoform)"
+    )
+    if task.about:
+        notes["about"] = task.about
+    if task.group_by == "homology":
+        table["group"] = _homology_groups(table, groups, notes)
+    else:
+        table["group"] = _groups_of(task, table)
+    keep = ["id", "transcript_id", "gene_id", "seq", *_TRACK_COLUMNS, "target", "group"]
+    return table[keep + [LABEL_PREFIX + n for n in names]].reset_index(drop=True), notes
 
 
 def _join_sequence(task: ProbeTask, where: str, labels: pd.DataFrame, notes: dict) -> pd.DataFrame:
@@ -245,7 +356,7 @@ def _join_sequence(task: ProbeTask, where: str, labels: pd.DataFrame, notes: dic
         )
     table = labels.loc[usable].assign(seq=seq[usable])
     table["group"] = _groups_of(task, table)
-    return table[["id", "seq", "target", "group"]]
+    return table[["id", "seq", "target", "group", *_label_names(labels)]]
 
 
 def _groups_of(task: ProbeTask, table: pd.DataFrame) -> pd.Series:

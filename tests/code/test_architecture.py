@@ -181,7 +181,8 @@ def test_dvc_stages_list_the_data_files_params_yaml_names():
     named = {
         "validate": {f for a in cfg.data.annotations for f in a.files()},
         "pairs": {cfg.data.paralogs},
-        "probe": {t.file for t in cfg.probe.tasks if t.file},
+        "probe": {t.file for t in cfg.probe.tasks if t.file}
+        | ({cfg.data.go} if any(t.source == "go" for t in cfg.probe.tasks) else set()),
     }
     stages = _dvc_stages()
     for stage, files in named.items():

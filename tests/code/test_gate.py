@@ -257,3 +257,27 @@ def test_a_gate_metric_must_fit_its_task_type():
         Config.model_validate(params)
     params["gate"]["rules"][-1]["metric"] = "auroc"
     assert Config.model_validate(params).gate.rules[-1].metric == "auroc"
+
+
+def test_a_rule_on_a_multilabel_task_judges_its_macro_mean():
+    gate = GateConfig(rules=[GateRule(task="go_mf", metric="auroc", min=0.6)])
+    entry = task_metrics(0.65, vs_random=0.04, metric="auroc")
+    entry["isoclr"]["terms"] = {"GO:1": {"auroc": 0.2, "seeds": 10}}  # per-term values do not stand in for the macro
+    decision = decide(gate, {"go_mf": entry}, None)
+    assert decision["passed"] is True and decision["rules"][0]["value"] == 0.65
+    low = decide(gate, {"go_mf": task_metrics(0.55, metric="auroc")}, None)
+    assert [r["kind"] for r in failed(low)] == ["threshold"]
+    untrained = decide(gate, {"go_mf": task_metrics(0.65, vs_random=-0.01, metric="auroc")}, None)
+    assert [r["kind"] for r in failed(untrained)] == ["beats_random_init"]
+    missing = decide(gate, {"go_mf": {"isoclr": {"auroc": None}}}, None)
+    assert failed(missing)[0]["reason"].startswith("metric missing")
+
+
+def test_a_multilabel_rule_takes_auroc_or_auprc_only():
+    params = tiny_params()
+    params["probe"]["tasks"].append({"name": "go_test", "source": "go", "join": "gene_id", "type": "multilabel"})
+    params["gate"]["rules"] = [{"task": "go_test", "metric": "auprc", "min": 0.3}]
+    assert Config.model_validate(params).gate.rules[0].metric == "auprc"
+    params["gate"]["rules"] = [{"task": "go_test", "metric": "pearson_r", "min": 0.3}]
+    with pytest.raises(ValueError, match="not a metric of a multilabel task"):
+        Config.model_validate(params)

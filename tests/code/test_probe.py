@@ -15,7 +15,7 @@ from isoclr.metrics import StageRun
 from isoclr.probe import ProbeResult
 from isoclr.store import StoreError
 from tests.conftest import tiny_params
-from tests.helpers import save_encoder, synthetic_inputs
+from tests.helpers import GO_SYNTH, save_encoder, synthetic_inputs
 
 
 def stage_paths(root: Path, transcripts: Path, groups: Path, model: Path) -> Paths:
@@ -47,12 +47,12 @@ def test_probe_stage_end_to_end(tmp_path):
     result = stage.run("probe", cfg, paths, tracks=False)  # the champion: the registry's, read now
     out, metrics = paths.probe, result.metrics
 
-    assert set(metrics) == {"halflife", "mrl", "utr3_stability", "coding"}
+    assert set(metrics) == {"halflife", "mrl", "utr3_stability", "coding", "go_mf"}
     models = {"isoclr", "random_init", "kmer", "champion"}
     paired = {"isoclr_minus_random_init", "isoclr_minus_kmer", "isoclr_minus_champion"}
     for task, entries in metrics.items():
         assert set(entries) == models | paired
-        metric = "auroc" if task == "coding" else "pearson_r"
+        metric = "auroc" if task in ("coding", "go_mf") else "pearson_r"
         for name in models:
             assert {metric, f"{metric}_ci95", "n", "n_train", "n_test", "seeds"} <= set(entries[name])
             assert entries[name]["seeds"] == 3
@@ -75,13 +75,20 @@ def test_probe_stage_end_to_end(tmp_path):
         "mrl": "regression",
         "utr3_stability": "regression",
         "coding": "classification",
+        "go_mf": "multilabel",
     }
+    # GO: the four level-2 terms of the synthetic ontology (tests.helpers.write_go_tables), one row per gene
+    go_terms = [GO_SYNTH[k] for k in "CDEF"]
+    assert set(metrics["go_mf"]["isoclr"]["terms"]) == set(go_terms) and metrics["go_mf"]["isoclr"]["n"] == 48
     per_seed = pd.read_csv(out / "per_seed.csv")
     assert set(per_seed["model"]) == models and set(per_seed["train_fraction"]) >= {1.0, 0.1}
     low = pd.read_csv(out / "low_data.csv")
     assert set(low["task"]) == set(metrics) and (low.groupby(["task", "model"]).size() >= 1).all()
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["task", "model", "measured", "predicted"]
+    assert list(predictions.columns) == ["task", "model", "term", "measured", "predicted", "threshold"]
+    go_rows = predictions[predictions["task"] == "go_mf"]
+    assert set(go_rows["term"]) <= set(go_terms) and go_rows["threshold"].notna().all()
+    assert predictions.loc[predictions["task"] == "mrl", "threshold"].isna().all()
     notes = json.loads((out / "tasks.json").read_text())
     assert notes["utr3_stability"]["dropped_na"] == 1
     assert notes["mrl"]["tracks"].startswith("sequence only") and notes["halflife"]["champion"] == version
@@ -93,6 +100,7 @@ def test_probe_stage_end_to_end(tmp_path):
         "## Model vs baselines (paired, same splits)",
         "## Low-data curves",
         "## Label sets",
+        "## Multilabel tasks: labels",
         "## Remarks",
     ):
         assert heading in summary
@@ -106,6 +114,7 @@ def test_probe_stage_end_to_end(tmp_path):
             assert probe_metric(meter, "coding", model, metric) == metrics["coding"][model][metric]
         assert probe_metric(meter, "mrl", model, "mse") == metrics["mrl"][model]["mse"]
         assert probe_metric(meter, "mrl", model, "auroc") is None
+        assert probe_metric(meter, "go_mf", model, "auroc") == metrics["go_mf"][model]["auroc"]
     report = (out / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') == 3
     assert "http://" not in report and "https://" not in report  # self-contained

@@ -14,7 +14,11 @@ def test_keys_are_spelled_once():
     assert scores.paired_key(scores.CHAMPION) == "isoclr_minus_champion"
     assert scores.ci_key("auroc") == "auroc_ci95"
     assert scores.BASELINES == ("random_init", "kmer") and scores.CANDIDATE == "isoclr"
-    assert scores.METRICS == {"regression": ("pearson_r", "spearman_r", "mse"), "classification": ("auroc", "auprc")}
+    assert scores.METRICS == {
+        "regression": ("pearson_r", "spearman_r", "mse"),
+        "classification": ("auroc", "auprc"),
+        "multilabel": ("auroc", "auprc"),  # macro means over the terms; per-term values under scores.TERMS
+    }
     by_model = {"isoclr": {}, "kmer": {}, "champion": {}, "isoclr_minus_kmer": {"x": 1}, "isoclr_minus_champion": {}}
     assert list(scores.model_entries(by_model)) == ["isoclr", "kmer", "champion"]
     assert scores.paired_entries(by_model) == {"kmer": {"x": 1}, "champion": {}}

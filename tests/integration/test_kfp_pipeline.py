@@ -196,3 +196,24 @@ def test_probe_is_cached_with_the_champion_as_an_input_read_by_an_uncached_task(
     champion_input = tasks["probe"]["inputs"]["parameters"]["champion_version"]
     assert champion_input["taskOutputParameter"]["producerTask"] == "champion"
     assert "registry_uri" not in tasks["probe"]["inputs"]["parameters"]  # nothing else that moves
+
+
+def test_each_classification_and_multilabel_task_gets_a_classification_metrics_task():
+    from isoclr.classification import classified_tasks
+    from isoclr.config import load
+    from tests.conftest import ROOT
+
+    expected = classified_tasks(load(ROOT / "params.yaml").probe)
+    assert "go_mf" in expected and "coding" in expected and "halflife" not in expected
+    spec, _ = _compiled()
+    for name in ("comp-evaluate-and-register", "comp-evaluate-and-register-2"):
+        tasks = spec["components"][name]["dag"]["tasks"]
+        shown = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-classification-metrics")]
+        assert sorted(t["inputs"]["parameters"]["task"]["runtimeValue"]["constant"] for t in shown) == sorted(expected)
+        for t in shown:
+            assert t["inputs"]["artifacts"]["results"]["taskOutputArtifact"] == {
+                "outputArtifactKey": "results",
+                "producerTask": "probe",
+            }
+    outputs = spec["components"]["comp-classification-metrics"]["outputDefinitions"]["artifacts"]
+    assert outputs["curves"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"

@@ -19,17 +19,23 @@ class ProbeTask(Strict):
     label file carries the sequence itself (a 50-nt UTR, a 3'UTR fragment), whose
     CDS and splice tracks are then empty. ``source: annotation`` reads labels from a
     column of the validated transcripts table (e.g. ``biotype``) instead of a file.
+
+    ``type: multilabel`` has several 0/1 labels per row, one logistic probe each:
+    ``source: go`` takes them from the GO tables under ``data.go`` (the ``n_terms``
+    most common terms of ``ontology`` at ``level`` below the root held by
+    ``min_share``..``max_share`` of the labelled genes, :func:`isoclr.go_terms.select_terms`),
+    joined by gene; a label file names its 0/1 columns in ``labels``.
     """
 
     name: str
-    source: Literal["file", "annotation"] = "file"
+    source: Literal["file", "annotation", "go"] = "file"
     file: str | None = None
     sep: str = ","
     header: list[str] | None = None  # column names for a file without a header row
     join: Literal["transcript_id", "gene_id", "gene_name", "sequence"]
-    id_column: str
-    target: str
-    type: Literal["regression", "classification"] = "regression"
+    id_column: str | None = None  # not for source go (genes are the ids)
+    target: str | None = None  # not for multilabel tasks
+    type: Literal["regression", "classification", "multilabel"] = "regression"
     # classification: values of ``target`` that are the positive class, and those that are
     # the negative class (default: every other value); rows in neither are dropped and counted.
     positive: list[str] | None = None
@@ -40,9 +46,25 @@ class ProbeTask(Strict):
     tracks: Literal["annotation", "sequence"] = "annotation"
     max_rows: int | None = Field(None, gt=0)
     about: str | None = None  # one line for the report: what the task measures and why it is here
+    # A join that leaves fewer rows than this fails, naming the first unmatched ids.
+    min_rows: int = Field(1, ge=1)
+    # multilabel from a label file: the 0/1 columns, one probe each
+    labels: list[str] | None = Field(None, min_length=1)
+    # source go: which terms (see isoclr.go_terms.select_terms)
+    ontology: Literal["MF", "BP", "CC"] = "MF"
+    n_terms: int = Field(10, ge=1)
+    level: int = Field(2, ge=1)
+    min_share: float = Field(0.01, ge=0, le=1)
+    max_share: float = Field(0.5, ge=0, le=1)
+    drop_iea: bool = False  # drop electronic (IEA) annotations before propagation
 
     @model_validator(mode="after")
     def _consistent(self) -> ProbeTask:
+        self._consistent_multilabel()
+        if self.source != "go" and not self.id_column:
+            raise ValueError(f"probe task {self.name!r}: needs an id_column")
+        if self.type != "multilabel" and not self.target:
+            raise ValueError(f"probe task {self.name!r}: a {self.type} task needs a target column")
         if self.source == "file" and not self.file:
             raise ValueError(f"probe task {self.name!r}: source file needs a file")
         if self.source == "annotation" and (self.file or self.join != "transcript_id"):
@@ -58,11 +80,31 @@ class ProbeTask(Strict):
             )
         return self
 
+    def _consistent_multilabel(self) -> None:
+        if self.source == "go" and (self.type != "multilabel" or self.file or self.join != "gene_id"):
+            raise ValueError(
+                f"probe task {self.name!r}: source go is a multilabel task without a file, joined by gene_id"
+            )
+        if self.source == "go" and self.group_by not in ("homology", "none"):
+            raise ValueError(f"probe task {self.name!r}: source go groups by homology or none (no label file)")
+        if self.source == "go" and self.min_share > self.max_share:
+            raise ValueError(f"probe task {self.name!r}: min_share {self.min_share} > max_share {self.max_share}")
+        if self.type == "multilabel" and self.source == "file" and not self.labels:
+            raise ValueError(f"probe task {self.name!r}: a multilabel file task names its 0/1 columns in labels")
+        if self.type == "multilabel" and (self.source == "annotation" or self.positive or self.negative or self.target):
+            raise ValueError(
+                f"probe task {self.name!r}: a multilabel task reads GO or the labels columns of a file "
+                "(no target, positive or negative)"
+            )
+        if self.labels and self.type != "multilabel":
+            raise ValueError(f"probe task {self.name!r}: labels columns are for multilabel tasks")
+
 
 REGRESSION_METRICS = ("pearson_r", "spearman_r", "mse")
 CLASSIFICATION_METRICS = ("auroc", "auprc")
 # The metric a task is summarised by (curves, plots).
-PRIMARY_METRIC = {"regression": "pearson_r", "classification": "auroc"}
+# Multilabel tasks: the macro mean over the terms scored (per-term values beside it).
+PRIMARY_METRIC = {"regression": "pearson_r", "classification": "auroc", "multilabel": "auroc"}
 # Metrics where larger is better: the ones a gate can hold a model to.
 GATEABLE_METRICS = Literal["pearson_r", "spearman_r", "auroc", "auprc"]
 
