@@ -141,11 +141,16 @@ def _capped(task: ProbeTask, max_rows: int | None) -> ProbeTask:
     return task.model_copy(update={"max_rows": min(limits) if limits else None})
 
 
-def finetune_task(cfg: Config, task: ProbeTask, table: pd.DataFrame, rows, pretrained, device) -> tuple[list, dict]:
+def finetune_task(
+    cfg: Config, task: ProbeTask, table: pd.DataFrame, rows, pretrained, device, progress: bool = False
+) -> tuple[list, dict]:
     """Every (seed, fraction, arm) fit of one task: per-seed rows (:data:`PER_SEED_COLUMNS`), skipped fractions."""
+    from tqdm import tqdm
+
     from isoclr.finetuning import build_head, fine_tune
 
     ft = cfg.finetune
+    bar = tqdm(total=ft.seeds * len(ft.train_fractions) * len(ARMS), desc=f"finetune {task.name}", disable=not progress)
     y, groups = table["target"].to_numpy(dtype=np.float64), table["group"].to_numpy()
     splits = probe_splits(groups, cfg.probe.model_copy(update={"seeds": ft.seeds}))
     per_seed, skipped = [], {}
@@ -159,6 +164,7 @@ def finetune_task(cfg: Config, task: ProbeTask, table: pd.DataFrame, rows, pretr
         for fraction, fit in nested_subsets(train, ft.train_fractions, seed).items():
             if len(fit) < ft.min_train_rows:
                 skipped.setdefault(fraction, f"{len(fit)} train rows < min_train_rows {ft.min_train_rows}")
+                bar.update(len(ARMS))
                 continue
             for arm in ARMS:
                 encoder = arm_encoder(arm, pretrained, cfg, seed)
@@ -180,7 +186,9 @@ def finetune_task(cfg: Config, task: ProbeTask, table: pd.DataFrame, rows, pretr
                         **score("regression", y[test], done.predictions),
                     }
                 )
-                log.info("finetune %s %s f=%s seed %d: %s", task.name, arm, fraction, seed, per_seed[-1])
+                bar.update(1)
+                bar.set_postfix(seed=seed, fraction=fraction, arm=arm)
+    bar.close()
     if not per_seed:
         raise FinetuneError(f"fine-tune task {task.name!r}: every train fraction was skipped: {skipped}")
     return per_seed, skipped
@@ -223,12 +231,13 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run(cfg: Config, paths: Paths, *, tracks: bool = True) -> FinetuneResult:
+def run(cfg: Config, paths: Paths, *, tracks: bool = True, progress: bool = True) -> FinetuneResult:
     """Fine-tune the model of ``paths.model`` and a scratch twin on every task of ``finetune.tasks``.
 
     Reads ``paths.transcripts``, ``paths.groups``, ``paths.model``, the tasks' label files under
     ``paths.data_dir`` (default ``data.dir``) and, with ``tracks``, the track store ``paths.tracks``.
-    Runs on the GPU when there is one (fp32), else on CPU, where a run repeats bit for bit.
+    Runs on the GPU when there is one (fp32), else on CPU, where a run repeats bit for bit; ``progress``
+    shows a bar per task.
     """
     from isoclr.embed import load_encoder
     from isoclr.store import TrackStore
@@ -254,7 +263,7 @@ def run(cfg: Config, paths: Paths, *, tracks: bool = True) -> FinetuneResult:
         rows = packed_rows(table, store, ft.max_length)
         cropped = int((table["seq"].str.len() > ft.max_length).sum())
         log.info("finetune %s: %d rows (%d cropped to %d nt) on %s", name, len(table), cropped, ft.max_length, device)
-        task_rows, skipped = finetune_task(cfg, task, table, rows, pretrained, device)
+        task_rows, skipped = finetune_task(cfg, task, table, rows, pretrained, device, progress)
         per_seed += task_rows
         tasks[name] = {
             "n": notes["n"],

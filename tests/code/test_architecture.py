@@ -182,6 +182,7 @@ def test_dvc_stages_list_the_data_files_params_yaml_names():
         "validate": {f for a in cfg.data.annotations for f in a.files()},
         "pairs": {cfg.data.paralogs},
         "probe": {t.file for t in cfg.probe.tasks if t.file},
+        "finetune": {t.file for t in cfg.probe.tasks if t.file and t.name in cfg.finetune.tasks},
     }
     stages = _dvc_stages()
     for stage, files in named.items():

@@ -29,7 +29,7 @@ class FinetuneConfig(Strict):
     head_hidden: int = Field(64, gt=0)  # the head: Linear(out_dim, head_hidden), GELU, Linear(head_hidden, 1)
     max_rows: int | None = Field(1000, gt=0)  # rows per task at most (a fixed subsample), besides the task's own
     min_train_rows: int = Field(20, ge=2)  # a fraction leaving fewer train rows is skipped and reported
-    max_length: int = Field(2048, gt=0)  # longer transcripts keep their 3' end (3'UTR, stop codon) only
+    max_length: int = Field(1024, gt=0)  # longer transcripts keep their 3' end (3'UTR, stop codon) only
 
     @field_validator("tasks")
     @classmethod
