@@ -15,10 +15,12 @@ against the train fraction) and report.html (the table and the plots, self-conta
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,6 +233,20 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None, device) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` on CPU for the block, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run(cfg: Config, paths: Paths, *, tracks: bool = True, progress: bool = True) -> FinetuneResult:
     """Fine-tune the model of ``paths.model`` and a scratch twin on every task of ``finetune.tasks``.
 
@@ -263,7 +279,8 @@ def run(cfg: Config, paths: Paths, *, tracks: bool = True, progress: bool = True
         rows = packed_rows(table, store, ft.max_length)
         cropped = int((table["seq"].str.len() > ft.max_length).sum())
         log.info("finetune %s: %d rows (%d cropped to %d nt) on %s", name, len(table), cropped, ft.max_length, device)
-        task_rows, skipped = finetune_task(cfg, task, table, rows, pretrained, device, progress)
+        with _cpu_threads(ft.cpu_threads, device):
+            task_rows, skipped = finetune_task(cfg, task, table, rows, pretrained, device, progress)
         per_seed += task_rows
         tasks[name] = {
             "n": notes["n"],

@@ -30,6 +30,7 @@ class FinetuneConfig(Strict):
     max_rows: int | None = Field(1000, gt=0)  # rows per task at most (a fixed subsample), besides the task's own
     min_train_rows: int = Field(20, ge=2)  # a fraction leaving fewer train rows is skipped and reported
     max_length: int = Field(1024, gt=0)  # longer transcripts keep their 3' end (3'UTR, stop codon) only
+    cpu_threads: int | None = Field(1, gt=0)  # torch threads on CPU while fine-tuning (None: torch's default)
 
     @field_validator("tasks")
     @classmethod
