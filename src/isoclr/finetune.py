@@ -138,8 +138,9 @@ def arm_encoder(arm: str, pretrained, cfg: Config, seed: int):
     return random_encoder(cfg.model, seed=cfg.train.seed + seed)
 
 
-def _capped(task: ProbeTask, max_rows: int | None) -> ProbeTask:
-    limits = [n for n in (task.max_rows, max_rows) if n is not None]
+def _capped(task: ProbeTask, max_rows: int | str) -> ProbeTask:
+    """The task with ``finetune.max_rows`` as its row cap where that is lower ("all": the task's own)."""
+    limits = [n for n in (task.max_rows, max_rows) if isinstance(n, int)]
     return task.model_copy(update={"max_rows": min(limits) if limits else None})
 
 
@@ -234,12 +235,12 @@ def _device():
 
 
 @contextlib.contextmanager
-def _cpu_threads(threads: int | None, device) -> Iterator[None]:
+def _cpu_threads(threads: int | str, device) -> Iterator[None]:
     """torch's intra-op threads set to ``threads`` on CPU for the block, restored afterwards."""
     import torch
 
     before = torch.get_num_threads()
-    if threads is not None and device.type == "cpu":
+    if isinstance(threads, int) and device.type == "cpu":
         torch.set_num_threads(threads)
     try:
         yield

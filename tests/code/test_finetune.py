@@ -55,6 +55,17 @@ def test_tasks_must_be_declared_regression_probe_tasks():
         Config.model_validate(params)
 
 
+def test_no_cap_and_torch_threads_survive_the_kubeflow_round_trip():
+    params = tiny_params()
+    params["finetune"].update(max_rows="all", cpu_threads="auto")
+    # Config.to_dict() drops nulls (kfp takes none): a null here would have come back as the default
+    again = Config.model_validate(Config.model_validate(params).to_dict()).finetune
+    assert (again.max_rows, again.cpu_threads) == ("all", "auto")
+    params["finetune"]["max_rows"] = None
+    with pytest.raises(ValueError, match="max_rows"):
+        Config.model_validate(params)
+
+
 def _state(module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator
 
 from isoclr.config.base import Strict
 
@@ -27,10 +29,12 @@ class FinetuneConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     head_hidden: int = Field(64, gt=0)  # the head: Linear(out_dim, head_hidden), GELU, Linear(head_hidden, 1)
-    max_rows: int | None = Field(1000, gt=0)  # rows per task at most (a fixed subsample), besides the task's own
+    # Rows per task at most (a fixed subsample, besides the task's own max_rows); "all" for no cap. A word, not
+    # null: Config.to_dict() drops nulls (kfp takes none), which would bring back the default.
+    max_rows: PositiveInt | Literal["all"] = 1000
     min_train_rows: int = Field(20, ge=2)  # a fraction leaving fewer train rows is skipped and reported
     max_length: int = Field(1024, gt=0)  # longer transcripts keep their 3' end (3'UTR, stop codon) only
-    cpu_threads: int | None = Field(1, gt=0)  # torch threads on CPU while fine-tuning (None: torch's default)
+    cpu_threads: PositiveInt | Literal["auto"] = 1  # torch threads on CPU while fine-tuning ("auto": torch's)
 
     @field_validator("tasks")
     @classmethod
