@@ -130,7 +130,7 @@ def packed_rows(table: pd.DataFrame, store, max_length: int):
 
 def arm_encoder(arm: str, pretrained, cfg: Config, seed: int):
     """The encoder an arm starts from: a copy of the pretrained one, or the architecture from random weights
-    (seeded by ``train.seed + seed``: the scratch arm of seed 0 starts where pretraining started)."""
+    seeded by ``train.seed + seed`` (the seed the pair's head gets), so each split has its own random start."""
     from isoclr.embed import random_encoder
 
     if arm == PRETRAINED:
