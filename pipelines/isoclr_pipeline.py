@@ -19,6 +19,7 @@ from components.champion.component import champion
 from components.classification_metrics.component import classification_metrics
 from components.configure.component import configure
 from components.encode.component import encode
+from components.finetune.component import finetune
 from components.gate.component import gate
 from components.pairs.component import pairs
 from components.probe.component import probe
@@ -42,6 +43,16 @@ def _with_volumes(task: dsl.PipelineTask) -> dsl.PipelineTask:
     kubernetes.mount_pvc(task, pvc_name=KF.data_pvc, mount_path=KF.data_mount)
     kubernetes.mount_pvc(task, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
     return kubernetes.add_pod_annotation(task, *GCSFUSE_ANNOTATION)
+
+
+def _on_one_gpu(task: dsl.PipelineTask, node_selector) -> dsl.PipelineTask:
+    """One GPU of the pool the run asked for (``node_selector``: the configure task's output), with the
+    training pod's CPU and memory."""
+    task.set_accelerator_type(KF.gpu_resource).set_accelerator_limit(1)
+    task.set_cpu_request(KF.cpu).set_cpu_limit(KF.cpu).set_memory_request(KF.memory).set_memory_limit(KF.memory)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, [t.model_dump(exclude_none=True) for t in KF.tolerations])
+    return task
 
 
 @dsl.pipeline(name="evaluate-and-register", description="Linear probes, gate, and registration when the gate passes.")
@@ -138,6 +149,17 @@ def isoclr_pipeline(
 
     def evaluate(model) -> None:
         # Each training branch ends in the same evaluation (the local runner has no dsl.OneOf to join them).
+        # Fine-tuning by train fraction (pretrained vs scratch) trains networks: one GPU, like single-GPU training.
+        tuned = finetune(
+            params=run_params,
+            data_dir=data_dir,
+            transcripts=validated.outputs["transcripts"],
+            groups=grouped.outputs["groups"],
+            tracks=tracks,
+            model=model,
+        )
+        tuned.set_display_name("Fine-tuning by train fraction").set_caching_options(True)
+        _with_volumes(_on_one_gpu(tuned, planned.outputs["node_selector"]))
         evaluate_and_register(
             params=run_params,
             data_dir=data_dir,
@@ -157,10 +179,7 @@ def isoclr_pipeline(
             checkpoint_dir=planned.outputs["run_dir"],
         )
         single.set_display_name("Contrastive training (1 GPU)").set_caching_options(True).set_retry(KF.retries)
-        single.set_accelerator_type(KF.gpu_resource).set_accelerator_limit(1)
-        single.set_cpu_request(KF.cpu).set_cpu_limit(KF.cpu).set_memory_request(KF.memory).set_memory_limit(KF.memory)
-        kubernetes.add_node_selector_json(single, planned.outputs["node_selector"])
-        kubernetes.add_toleration_json(single, [t.model_dump(exclude_none=True) for t in KF.tolerations])
+        _on_one_gpu(single, planned.outputs["node_selector"])
         kubernetes.mount_pvc(single, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
         evaluate(model=single.outputs["model"])
     with dsl.Else(name="trainjob"):

@@ -21,6 +21,7 @@ def tiny_params() -> dict:
     params["model"].update(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
     params["train"].update(steps=3, batch_genes=8, max_length=512, warmup_steps=1)
     params["probe"]["seeds"] = 2
+    params["finetune"].update(seeds=2, max_epochs=1, max_rows=100, max_length=512, min_train_rows=5)
     for task in params["probe"]["tasks"]:
         task["max_rows"] = 400
         if "min_rows" in task:

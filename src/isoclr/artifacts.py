@@ -35,6 +35,7 @@ LATENT_MAPS = "maps"  # in Paths.latent: t-SNE / UMAP PNGs
 FINETUNE_SUMMARY = "finetune.json"  # in Paths.finetune: Pearson r and MSE by train fraction, pretrained vs scratch
 FINETUNE_PER_SEED = "per_seed.csv"  # in Paths.finetune
 FINETUNE_PLOTS = "plots"  # in Paths.finetune: the two curve panels per task
+FINETUNE_REPORT = "report.html"  # in Paths.finetune: the table and the curves, self-contained (Kubeflow UI)
 
 
 @dataclass(frozen=True)

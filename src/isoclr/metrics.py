@@ -51,6 +51,11 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "isoclr_train_samples_per_second": (Gauge, "Training throughput of the last step (views per second).", ()),
     "isoclr_train_learning_rate": (Gauge, "Learning rate of the last step.", ()),
     "isoclr_probe_metric": (Gauge, "Linear-probe score, mean over seeds.", ("task", "model", "metric")),
+    "isoclr_finetune_metric": (
+        Gauge,
+        "Fine-tuning test score by train fraction, mean over seeds (arm pretrained, scratch or their difference).",
+        ("task", "arm", "fraction", "metric"),
+    ),
     "isoclr_gate_passed": (Gauge, "1 if the gate passed, 0 if it failed.", ()),
     "isoclr_gate_rule_passed": (Gauge, "1 if the gate rule passed, 0 if not.", ("kind", "task", "metric")),
     "isoclr_model_registered": (Gauge, "1 if the register stage registered and promoted a model, 0 if not.", ()),

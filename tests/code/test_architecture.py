@@ -183,6 +183,7 @@ def test_dvc_stages_list_the_data_files_params_yaml_names():
         "pairs": {cfg.data.paralogs},
         "probe": {t.file for t in cfg.probe.tasks if t.file}
         | ({cfg.data.go} if any(t.source == "go" for t in cfg.probe.tasks) else set()),
+        "finetune": {t.file for t in cfg.probe.tasks if t.file and t.name in cfg.finetune.tasks},
     }
     stages = _dvc_stages()
     for stage, files in named.items():

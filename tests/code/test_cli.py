@@ -77,7 +77,7 @@ def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path
     assert "ENST2" in quarantined and "truncated_record" in quarantined  # nothing lost: the reject is on file
 
 
-@pytest.mark.parametrize("stage", ["train", "probe"])
+@pytest.mark.parametrize("stage", ["train", "probe", "finetune"])
 def test_a_missing_track_store_says_to_run_encode(stage, tmp_path):
     result = runner.invoke(app, [stage, "--tracks", str(tmp_path / "tracks")])
     assert result.exit_code == 1

@@ -116,3 +116,35 @@ def test_encode_component_writes_the_track_store_folder(tmp_path):
     assert store.metadata["n_transcripts"] == len(transcripts) and store.metadata["shards"] > 1
     row = transcripts.iloc[7]
     assert (opened.tracks(row["transcript_id"]) == track_codec.encode_row(row)).all()
+
+
+@pytest.mark.slow
+def test_finetune_component_hands_curves_and_metrics_to_the_ui(tmp_path):
+    from components.finetune.component import finetune
+    from isoclr.config import Config
+    from tests.conftest import tiny_params
+    from tests.helpers import save_encoder, synthetic_inputs
+
+    params = tiny_params()
+    params["finetune"].update(tasks=["mrl"], train_fractions=[1.0, 0.5])
+    model = save_encoder(Config.model_validate(params), 1, tmp_path / "model")
+    t_path, g_path = synthetic_inputs(tmp_path)
+    write_store(t_path, tmp_path / "tracks")
+    metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
+    finetune.python_func(
+        params=params,
+        data_dir=str(tmp_path / "data"),
+        transcripts=_artifact(dsl.Dataset, t_path),
+        groups=_artifact(dsl.Dataset, g_path),
+        tracks=_artifact(dsl.Dataset, tmp_path / "tracks"),
+        model=_artifact(dsl.Model, model),
+        results=_artifact(dsl.Dataset, tmp_path / "results"),
+        metrics=metrics,
+        curves=_artifact(dsl.HTML, tmp_path / "curves.html"),
+    )
+    assert (tmp_path / "curves.html").read_text().count("data:image/png;base64,") == 1
+    logged = metrics.metadata
+    assert {"mrl.pretrained.1.0.pearson_r", "mrl.scratch.0.5.mse", "mrl.pretrained_minus_scratch.1.0.pearson_r"} <= set(
+        logged
+    )
+    assert (tmp_path / "results" / "finetune.json").exists() and (tmp_path / "results" / "plots" / "mrl.png").exists()

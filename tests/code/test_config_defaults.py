@@ -18,6 +18,7 @@ SECTIONS = {
     "train": config.TrainConfig,
     "probe": config.ProbeConfig,
     "gate": config.GateConfig,
+    "finetune": config.FinetuneConfig,
     "registry": config.RegistryConfig,
     "metrics": config.MetricsConfig,
     "kubeflow": config.KubeflowConfig,

@@ -217,3 +217,28 @@ def test_each_classification_and_multilabel_task_gets_a_classification_metrics_t
             }
     outputs = spec["components"]["comp-classification-metrics"]["outputDefinitions"]["artifacts"]
     assert outputs["curves"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+
+
+def test_finetuning_follows_each_trainer_on_one_gpu_of_the_run_pool():
+    from isoclr.config import load
+    from tests.conftest import ROOT
+
+    kf = load(ROOT / "params.yaml").kubeflow
+    spec, k8s = _compiled()
+    producers = set()
+    for component in spec["components"].values():
+        for name, task in component.get("dag", {}).get("tasks", {}).items():
+            if task["componentRef"]["name"].startswith("comp-finetune"):
+                producers.add(task["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"])
+                assert task["cachingOptions"]["enableCache"] is True, name
+    assert producers == {"train", "train-distributed"}
+    for executor in ("exec-finetune", "exec-finetune-2"):
+        resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == kf.gpu_resource
+        assert resources["accelerator"]["resourceCount"] == "1"
+        pod = k8s[executor]
+        assert (
+            pod["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
+            == "pipelinechannel--configure-node_selector"
+        )
+        assert {m["mountPath"] for m in pod["pvcMount"]} == {kf.data_mount, kf.checkpoints_mount}  # label files

@@ -35,7 +35,8 @@ from isoclr.cli.common import (
 
 app = typer.Typer(
     help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
-    "Stages run in order: validate -> encode -> pairs -> train -> probe -> gate -> register. "
+    "Stages run in order: validate -> encode -> pairs -> train -> probe -> gate -> register "
+    "(and finetune after train). "
     "`dvc repro` runs them all with the defaults shown in each command's --help; "
     "`isoclr embed` embeds your own transcripts with a trained model.",
     no_args_is_help=True,
@@ -245,6 +246,37 @@ def probe(
     if champion is not None:
         options["champion_version"] = "" if champion == "none" else champion
     run_stage("probe", params, paths, **options)
+
+
+@app.command()
+def finetune(
+    params: Params = Path("params.yaml"),
+    data_dir: DataDir = None,
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: ModelDir = DEFAULT.model,
+    out_dir: Annotated[
+        Path, typer.Option(help="Output: finetune.json, per_seed.csv, plots/<task>.png, report.html.")
+    ] = DEFAULT.finetune,
+    tracks: Tracks = DEFAULT.tracks,
+    no_tracks: NoTracks = False,
+) -> None:
+    """Fine-tune the trained encoder by train fraction, against the same network from random weights.
+
+    For each regression task in `finetune.tasks` (names under `probe.tasks`), the
+    encoder plus a small head is trained end to end on shares of the train split
+    (`finetune.train_fractions`, nested subsets) and scored on test (Pearson r,
+    MSE), beside the same architecture trained from random initialisation with
+    the same budget, splits, subsets and seeds; each fit stops early on the val
+    split. Reports mean and 95% CI over `finetune.seeds` seeds and the paired
+    difference pretrained - scratch; fractions with fewer than
+    `finetune.min_train_rows` train rows are skipped and listed. Fine-tuned
+    weights are not kept. Uses the GPU when there is one.
+    """
+    paths = Paths(
+        data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, finetune=out_dir, tracks=tracks
+    )
+    run_stage("finetune", params, paths, tracks=not no_tracks)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from isoclr.config.data import (
     SplitsConfig,
     ValidateConfig,
 )
+from isoclr.config.finetune import FinetuneConfig
 from isoclr.config.model import MAMBA_PRESETS, MODEL_PRESETS, MambaConfig, ModelConfig
 from isoclr.config.probe import (
     CLASSIFICATION_METRICS,
@@ -53,6 +54,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "EncodeConfig",
+    "FinetuneConfig",
     "GateConfig",
     "GateRule",
     "KubeflowConfig",
@@ -80,6 +82,7 @@ class Config(Strict):
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig
     gate: GateConfig
+    finetune: FinetuneConfig = FinetuneConfig()
     registry: RegistryConfig = RegistryConfig()
     metrics: MetricsConfig = MetricsConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
@@ -99,6 +102,17 @@ class Config(Strict):
                 raise ValueError(
                     f"gate rule on {rule.task!r}: {rule.metric} is not a metric of a {types[rule.task]} task {allowed}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _finetune_tasks_are_regression(self) -> Config:
+        types = {t.name: t.type for t in self.probe.tasks}
+        unknown = [name for name in self.finetune.tasks if name not in types]
+        if unknown:
+            raise ValueError(f"finetune.tasks names tasks not declared under probe.tasks: {unknown}")
+        other = [f"{name} ({types[name]})" for name in self.finetune.tasks if types[name] != "regression"]
+        if other:
+            raise ValueError(f"finetune.tasks must be regression tasks: {other}")
         return self
 
     def to_dict(self) -> dict:
