@@ -104,7 +104,8 @@ def categories(labels: Sequence, max_categories: int = MAX_CATEGORIES) -> tuple[
     values = values.where(missing, values.astype(str))
     counts = values[~missing].value_counts()
     counts = counts.rename_axis("label").reset_index().sort_values(["count", "label"], ascending=[False, True])
-    kept = counts["label"].head(max_categories).tolist()
+    named = counts[~counts["label"].isin([OTHER, UNLABELLED])]  # a label spelled "other" joins the grey rest
+    kept = named["label"].head(max_categories).tolist()
     shown = values.where(values.isin(kept) | missing, OTHER).where(~missing, UNLABELLED)
     order = kept + [c for c in (OTHER, UNLABELLED) if (shown == c).any()]
     return shown.to_numpy(dtype=object), order
@@ -205,6 +206,8 @@ def latent_maps(
     max_points: int | None = MAX_POINTS,
     seed: int = 0,
     threads: int = 2,
+    titles: Mapping[str, str] | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> dict:
     """Project every embedding once and write ``<out_dir>/map_<label column>.png`` per label column.
 
@@ -212,6 +215,7 @@ def latent_maps(
         embeddings: {model: (n, d_model)} of the same n rows (e.g. "isoclr", "random init").
         labels: {column name: (n,) labels} (e.g. GO MF root term, family, biotype).
         max_points: a seeded subsample of rows keeps t-SNE / UMAP within budget on large annotations.
+        titles: {column: figure title} (default "coloured by <column>").
     Returns: ``figures`` {column: MapFigure}, ``coords`` {(method, model): (m, 2)}, ``rows`` (m,) indices used.
     """
     n = len(next(iter(embeddings.values())))
@@ -225,6 +229,7 @@ def latent_maps(
             coords,
             np.asarray(values, dtype=object)[rows],
             Path(out_dir) / f"map_{column}.png",
-            title=f"coloured by {column}",
+            title=(titles or {}).get(column, f"coloured by {column}"),
+            max_categories=max_categories,
         )
     return {"figures": figures, "coords": coords, "rows": rows}

@@ -25,6 +25,7 @@ from isoclr.config.data import (
     SplitsConfig,
     ValidateConfig,
 )
+from isoclr.config.latent import LATENT_LABELS, LatentConfig
 from isoclr.config.model import MAMBA_PRESETS, MODEL_PRESETS, MambaConfig, ModelConfig
 from isoclr.config.probe import (
     CLASSIFICATION_METRICS,
@@ -44,6 +45,7 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "GATEABLE_METRICS",
     "GPU_COUNTS",
+    "LATENT_LABELS",
     "MAMBA_PRESETS",
     "MAX_COMPILED_LENGTHS",
     "MODEL_PRESETS",
@@ -56,6 +58,7 @@ __all__ = [
     "GateConfig",
     "GateRule",
     "KubeflowConfig",
+    "LatentConfig",
     "MambaConfig",
     "MetricsConfig",
     "ModelConfig",
@@ -78,6 +81,7 @@ class Config(Strict):
     splits: SplitsConfig = SplitsConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    latent: LatentConfig = LatentConfig()
     probe: ProbeConfig
     gate: GateConfig
     registry: RegistryConfig = RegistryConfig()
