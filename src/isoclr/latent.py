@@ -121,8 +121,10 @@ class GoLabels:
     notes: dict
 
 
-def go_labels(rows: pd.DataFrame, go_dir: Path, ontology: str, cfg: LatentConfig, gene_map: pd.DataFrame) -> GoLabels:
-    """The top ``go_top_terms`` terms at ``go_level`` of ``ontology`` among the genes of ``rows`` (propagated;
+def go_labels(
+    rows: pd.DataFrame, go_dir: Path, ontology: str, level: int, cfg: LatentConfig, gene_map: pd.DataFrame
+) -> GoLabels:
+    """The top ``go_top_terms`` terms at ``level`` of ``ontology`` among the genes of ``rows`` (propagated;
     a gene's terms apply to all its isoforms), as multilabel rows and as one map colour per row
     (:func:`isoclr.go_terms.root_terms`: a gene's least common top term). Raises GoJoinError when no row joins."""
     go = replace(go_terms.load_go(go_dir, ontology, genes=False), genes=gene_map)
@@ -131,9 +133,9 @@ def go_labels(rows: pd.DataFrame, go_dir: Path, ontology: str, cfg: LatentConfig
     # Terms are chosen among the genes on the map: the common terms of these transcripts, and a fast propagation.
     go = replace(go, annotations=go.annotations[go.annotations["entrez_id"].isin(joined["entrez_id"])])
     selection = go_terms.select_terms(
-        go, n=cfg.go_top_terms, level=cfg.go_level, min_share=0.0, max_share=1.0, drop_iea=cfg.go_drop_iea
+        go, n=cfg.go_top_terms, level=level, min_share=0.0, max_share=1.0, drop_iea=cfg.go_drop_iea
     )
-    colours = go_terms.root_terms(go, drop_iea=cfg.go_drop_iea, top=cfg.go_top_terms, level=cfg.go_level)
+    colours = go_terms.root_terms(go, drop_iea=cfg.go_drop_iea, top=cfg.go_top_terms, level=level)
     entrez = rows["transcript_id"].map(joined.set_index("transcript_id")["entrez_id"])
     y = selection.labels.reindex(entrez.fillna(-1).astype(int).to_numpy()).fillna(0).to_numpy(dtype=np.uint8)
     colour = entrez.map(colours["term"]).astype(object)
@@ -239,7 +241,8 @@ def _label_sets(cfg: Config, paths: Paths, rows: pd.DataFrame) -> tuple[dict, di
         gene_map = go_terms.read_gene_map(go_dir / go_terms.GENE_MAP_FILE)
         for label in wanted_go:
             try:
-                go = go_labels(rows, go_dir, GO_LABELS[label], latent, gene_map)
+                level = getattr(latent.go_level, label)
+                go = go_labels(rows, go_dir, GO_LABELS[label], level, latent, gene_map)
             except (go_terms.GoJoinError, go_terms.GoDataError) as err:
                 skipped[label] = str(err)
                 continue
@@ -259,9 +262,12 @@ def _label_sets(cfg: Config, paths: Paths, rows: pd.DataFrame) -> tuple[dict, di
 
 
 def _titles(cfg: LatentConfig) -> dict[str, str]:
-    go = f"top {cfg.go_top_terms} GO {{}} terms at level {cfg.go_level} (a gene's least common one)"
+    go = "top {} GO {} terms at level {} (a gene's least common one)"
     return {
-        **{label: go.format(ontology) for label, ontology in GO_LABELS.items()},
+        **{
+            label: go.format(cfg.go_top_terms, ontology, getattr(cfg.go_level, label))
+            for label, ontology in GO_LABELS.items()
+        },
         "family": f"homology group (families of >= {cfg.family_min_genes} genes; others unlabelled)",
         "biotype": "biotype",
     }

@@ -93,8 +93,8 @@ def test_go_labels_are_the_propagated_top_terms_of_each_transcripts_gene(tmp_pat
     rows = _rows(6)
     rows.loc[rows["gene_id"] == "ENSG00000000004.3", "gene_id"] = "XLOC_4"  # joins by symbol G4 instead
     gene_map = pd.read_csv(go_dir / "genes_entrez_symbol_ensembl.tsv.gz", sep="\t")
-    cfg = LatentConfig(go_top_terms=2, go_level=1)
-    go = latent.go_labels(rows, go_dir, "MF", cfg, gene_map)
+    cfg = LatentConfig(go_top_terms=2)
+    go = latent.go_labels(rows, go_dir, "MF", 1, cfg, gene_map)
     # counts among the joined genes 0-4: alpha {0, 3}, beta {0, 1, 4}, gamma {2}: top 2 = beta, alpha
     assert [t["term"] for t in go.terms] == ["MF beta", "MF alpha"]
     assert [t["n_genes"] for t in go.terms] == [3, 2]

@@ -14,6 +14,16 @@ LATENT_LABELS = ("go_bp", "go_mf", "go_cc", "family", "biotype")
 LatentLabel = Literal["go_bp", "go_mf", "go_cc", "family", "biotype"]
 
 
+class GoLevels(Strict):
+    """The GO level (is_a steps below the root) whose terms label each ontology. CC's level 1 has two terms in
+    use ("cellular anatomical entity", held by nearly every gene, and "protein-containing complex"): level 2 is the
+    first that tells genes apart."""
+
+    go_bp: int = Field(1, ge=1)
+    go_mf: int = Field(1, ge=1)
+    go_cc: int = Field(2, ge=1)
+
+
 class LatentConfig(Strict):
     """What the latent stage embeds, how it scores neighbourhoods and which maps it draws.
 
@@ -30,7 +40,7 @@ class LatentConfig(Strict):
     sample_seed: int = 0  # the subsample, the folds and the map layouts
     labels: list[LatentLabel] = Field(list(LATENT_LABELS), min_length=1)
     measure: Literal["jaccard", "any"] = "jaccard"  # GO term-set similarity (isoclr.neighbours)
-    go_level: int = Field(1, ge=1)  # GO terms this many is_a steps below the root
+    go_level: GoLevels = GoLevels()  # per ontology: GO terms this many is_a steps below the root
     go_top_terms: int = Field(10, ge=1)  # the most common terms at that level are the labels
     go_drop_iea: bool = False  # leave out electronic (IEA) annotations
     family_min_genes: int = Field(2, ge=2)  # families with fewer genes have no neighbour to agree with
