@@ -21,6 +21,7 @@ def tiny_params() -> dict:
     params["model"].update(stem_filters=8, stage_filters=[8, 8, 16, 16], projection_dims=[32, 16])
     params["train"].update(steps=3, batch_genes=8, max_length=512, warmup_steps=1)
     params["probe"]["seeds"] = 2
+    params["latent"].update(max_points=300, methods=["tsne"], random_seeds=[0, 1])
     for task in params["probe"]["tasks"]:
         task["max_rows"] = 400
     for rule in params["gate"]["rules"]:

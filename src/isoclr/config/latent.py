@@ -36,7 +36,7 @@ class LatentConfig(Strict):
     k: int = Field(10, ge=1)  # neighbours per row
     random_seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1)
     folds: int = Field(5, ge=2)
-    max_points: int = Field(1200, ge=10)  # rows embedded and mapped at most (seeded subsample beyond)
+    max_points: int = Field(1000, ge=10)  # rows embedded and mapped at most (seeded subsample beyond)
     sample_seed: int = 0  # the subsample, the folds and the map layouts
     labels: list[LatentLabel] = Field(list(LATENT_LABELS), min_length=1)
     measure: Literal["jaccard", "any"] = "jaccard"  # GO term-set similarity (isoclr.neighbours)
@@ -47,7 +47,7 @@ class LatentConfig(Strict):
     methods: list[Literal["tsne", "umap"]] = Field(["tsne", "umap"])
     max_categories: int = Field(10, ge=1)  # colours per map; the rest are "other"
     embed_batch_size: int = Field(64, gt=0)
-    threads: int = Field(2, ge=1)  # t-SNE threads
+    threads: int = Field(1, ge=1)  # embedding (torch) and t-SNE threads; more spin on a busy machine
 
     @field_validator("labels", "methods")
     @classmethod
