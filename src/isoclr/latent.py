@@ -18,7 +18,8 @@ so each random seed only embeds the rows of its own folds (the first seed, which
 the maps show, embeds all rows): about 2.8 encoder passes instead of 1 + seeds.
 
 Writes under ``paths.latent``: latent.json (every number, the config used,
-the GO terms chosen, seconds), report.html (self-contained) and maps/*.png.
+the GO terms chosen, seconds), metrics.json (the headline numbers, flat),
+report.html (self-contained) and maps/*.png.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from isoclr.scores import CANDIDATE, RANDOM_INIT
 log = logging.getLogger(__name__)
 
 REPORT = "report.html"  # in Paths.latent
+METRICS = "metrics.json"  # in Paths.latent: the headline numbers only, flat, for `dvc metrics show`
 GO_LABELS = {"go_bp": "BP", "go_mf": "MF", "go_cc": "CC"}
 CHANCE = "chance"
 MAP_MODEL = "IsoCLR (trained)"
@@ -75,16 +77,13 @@ class LatentResult:
         meter.set("isoclr_latent_transcripts", self.rows)
 
     def flat_scores(self) -> dict[str, float]:
-        """``{"<label>.<model>": agreement, "<label>.isoclr_minus_random_init": ..., "<label>.p_value": ...}``,
-        finite values only (a Kubeflow Metrics artifact)."""
-        out = {}
-        for label, entry in self.scores.items():
-            out[f"{label}.{CANDIDATE}"] = entry[CANDIDATE]["mean"]
-            out[f"{label}.{RANDOM_INIT}"] = entry[RANDOM_INIT]["mean"]
-            out[f"{label}.{CHANCE}"] = entry[CHANCE]
-            out[f"{label}.{CANDIDATE}_minus_{RANDOM_INIT}"] = entry["difference"]["mean"]
-            out[f"{label}.p_value"] = entry["difference"]["p_value"]
-        return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+        """``{"<label>.<key>": value}`` of :func:`headline`, finite values only (a Kubeflow Metrics artifact)."""
+        return {
+            f"{label}.{key}": float(value)
+            for label, values in headline(self.scores).items()
+            for key, value in values.items()
+            if value is not None and math.isfinite(value)
+        }
 
     def summary(self) -> str:
         table = latent_report.markdown(self.scores, self.skipped, self.k, self.folds)
@@ -295,6 +294,20 @@ def protocol(cfg: LatentConfig, n_rows: int, n_total: int) -> str:
     )
 
 
+def headline(scores: dict) -> dict:
+    """{label: {isoclr, random_init, chance, isoclr_minus_random_init, p_value}}: metrics.json."""
+    return {
+        label: {
+            CANDIDATE: entry[CANDIDATE]["mean"],
+            RANDOM_INIT: entry[RANDOM_INIT]["mean"],
+            CHANCE: entry[CHANCE],
+            f"{CANDIDATE}_minus_{RANDOM_INIT}": entry["difference"]["mean"],
+            "p_value": entry["difference"]["p_value"],
+        }
+        for label, entry in scores.items()
+    }
+
+
 class _Clock:
     """Wall and CPU seconds (every thread of this process) per phase, and in total: on a shared machine the wall
     time mostly measures the other jobs, the CPU time the stage's own cost."""
@@ -385,6 +398,7 @@ def run(cfg: Config, paths: Paths, *, tracks: bool = True) -> LatentResult:
         "cpu_seconds": clock.rounded(clock.cpu),
     }
     (out_dir / LATENT_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / METRICS).write_text(json.dumps(headline(scores), indent=2) + "\n")
     (out_dir / REPORT).write_text(latent_report.html_page(scores, skipped, terms, figures, text))
     return LatentResult(
         scores=scores,

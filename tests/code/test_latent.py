@@ -217,6 +217,9 @@ def test_latent_stage_end_to_end(tmp_path):
     )
     assert sample("isoclr_latent_transcripts") == 60
     assert result.flat_scores()["go_mf.isoclr"] == summary["labels"]["go_mf"]["isoclr"]["mean"]
+    headline = json.loads((paths.latent / latent.METRICS).read_text())
+    assert headline["family"]["isoclr_minus_random_init"] == summary["labels"]["family"]["difference"]["mean"]
+    assert set(headline) == set(summary["labels"])
 
 
 def test_latent_stage_without_go_tables_scores_the_rest_and_says_why(tmp_path):
