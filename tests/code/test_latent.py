@@ -256,3 +256,37 @@ def test_latent_cli_with_umap_and_the_track_store(tmp_path):
     assert image.shape[0] > 2 * 300  # two method rows: t-SNE and UMAP
     summary = json.loads((tmp_path / "latent" / LATENT_SUMMARY).read_text())
     assert set(summary["maps"]) == {"go_bp", "go_mf", "go_cc", "family", "biotype"}
+
+
+@pytest.mark.slow  # t-SNE of two encoders, in the component
+def test_latent_component_hands_maps_and_agreement_to_the_ui(tmp_path):
+    """The Kubeflow component: the report (maps inlined) as an HTML artifact, the agreement as a Metrics artifact."""
+    from kfp import dsl
+
+    from components.latent.component import latent as component
+    from isoclr.store import write_store
+
+    def artifact(kind, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return kind(name=path.name, uri=str(path), metadata={})
+
+    cfg = _stage_config(labels=["go_mf", "family"])
+    paths = _stage_inputs(tmp_path, cfg)
+    write_store(paths.transcripts, tmp_path / "tracks")
+    metrics = artifact(dsl.Metrics, tmp_path / "ui" / "metrics.json")
+    component.python_func(
+        params=cfg.to_dict(),
+        data_dir=str(paths.data_dir),
+        transcripts=artifact(dsl.Dataset, paths.transcripts),
+        groups=artifact(dsl.Dataset, paths.groups),
+        tracks=artifact(dsl.Dataset, tmp_path / "tracks"),
+        model=artifact(dsl.Model, paths.model),
+        results=artifact(dsl.Dataset, tmp_path / "ui" / "results"),
+        metrics=metrics,
+        maps=artifact(dsl.HTML, tmp_path / "ui" / "maps.html"),
+    )
+    assert (tmp_path / "ui" / "maps.html").read_text().count("data:image/png;base64,") == 3
+    summary = json.loads((tmp_path / "ui" / "results" / LATENT_SUMMARY).read_text())
+    assert metrics.metadata["go_mf.isoclr"] == summary["labels"]["go_mf"]["isoclr"]["mean"]
+    assert metrics.metadata["family.isoclr_minus_random_init"] == summary["labels"]["family"]["difference"]["mean"]
+    assert (tmp_path / "ui" / "results" / LATENT_MAPS / "map_family.png").is_file()
