@@ -215,7 +215,7 @@ def latent(
     groups: Groups = DEFAULT.groups,
     model_dir: ModelDir = DEFAULT.model,
     out_dir: Annotated[
-        Path, typer.Option(help="Output: latent.json, report.html and maps/ (t-SNE / UMAP PNGs).")
+        Path, typer.Option(help="Output: latent.json, metrics.json, report.html and maps/ (t-SNE / UMAP PNGs).")
     ] = DEFAULT.latent,
     tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
