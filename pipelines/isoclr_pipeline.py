@@ -21,6 +21,7 @@ from components.configure.component import configure
 from components.encode.component import encode
 from components.finetune.component import finetune
 from components.gate.component import gate
+from components.latent.component import latent
 from components.pairs.component import pairs
 from components.probe.component import probe
 from components.register.component import register
@@ -55,7 +56,10 @@ def _on_one_gpu(task: dsl.PipelineTask, node_selector) -> dsl.PipelineTask:
     return task
 
 
-@dsl.pipeline(name="evaluate-and-register", description="Linear probes, gate, and registration when the gate passes.")
+@dsl.pipeline(
+    name="evaluate-and-register",
+    description="Latent maps and kNN agreement, linear probes, gate, and registration when the gate passes.",
+)
 def evaluate_and_register(
     params: dict,
     data_dir: str,
@@ -67,6 +71,11 @@ def evaluate_and_register(
 ):
     """Everything after training, as one sub-pipeline each training branch calls (kfp's local
     runner has no dsl.OneOf to join the branches' models)."""
+    # Beside the probes: is gene function visible in the model's neighbourhoods beyond random init (maps in the UI).
+    mapped = latent(
+        params=params, data_dir=data_dir, transcripts=transcripts, groups=groups, tracks=tracks, model=model
+    )
+    _with_volumes(mapped.set_display_name("Latent maps and kNN agreement").set_caching_options(True))
     # The registry's champion is read once, uncached, and handed to the probe as an input: the probe
     # reads nothing else that moves, so its cache is safe.
     current = champion(registry_uri=registry_uri).set_display_name("Current champion").set_caching_options(False)

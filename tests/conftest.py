@@ -22,6 +22,7 @@ def tiny_params() -> dict:
     params["train"].update(steps=3, batch_genes=8, max_length=512, warmup_steps=1)
     params["probe"]["seeds"] = 2
     params["finetune"].update(seeds=2, max_epochs=1, max_rows=100, max_length=512, min_train_rows=5)
+    params["latent"].update(max_points=300, methods=["tsne"], random_seeds=[0, 1])
     for task in params["probe"]["tasks"]:
         task["max_rows"] = 400
         if "min_rows" in task:

@@ -39,6 +39,12 @@ MAX_CATEGORIES = 10
 # Rows mapped at most (a seeded subsample beyond). Below 4,096 rows umap-learn finds neighbours exactly;
 # from 4,096 it JIT-compiles pynndescent in every new process (measured: 53 s of CPU at 5,000 rows vs 18 s).
 MAX_POINTS = 4000
+# openTSNE threads: on the shared 2-core machine 2 threads took 5x the CPU time of 1 (and longer wall time),
+# spinning while they wait for each other; pass more on a machine of one's own.
+THREADS = 1
+# Legend width per character of its longest entry at 8 pt, and for the marker and padding (inches).
+LEGEND_INCH_PER_CHAR = 0.072
+LEGEND_MARKER_IN = 0.5
 _GREY = (0.6, 0.6, 0.6, 0.5)
 _LIGHT = (0.85, 0.85, 0.85, 0.4)
 
@@ -51,7 +57,7 @@ def _unit(emb: np.ndarray) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
-def tsne(emb: np.ndarray, seed: int = 0, threads: int = 2) -> np.ndarray:
+def tsne(emb: np.ndarray, seed: int = 0, threads: int = THREADS) -> np.ndarray:
     """(n, d) embeddings -> (n, 2) openTSNE coordinates (PCA init, perplexity 30 or less for tiny n)."""
     from openTSNE import TSNE
 
@@ -62,7 +68,7 @@ def tsne(emb: np.ndarray, seed: int = 0, threads: int = 2) -> np.ndarray:
     )
 
 
-def umap(emb: np.ndarray, seed: int = 0, threads: int = 2) -> np.ndarray:
+def umap(emb: np.ndarray, seed: int = 0, threads: int = THREADS) -> np.ndarray:
     """(n, d) embeddings -> (n, 2) UMAP coordinates (15 neighbours, min_dist 0.1; seeded, so one thread)."""
     import umap as umap_learn
 
@@ -84,7 +90,7 @@ def subsample(n: int, max_points: int | None, seed: int = 0) -> np.ndarray:
 
 
 def project_all(
-    embeddings: Mapping[str, np.ndarray], methods: Sequence[str] = METHODS, seed: int = 0, threads: int = 2
+    embeddings: Mapping[str, np.ndarray], methods: Sequence[str] = METHODS, seed: int = 0, threads: int = THREADS
 ) -> dict[tuple[str, str], np.ndarray]:
     """{(method, model): (n, 2) coordinates} for every method and every (n, d_model) embedding of the same rows."""
     unknown = [m for m in methods if m not in PROJECT]
@@ -104,7 +110,8 @@ def categories(labels: Sequence, max_categories: int = MAX_CATEGORIES) -> tuple[
     values = values.where(missing, values.astype(str))
     counts = values[~missing].value_counts()
     counts = counts.rename_axis("label").reset_index().sort_values(["count", "label"], ascending=[False, True])
-    kept = counts["label"].head(max_categories).tolist()
+    named = counts[~counts["label"].isin([OTHER, UNLABELLED])]  # a label spelled "other" joins the grey rest
+    kept = named["label"].head(max_categories).tolist()
     shown = values.where(values.isin(kept) | missing, OTHER).where(~missing, UNLABELLED)
     order = kept + [c for c in (OTHER, UNLABELLED) if (shown == c).any()]
     return shown.to_numpy(dtype=object), order
@@ -151,7 +158,9 @@ def plot_maps(
     if any(len(c) != len(shown) for c in coords.values()):
         raise ValueError(f"{len(shown)} labels for coordinates of {sorted({len(c) for c in coords.values()})} rows")
     colour = _colours(order)
-    legend_in = 2.6  # inches right of the panels for the legend
+    # Inches right of the panels for the legend: enough for its longest entry (GO term names run long).
+    longest = max(len(f"{c} ({(shown == c).sum()})") for c in order)
+    legend_in = max(2.6, LEGEND_INCH_PER_CHAR * longest + LEGEND_MARKER_IN)
     fig = Figure(figsize=(4.2 * len(models) + legend_in, 4.0 * len(methods)), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(methods), len(models), squeeze=False)
@@ -204,7 +213,9 @@ def latent_maps(
     methods: Sequence[str] = METHODS,
     max_points: int | None = MAX_POINTS,
     seed: int = 0,
-    threads: int = 2,
+    threads: int = THREADS,
+    titles: Mapping[str, str] | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> dict:
     """Project every embedding once and write ``<out_dir>/map_<label column>.png`` per label column.
 
@@ -212,6 +223,7 @@ def latent_maps(
         embeddings: {model: (n, d_model)} of the same n rows (e.g. "isoclr", "random init").
         labels: {column name: (n,) labels} (e.g. GO MF root term, family, biotype).
         max_points: a seeded subsample of rows keeps t-SNE / UMAP within budget on large annotations.
+        titles: {column: figure title} (default "coloured by <column>").
     Returns: ``figures`` {column: MapFigure}, ``coords`` {(method, model): (m, 2)}, ``rows`` (m,) indices used.
     """
     n = len(next(iter(embeddings.values())))
@@ -225,6 +237,7 @@ def latent_maps(
             coords,
             np.asarray(values, dtype=object)[rows],
             Path(out_dir) / f"map_{column}.png",
-            title=f"coloured by {column}",
+            title=(titles or {}).get(column, f"coloured by {column}"),
+            max_categories=max_categories,
         )
     return {"figures": figures, "coords": coords, "rows": rows}

@@ -56,6 +56,22 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
         "Fine-tuning test score by train fraction, mean over seeds (arm pretrained, scratch or their difference).",
         ("task", "arm", "fraction", "metric"),
     ),
+    "isoclr_latent_transcripts": (Gauge, "Transcripts embedded by the latent stage.", ()),
+    "isoclr_knn_agreement": (
+        Gauge,
+        "kNN label agreement in embedding space (own gene excluded), mean over folds.",
+        ("label", "model"),
+    ),
+    "isoclr_knn_agreement_difference": (
+        Gauge,
+        "Paired kNN label agreement of the model minus random init, mean over folds.",
+        ("label",),
+    ),
+    "isoclr_knn_agreement_p_value": (
+        Gauge,
+        "Paired t-test p-value of the model minus random-init kNN agreement (NaN: undetermined).",
+        ("label",),
+    ),
     "isoclr_gate_passed": (Gauge, "1 if the gate passed, 0 if it failed.", ()),
     "isoclr_gate_rule_passed": (Gauge, "1 if the gate rule passed, 0 if not.", ("kind", "task", "metric")),
     "isoclr_model_registered": (Gauge, "1 if the register stage registered and promoted a model, 0 if not.", ()),

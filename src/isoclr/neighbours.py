@@ -194,6 +194,16 @@ def t_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, floa
     return mean, mean - half, mean + half
 
 
+def fold_assignment(n: int, folds: int, seed: int = 0, groups: Sequence | None = None) -> np.ndarray:
+    """(n,) fold index in 0..folds-1 of each row: a seeded random deal of rows, or of whole groups with ``groups``
+    (then excluding a row's own group means the same in every fold)."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(n) % folds
+    codes = _group_codes(groups, n)
+    return (rng.permutation(codes.max() + 1) % folds)[codes]
+
+
 def compare_agreement(
     emb_a: np.ndarray | Sequence[np.ndarray],
     emb_b: np.ndarray | Sequence[np.ndarray],
@@ -203,14 +213,18 @@ def compare_agreement(
     seed: int = 0,
     measure: str = "jaccard",
     groups: Sequence | None = None,
+    fold_of: np.ndarray | None = None,
 ) -> dict:
     """Paired kNN agreement of two embeddings of the same rows, over ``folds`` disjoint random folds of the rows.
 
     Args:
         emb_a, emb_b: (n, d_a) and (n, d_b) embeddings (e.g. model and random init), or a list of them,
-            one per seed; fold r uses entry r modulo the list's length.
+            one per seed; fold r uses entry r modulo the list's length, and only that fold's rows of it
+            (the others may be NaN: not embedded). A used row that is not finite is an error.
         labels: (n,) single labels or (n, t) 0/1 terms (see :func:`agreement`).
         groups: (n,) optional, see :func:`knn`; a group's rows are kept in one fold.
+        fold_of: (n,) optional fold of each row in 0..folds-1 (default :func:`fold_assignment` with ``seed``):
+            one assignment shared by several label sets lets each seed's embedding cover only its folds.
     Returns:
         ``per_fold``: DataFrame fold, n, a, b, diff (a - b), chance; ``a``, ``b``, ``chance``: means over
         folds; ``diff`` and ``diff_ci95`` = [lo, hi] (t-interval); ``p_value``: two-sided paired t-test
@@ -223,20 +237,23 @@ def compare_agreement(
         raise ValueError(f"every embedding needs the {n} rows of the labels, in the same order")
     if folds < 1 or n // folds <= k:
         raise ValueError(f"{n} rows in {folds} folds leave <= k = {k} rows per fold")
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        fold_of = rng.permutation(n) % folds
-    else:  # whole groups to folds, so that excluding a row's own group means the same in every fold
-        codes = _group_codes(groups, n)
-        fold_of = (rng.permutation(codes.max() + 1) % folds)[codes]
+    if fold_of is None:
+        fold_of = fold_assignment(n, folds, seed, groups)
+    fold_of = np.asarray(fold_of)
+    if fold_of.shape != (n,) or not np.isin(fold_of, np.arange(folds)).all():
+        raise ValueError(f"fold_of must be (n = {n},) fold indices in 0..{folds - 1}")
     group_arr = None if groups is None else np.asarray(groups, dtype=object)
     labels_arr = np.asarray(labels)
     rows = []
     for r in range(folds):
         idx = np.flatnonzero(fold_of == r)
         sub, sub_groups = labels_arr[idx], None if group_arr is None else group_arr[idx]
-        a = agreement(np.asarray(runs_a[r % len(runs_a)])[idx], sub, k, measure, sub_groups)
-        b = agreement(np.asarray(runs_b[r % len(runs_b)])[idx], sub, k, measure, sub_groups)
+        emb_ra = np.asarray(runs_a[r % len(runs_a)])[idx]
+        emb_rb = np.asarray(runs_b[r % len(runs_b)])[idx]
+        if not (np.isfinite(emb_ra).all() and np.isfinite(emb_rb).all()):
+            raise ValueError(f"fold {r}: some of its rows are not embedded (NaN or inf) in the run it uses")
+        a = agreement(emb_ra, sub, k, measure, sub_groups)
+        b = agreement(emb_rb, sub, k, measure, sub_groups)
         rows.append({"fold": r, "n": a["n"], "a": a["agreement"], "b": b["agreement"], "chance": a["chance"]})
     per_fold = pd.DataFrame(rows)
     per_fold.insert(4, "diff", per_fold["a"] - per_fold["b"])

@@ -16,6 +16,7 @@ SECTIONS = {
     "splits": config.SplitsConfig,
     "model": config.ModelConfig,
     "train": config.TrainConfig,
+    "latent": config.LatentConfig,
     "probe": config.ProbeConfig,
     "gate": config.GateConfig,
     "finetune": config.FinetuneConfig,

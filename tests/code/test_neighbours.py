@@ -135,3 +135,27 @@ def test_errors():
         neighbours.label_agreement(np.eye(4), ["a", None, "b", "a"], k=1)
     with pytest.raises(ValueError, match="rows per fold"):
         neighbours.compare_agreement(np.eye(10), np.eye(10), list("ab" * 5), k=3, folds=5)
+
+
+def test_compare_agreement_per_fold_matches_brute_force_on_a_given_fold_assignment():
+    """Each fold's numbers are the brute-force agreement on that fold's rows alone (own gene excluded), with the
+    random run the fold uses; rows outside a run's folds may be NaN (not embedded)."""
+    rng = np.random.default_rng(11)
+    genes = np.repeat([f"g{i}" for i in range(30)], 2)
+    labels = np.repeat(rng.choice(["x", "y", "z"], 30), 2)
+    model = rng.normal(size=(60, 6))
+    runs = [rng.normal(size=(60, 6)) for _ in range(2)]
+    fold_of = neighbours.fold_assignment(60, 4, seed=3, groups=genes)
+    assert all((fold_of[genes == g] == fold_of[genes == g][0]).all() for g in set(genes))  # genes kept whole
+    partial = [run.copy() for run in runs]
+    for i, run in enumerate(partial):
+        run[fold_of % 2 != i] = np.nan
+    result = neighbours.compare_agreement(model, partial, labels, k=3, folds=4, groups=genes, fold_of=fold_of)
+    for r, row in result["per_fold"].iterrows():
+        idx = np.flatnonzero(fold_of == r)
+        for emb, column in ((model, "a"), (runs[r % 2], "b")):
+            ref = _brute_knn(emb[idx], 3, genes[idx])
+            expected = np.mean([np.mean(labels[idx][ref[i]] == labels[idx][i]) for i in range(len(idx))])
+            assert row[column] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="fold indices"):
+        neighbours.compare_agreement(model, runs, labels, k=3, folds=4, groups=genes, fold_of=fold_of + 1)

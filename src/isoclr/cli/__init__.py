@@ -35,7 +35,7 @@ from isoclr.cli.common import (
 
 app = typer.Typer(
     help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
-    "Stages run in order: validate -> encode -> pairs -> train -> probe -> gate -> register "
+    "Stages run in order: validate -> encode -> pairs -> train -> latent -> probe -> gate -> register "
     "(and finetune after train). "
     "`dvc repro` runs them all with the defaults shown in each command's --help; "
     "`isoclr embed` embeds your own transcripts with a trained model.",
@@ -206,6 +206,37 @@ def train(
         tracks=tracks,
     )
     run_stage("train", params, paths, resume=resume, tracks=not no_tracks)
+
+
+@app.command()
+def latent(
+    params: Params = Path("params.yaml"),
+    data_dir: DataDir = None,
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: ModelDir = DEFAULT.model,
+    out_dir: Annotated[
+        Path, typer.Option(help="Output: latent.json, metrics.json, report.html and maps/ (t-SNE / UMAP PNGs).")
+    ] = DEFAULT.latent,
+    tracks: Tracks = DEFAULT.tracks,
+    no_tracks: NoTracks = False,
+) -> None:
+    """kNN label agreement and t-SNE / UMAP maps of the frozen embeddings, model vs random init.
+
+    Embeds up to `latent.max_points` annotation transcripts (a seeded subsample)
+    with the trained encoder and with the same architecture randomly initialised
+    at each of `latent.random_seeds`. For each label set in `latent.labels` (GO
+    root terms of BP / MF / CC from the tables under `data.go`, multilabel;
+    homology group; biotype) it reports the share of each transcript's `latent.k`
+    nearest neighbours (its own gene excluded) that share its label, for both
+    encoders and at chance, and the paired difference over `latent.folds` folds
+    of genes with its 95% CI and p-value. Draws the maps of both encoders side by
+    side per label set and writes a self-contained report.html.
+    """
+    paths = Paths(
+        data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, latent=out_dir, tracks=tracks
+    )
+    run_stage("latent", params, paths, tracks=not no_tracks)
 
 
 @app.command()

@@ -26,6 +26,7 @@ from isoclr.config.data import (
     ValidateConfig,
 )
 from isoclr.config.finetune import FinetuneConfig
+from isoclr.config.latent import LATENT_LABELS, LatentConfig
 from isoclr.config.model import MAMBA_PRESETS, MODEL_PRESETS, MambaConfig, ModelConfig
 from isoclr.config.probe import (
     CLASSIFICATION_METRICS,
@@ -45,6 +46,7 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "GATEABLE_METRICS",
     "GPU_COUNTS",
+    "LATENT_LABELS",
     "MAMBA_PRESETS",
     "MAX_COMPILED_LENGTHS",
     "MODEL_PRESETS",
@@ -58,6 +60,7 @@ __all__ = [
     "GateConfig",
     "GateRule",
     "KubeflowConfig",
+    "LatentConfig",
     "MambaConfig",
     "MetricsConfig",
     "ModelConfig",
@@ -80,6 +83,7 @@ class Config(Strict):
     splits: SplitsConfig = SplitsConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    latent: LatentConfig = LatentConfig()
     probe: ProbeConfig
     gate: GateConfig
     finetune: FinetuneConfig = FinetuneConfig()
