@@ -136,7 +136,7 @@ def _validate(
         later = combined[dup & (combined["annotation"] == ann.name)]
         cross = pd.DataFrame(
             {
-                "file": str(data_root / (ann.fasta or ann.gtf)),
+                "file": str(data_root / (ann.fasta or ann.gtf or ann.table)),
                 "record": later["transcript_id"],
                 "rule": "duplicate_id",
                 "detail": [
