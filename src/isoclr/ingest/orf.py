@@ -6,9 +6,9 @@ longest ORF of at least ``min_length`` nt is the CDS; of equally long ones the f
 Coordinates are transcript coordinates (:mod:`isoclr.coordinates`): 0-based, half-open.
 
 All transcripts are scanned together in numpy (a Python loop over codons costs minutes at GENCODE
-scale): the sequences are laid end to end, each starting on a multiple of 3 and followed by at
-least one codon of ``N``, so every reading frame of every transcript is one stride-3 slice of the
-buffer, and "the next stop in frame" of every ATG is one binary search per slice.
+scale): the codon at every position of the sequences laid end to end is one code, ATGs and stops
+are the few positions whose code is one of four, and "the next stop in frame" of every ATG is one
+binary search in the stops sorted by (frame, position).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import pyarrow
 from isoclr.alphabet import CODON, START_CODON, STOP_CODONS, base_codes
 from isoclr.schemas import INFERRED
 
-# Bases per chunk scanned at once: bounds the int64 work arrays (~8 bytes per base each) to ~100 MB.
+# Bases per chunk scanned at once: bounds the work arrays (a few bytes per base) to ~100 MB.
 CHUNK_BASES = 1 << 24
 # Base codes 0..3 (ACGT), 4 for anything else; a codon's code is b0 * 25 + b1 * 5 + b2 (< 125, one byte).
 _OTHER = 4
 _RADIX = _OTHER + 1
 _CODES = base_codes(_OTHER)
-_PAD = ord("N")
 _NONE = -1
 
 
@@ -35,8 +34,10 @@ def _codon_code(codon: str) -> int:
     return int(b0) * _RADIX * _RADIX + int(b1) * _RADIX + int(b2)
 
 
-_START = _codon_code(START_CODON)
-_STOPS = np.array([_codon_code(c) for c in STOP_CODONS], dtype=np.uint8)
+# Codon code -> 1 for ATG, 2 for a stop codon, 0 for any other.
+_KIND = np.zeros(_RADIX**CODON, dtype=np.uint8)
+_KIND[_codon_code(START_CODON)] = 1
+_KIND[[_codon_code(c) for c in STOP_CODONS]] = 2
 
 
 def longest_orfs(seqs: pd.Series, min_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,46 +71,30 @@ def longest_orfs(seqs: pd.Series, min_length: int) -> tuple[np.ndarray, np.ndarr
 def _scan(data: np.ndarray, lengths: np.ndarray, min_length: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`longest_orfs` of the transcripts whose bytes, end to end, are ``data`` (lengths ``lengths``)."""
     n = len(lengths)
-    # Each transcript starts on a multiple of 3, followed by 1-3 codons' worth of N, so no codon that starts
-    # inside a transcript reads a base of the next one as A, C, G or T.
-    slots = (lengths + CODON - 1) // CODON * CODON + CODON
-    slot_starts = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(slots, out=slot_starts[1:])
-    buffer = np.full(int(slot_starts[-1]) + 2 * CODON, _PAD, dtype=np.uint8)
-    source_starts = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=source_starts[1:])
-    shift = np.repeat(slot_starts[:-1] - source_starts[:-1], lengths)
-    buffer[np.arange(len(data), dtype=np.int64) + shift] = data
-    codes = _CODES[buffer]
-    codon = codes[:-2] * _RADIX * _RADIX + codes[1:-1] * _RADIX + codes[2:]  # codon starting at each position
-    tx_end = slot_starts[:-1] + lengths  # a stop found at or past this belongs to a later transcript
-
-    found_tx, found_start, found_len = [], [], []
-    for frame in range(CODON):
-        in_frame = codon[frame::CODON]
-        stop_at = np.flatnonzero(np.isin(in_frame, _STOPS))
-        atg = np.flatnonzero(in_frame == _START)
-        if not len(atg) or not len(stop_at):
-            continue
-        # The first stop at or after each ATG, in this frame (frame-slice indices).
-        following = np.searchsorted(stop_at, atg, side="left")
-        has_stop = following < len(stop_at)
-        atg, following = atg[has_stop], following[has_stop]
-        atg_pos = frame + CODON * atg
-        stop_pos = frame + CODON * stop_at[following]
-        tx = np.searchsorted(slot_starts, atg_pos, side="right") - 1
-        inside = stop_pos < tx_end[tx]
-        orf_len = stop_pos + CODON - atg_pos
-        keep = inside & (orf_len >= min_length)
-        found_tx.append(tx[keep])
-        found_start.append(atg_pos[keep] - slot_starts[tx[keep]])
-        found_len.append(orf_len[keep])
-
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    codes = _CODES[data]
+    codon = codes[:-2] * (_RADIX * _RADIX) + codes[1:-1] * _RADIX + codes[2:]  # the codon starting at each position
+    kind = _KIND[codon]  # 1 ATG, 2 stop, 0 other
+    atg, stop = _located(np.flatnonzero(kind == 1), bounds), _located(np.flatnonzero(kind == 2), bounds)
     starts = np.full(n, _NONE, dtype=np.int64)
     ends = np.full(n, _NONE, dtype=np.int64)
-    if not found_tx:
+    if not len(atg[0]) or not len(stop[0]):
         return starts, ends
-    tx, start, length = np.concatenate(found_tx), np.concatenate(found_start), np.concatenate(found_len)
+    # Stops sorted by (frame, position): the first stop at or after an ATG in the same frame is one binary search;
+    # one in a later transcript (positions run on across transcripts) is no stop of this ATG's.
+    total = int(bounds[-1])
+    # Stops come in position order: grouped by frame (stable), they are sorted by (frame, position) unsorted.
+    stop_key = np.concatenate([stop[0][stop[2] == frame] + frame * total for frame in range(CODON)])
+    found = np.searchsorted(stop_key, atg[2] * total + atg[0], side="left")
+    has_stop = found < len(stop_key)
+    atg_pos, atg_tx = atg[0][has_stop], atg[1][has_stop]
+    stop_pos = stop_key[found[has_stop]] % total
+    length = stop_pos + CODON - atg_pos
+    # The stop found may lie in the next frame's group (none left in this frame): then it is out of frame.
+    in_frame = (stop_pos < bounds[atg_tx + 1]) & (stop_pos >= atg_pos) & (length % CODON == 0)
+    keep = in_frame & (length >= min_length)
+    tx, start, length = atg_tx[keep], atg_pos[keep] - bounds[atg_tx[keep]], length[keep]
     if not len(tx):
         return starts, ends
     order = np.lexsort((start, -length, tx))  # per transcript: longest first, then 5'-most
@@ -118,6 +103,15 @@ def _scan(data: np.ndarray, lengths: np.ndarray, min_length: int) -> tuple[np.nd
     starts[tx[best]] = start[best]
     ends[tx[best]] = start[best] + length[best]
     return starts, ends
+
+
+def _located(positions: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position, transcript, frame) of the codons starting at ``positions`` that lie wholly inside one
+    transcript; frame is the position in the transcript modulo 3."""
+    tx = np.searchsorted(bounds, positions, side="right") - 1
+    inside = positions + CODON <= bounds[tx + 1]
+    positions, tx = positions[inside], tx[inside]
+    return positions, tx, (positions - bounds[tx]) % CODON
 
 
 def infer_cds(transcripts: pd.DataFrame, min_length: int) -> pd.DataFrame:
