@@ -10,15 +10,13 @@ whose rows give exactly one gene gives it; otherwise no Ensembl id (an ambiguous
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from isoclr.gene_ids import unversioned
 from isoclr.ingest.files import ValidationError
 
-ENSEMBL_GENE = re.compile(r"ENS[A-Z]*G\d{6,}")
-_VERSION = re.compile(r"\.\d+(?:_PAR_Y)?$")
 MAP_COLUMNS = ["symbol", "ensembl_gene_ids", "ensembl_transcript_ids"]
 
 
@@ -48,7 +46,6 @@ def to_ensembl_genes(transcript_ids: pd.Series, symbols: pd.Series, genes: pd.Da
         by_gene.assign(transcript=by_gene["ensembl_transcript_ids"].str.split(";")).explode("transcript"),
         "transcript",
     )
-    unversioned = transcript_ids.astype(str).str.replace(_VERSION, "", regex=True)
-    from_transcript = unversioned.map(by_transcript)
+    from_transcript = unversioned(transcript_ids).map(by_transcript)
     from_symbol = symbols.map(by_symbol)
     return from_transcript.where(from_transcript.notna(), from_symbol)

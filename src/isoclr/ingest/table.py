@@ -23,8 +23,9 @@ import polars as pl
 from isoclr.alphabet import normalise
 from isoclr.config import Annotation
 from isoclr.coordinates import cds_inside
+from isoclr.gene_ids import ENSEMBL_GENE
 from isoclr.ingest.files import ValidationError, open_bytes, require
-from isoclr.ingest.genes import ENSEMBL_GENE, read_gene_map, to_ensembl_genes
+from isoclr.ingest.genes import read_gene_map, to_ensembl_genes
 from isoclr.ingest.rules import Triage, cds_frame_rule, sequence_rules, too_long_rule
 
 PARQUET_MAGIC = b"PAR1"
