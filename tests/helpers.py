@@ -17,7 +17,7 @@ import yaml
 
 from isoclr.artifacts import MODEL_CHECKPOINT, Paths
 from isoclr.config import Annotation, Config
-from isoclr.schemas import GROUPS, TRANSCRIPTS
+from isoclr.schemas import GROUPS, TRANSCRIPTS, with_cds_source
 from tests.conftest import ROOT, tiny_params
 
 # --------------------------------------------------------------------------- annotation files (ingest, validate)
@@ -191,7 +191,7 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
                     "split": "train",
                 }
             )
-    transcripts = pd.DataFrame(rows)
+    transcripts = with_cds_source(pd.DataFrame(rows))
     transcripts["cds_start"] = transcripts["cds_start"].astype("Int64")
     transcripts["cds_end"] = transcripts["cds_end"].astype("Int64")
     transcripts.to_parquet(root / "t.parquet")
@@ -337,7 +337,7 @@ def synthetic_annotation(seed: int = 0, n_genes: int = 10) -> tuple[pd.DataFrame
                     "split": "test" if g == 9 else "train",
                 }
             )
-    return TRANSCRIPTS.validate(pd.DataFrame(transcripts)), GROUPS.validate(pd.DataFrame(groups))
+    return TRANSCRIPTS.validate(with_cds_source(pd.DataFrame(transcripts))), GROUPS.validate(pd.DataFrame(groups))
 
 
 def write_tables(folder: Path, seed: int = 0) -> tuple[Path, Path]:

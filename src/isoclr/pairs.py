@@ -5,6 +5,10 @@ paralog family. Homology groups are the connected components of the graph
 whose nodes are genes and whose edges are paralog pairs (the transitive
 closure, so A~B and B~C put A, B and C together); splits are drawn by
 homology group so no family is seen on both sides.
+
+Annotation sets name genes differently (GENCODE: versioned Ensembl ids; a sequence table: unversioned
+Ensembl ids or symbols; Cufflinks: its own XLOC ids with gene names), so genes are joined across sets
+first (:func:`joined_gene_ids`) and one gene's transcripts from every set form one isoform group.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from isoclr.artifacts import Paths
 from isoclr.config import Config, SplitsConfig
 from isoclr.errors import IsoclrError, MissingInputError
+from isoclr.gene_ids import ensembl_gene_keys
 from isoclr.metrics import StageRun
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.splits import split_by_group
@@ -42,6 +47,7 @@ class ParalogError(IsoclrError, ValueError):
 class PairsSummary:
     n_transcripts: int
     n_genes: int
+    n_genes_in_several_sets: int  # genes joined across annotation sets (joined_gene_ids)
     n_multi_isoform_genes: int
     n_paralog_edges: int
     n_homology_groups: int
@@ -110,10 +116,49 @@ def homology_groups(genes: pd.DataFrame, paralogs: pd.DataFrame) -> tuple[pd.Ser
     return labels, len(known)
 
 
+def joined_gene_ids(transcripts: pd.DataFrame) -> pd.Series:
+    """Per transcript, the id of its gene joined across annotation sets.
+
+    The rule: genes with the same unversioned Ensembl gene id are one gene; a gene without an Ensembl id
+    joins the Ensembl gene of its symbol when exactly one Ensembl gene carries that symbol, and genes without
+    Ensembl ids that share a symbol are one gene. Two Ensembl genes are never joined by symbol (a symbol can
+    name several loci, e.g. pseudoautosomal copies; homology groups link those). A joined gene's id is its
+    smallest unversioned Ensembl id, else its smallest gene id.
+
+    Args:
+        transcripts: columns gene_id and gene_name (symbol, may be null).
+    Returns:
+        joined gene ids, indexed like ``transcripts``.
+    """
+    genes = transcripts[["gene_id", "gene_name"]].drop_duplicates("gene_id").reset_index(drop=True)
+    ensembl = ensembl_gene_keys(genes["gene_id"])
+    # Nodes: the genes, then one node per unversioned Ensembl id and per symbol of a gene without one.
+    node_of_ensembl = {k: len(genes) + i for i, k in enumerate(ensembl.dropna().unique())}
+    ensembl_symbols = genes.loc[ensembl.notna()].dropna(subset=["gene_name"]).assign(ens=ensembl.dropna())
+    single = ensembl_symbols.drop_duplicates(["gene_name", "ens"]).groupby("gene_name")["ens"].agg(list)
+    single = single[single.map(len) == 1].map(lambda ids: ids[0])
+    loose = genes.loc[ensembl.isna()].dropna(subset=["gene_name"])
+    node_of_symbol = {k: len(genes) + len(node_of_ensembl) + i for i, k in enumerate(loose["gene_name"].unique())}
+    edges = [(i, node_of_ensembl[k]) for i, k in ensembl.dropna().items()]
+    edges += [(i, node_of_symbol[k]) for i, k in loose["gene_name"].items()]
+    edges += [(node_of_symbol[k], node_of_ensembl[single[k]]) for k in node_of_symbol if k in single.index]
+    n_nodes = len(genes) + len(node_of_ensembl) + len(node_of_symbol)
+    rows, cols = (np.array(e, dtype=np.int64) for e in zip(*edges, strict=True)) if edges else (np.empty(0, int),) * 2
+    _, component = connected_components(
+        coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_nodes, n_nodes)), directed=False
+    )
+    genes["component"] = component[: len(genes)]
+    genes["ensembl"] = ensembl
+    by_component = genes.groupby("component").agg(ensembl=("ensembl", "min"), gene_id=("gene_id", "min"))
+    joined = by_component["ensembl"].where(by_component["ensembl"].notna(), by_component["gene_id"])
+    return transcripts["gene_id"].map(genes.set_index("gene_id")["component"].map(joined))
+
+
 def build_groups(
     transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig
 ) -> tuple[pd.DataFrame, PairsSummary]:
-    """One row per transcript with its gene, isoform count, homology group and split."""
+    """One row per transcript with its gene (joined across sets), isoform count, homology group and split."""
+    transcripts = transcripts.assign(gene_id=joined_gene_ids(transcripts))
     genes = transcripts.groupby("gene_id", as_index=False).agg(
         gene_name=("gene_name", "first"), n_isoforms=("transcript_id", "size")
     )
@@ -126,6 +171,9 @@ def build_groups(
     summary = PairsSummary(
         n_transcripts=len(table),
         n_genes=len(genes),
+        n_genes_in_several_sets=int((transcripts.groupby("gene_id")["annotation"].nunique() > 1).sum())
+        if "annotation" in transcripts
+        else 0,
         n_multi_isoform_genes=int((genes["n_isoforms"] > 1).sum()),
         n_paralog_edges=n_edges,
         n_homology_groups=int(genes_per_group.size),

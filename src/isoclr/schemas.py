@@ -19,6 +19,10 @@ from isoclr.coordinates import cds_inside
 SPLITS = ["train", "val", "test"]
 # What validate did with a quarantined record: dropped it, or kept it with its CDS forgotten (empty CDS track).
 DROPPED, KEPT_WITHOUT_CDS = "dropped", "kept_without_cds"
+# Where a transcript's CDS came from: the input (annotated), the longest ORF (inferred, isoclr.ingest.orf), or
+# nowhere (none: no CDS, the CDS track stays empty).
+ANNOTATED, INFERRED, NO_CDS = "annotated", "inferred", "none"
+CDS_SOURCES = (ANNOTATED, INFERRED, NO_CDS)
 
 
 def seq_lengths(seq: pd.Series) -> pd.Series:
@@ -75,6 +79,19 @@ def _cds_inside(df: pd.DataFrame) -> pd.Series:
     return ~known | cds_inside(start, end, df["length"]).fillna(False).astype(bool)
 
 
+def _source_matches_cds(df: pd.DataFrame) -> pd.Series:
+    """Per row: ``cds_source`` is none exactly where the CDS is unknown."""
+    return (df["cds_source"] == NO_CDS) == df["cds_start"].isna()
+
+
+def with_cds_source(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``cds_source`` column where it has none: annotated where a CDS is known, else none."""
+    if "cds_source" in table:
+        return table
+    known = table["cds_start"].notna() if "cds_start" in table else pd.Series(False, index=table.index)
+    return table.assign(cds_source=known.map({True: ANNOTATED, False: NO_CDS}).astype(object))
+
+
 # The transcripts table, one definition for both the pandera schema and the parquet file's Arrow schema.
 TRANSCRIPT_FIELDS: dict[str, Field] = {
     "transcript_id": Field(pyarrow.string(), unique=True),
@@ -92,6 +109,7 @@ TRANSCRIPT_FIELDS: dict[str, Field] = {
     "cds_end": Field(pyarrow.int64(), nullable=True, checks=(pa.Check.gt(0),)),
     # 0-based position of the last nucleotide of every exon; null where exons are unknown.
     "exon_ends": Field(pyarrow.list_(pyarrow.int64()), nullable=True),
+    "cds_source": Field(pyarrow.string(), checks=(pa.Check.isin(CDS_SOURCES),)),
 }
 
 TRANSCRIPTS = pa.DataFrameSchema(
@@ -99,6 +117,7 @@ TRANSCRIPTS = pa.DataFrameSchema(
     checks=[
         pa.Check(length_is_len_seq, error="length equals len(seq)"),
         pa.Check(_cds_inside, error="CDS inside the transcript"),
+        pa.Check(_source_matches_cds, error="cds_source is none exactly where there is no CDS"),
     ],
     strict=True,
     coerce=True,

@@ -136,7 +136,7 @@ def _validate(
         later = combined[dup & (combined["annotation"] == ann.name)]
         cross = pd.DataFrame(
             {
-                "file": str(data_root / (ann.fasta or ann.gtf)),
+                "file": str(data_root / (ann.fasta or ann.gtf or ann.table)),
                 "record": later["transcript_id"],
                 "rule": "duplicate_id",
                 "detail": [
@@ -154,6 +154,10 @@ def _validate(
             "n_transcripts": n_kept,
             "n_dropped": n_dropped,
             "n_kept_without_cds": int((quarantine["action"] == KEPT_WITHOUT_CDS).sum()),
+            # Where the kept transcripts' CDS came from (annotated / inferred, isoclr.ingest.orf / none).
+            "cds_source": dict(
+                Counter(combined.loc[(combined["annotation"] == ann.name) & ~dup, "cds_source"]).most_common()
+            ),
             "by_rule": dict(Counter(quarantine["rule"]).most_common()),
             "_quarantine": quarantine,
         }

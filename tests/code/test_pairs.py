@@ -50,3 +50,47 @@ def test_read_paralogs_names_the_file_when_columns_are_missing(tmp_path):
     path.write_text("left,right\nA,B\n")
     with pytest.raises(ValueError, match="gene_A"):
         read_paralogs(path)
+
+
+def _sets(rows):
+    return pd.DataFrame(rows, columns=["transcript_id", "gene_id", "gene_name", "annotation"])
+
+
+def test_a_gene_in_two_sets_forms_one_isoform_group():
+    table = _sets(
+        [
+            ("ENST1.1", "ENSG00000000001.5", "ABC", "gencode"),  # versioned Ensembl id
+            ("ENST2.1", "ENSG00000000001.5", "ABC", "gencode"),
+            ("ENST3", "ENSG00000000001", "ABC", "table"),  # the same gene, unversioned
+            ("TCONS_1", "XLOC_1", "ABC", "cufflinks"),  # no Ensembl id: joined by symbol
+            ("TCONS_2", "XLOC_2", "ABC", "cufflinks"),
+            ("TCONS_3", "XLOC_3", "DEF", "cufflinks"),  # symbol of no Ensembl gene: XLOC_3 and DEF join
+            ("ENST9", "DEF", "DEF", "table"),
+            ("ENST4.1", "ENSG00000000002.1", "ABC", "gencode"),  # a second Ensembl gene named ABC ...
+            ("ENST5.1", "ENSG00000000003.1", "GHI", "gencode"),
+            ("TCONS_4", "XLOC_4", None, "cufflinks"),  # no symbol, no Ensembl id: alone
+        ]
+    )
+    groups, summary = build_groups(table, pd.DataFrame({"gene_A": [], "gene_B": []}), SplitsConfig())
+    gene = groups.set_index("transcript_id")["gene_id"]
+    # ... makes ABC ambiguous: the XLOCs named ABC then join neither Ensembl gene, only each other
+    assert gene[["ENST1.1", "ENST2.1", "ENST3"]].tolist() == ["ENSG00000000001"] * 3
+    assert gene["ENST4.1"] == "ENSG00000000002"
+    assert gene["TCONS_1"] == gene["TCONS_2"] == "XLOC_1"
+    assert gene["TCONS_3"] == gene["ENST9"] == "DEF"
+    assert gene["TCONS_4"] == "XLOC_4" and gene["ENST5.1"] == "ENSG00000000003"
+    assert groups.set_index("transcript_id").loc["ENST3", "n_isoforms"] == 3
+    assert summary.n_genes == 6 and summary.n_genes_in_several_sets == 2
+
+
+def test_a_symbol_of_one_ensembl_gene_joins_it():
+    table = _sets(
+        [
+            ("ENST1.1", "ENSG00000000001.5", "ABC", "gencode"),
+            ("TCONS_1", "XLOC_1", "ABC", "cufflinks"),
+            ("ENST3", "ABC", "ABC", "table"),  # a symbol the gene map could not place
+        ]
+    )
+    groups, summary = build_groups(table, pd.DataFrame({"gene_A": [], "gene_B": []}), SplitsConfig())
+    assert set(groups["gene_id"]) == {"ENSG00000000001"} and groups["n_isoforms"].tolist() == [3, 3, 3]
+    assert summary.n_genes_in_several_sets == 1

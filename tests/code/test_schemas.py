@@ -26,6 +26,7 @@ def transcripts_frame(seqs: list[str], lengths: list[int] | None = None, index: 
             "cds_start": pd.array([None] * n, dtype="Int64"),
             "cds_end": pd.array([None] * n, dtype="Int64"),
             "exon_ends": None,
+            "cds_source": "none",
         },
         index=index,
     )
@@ -71,7 +72,9 @@ def test_pandera_and_arrow_schemas_come_from_one_definition():
 )
 def test_transcripts_schema_wants_no_cds_or_one_inside_the_sequence(start, end, ok):
     frame = transcripts_frame(["ACGTN"]).assign(
-        cds_start=pd.array([start], dtype="Int64"), cds_end=pd.array([end], dtype="Int64")
+        cds_start=pd.array([start], dtype="Int64"),
+        cds_end=pd.array([end], dtype="Int64"),
+        cds_source="none" if start is None else "annotated",
     )
     if ok:
         TRANSCRIPTS.validate(frame)
@@ -79,3 +82,26 @@ def test_transcripts_schema_wants_no_cds_or_one_inside_the_sequence(start, end, 
         with pytest.raises(pandera.errors.SchemaErrors) as err:
             TRANSCRIPTS.validate(frame, lazy=True)
         assert "CDS inside the transcript" in set(err.value.failure_cases["check"])
+
+
+@pytest.mark.parametrize(
+    "source, start, ok",
+    [
+        ("none", None, True),
+        ("inferred", 0, True),
+        ("none", 0, False),
+        ("annotated", None, False),
+        ("guessed", 0, False),
+    ],
+)
+def test_cds_source_says_where_the_cds_came_from(source, start, ok):
+    frame = transcripts_frame(["ACGTN"]).assign(
+        cds_start=pd.array([start], dtype="Int64"),
+        cds_end=pd.array([None if start is None else 3], dtype="Int64"),
+        cds_source=source,
+    )
+    if ok:
+        TRANSCRIPTS.validate(frame)
+    else:
+        with pytest.raises(pandera.errors.SchemaErrors):
+            TRANSCRIPTS.validate(frame, lazy=True)

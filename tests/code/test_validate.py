@@ -63,6 +63,7 @@ def test_validate_writes_tables_and_summary(tmp_path):
     summary = json.loads(paths.validate_summary.read_text())
     assert summary["by_annotation"]["gc"]["by_rule"]["truncated_record"] == 1
     assert summary["by_annotation"]["toy"]["n_transcripts"] == 4
+    assert summary["by_annotation"]["toy"]["cds_source"] == {"annotated": 3, "none": 1}  # TN is non-coding
     assert summary["n_transcripts"] == 8
     assert not list((tmp_path / "out").glob(f"{stage.STAGING_PREFIX}*"))  # nothing left staged
 

@@ -100,8 +100,9 @@ def test_cufflinks_sample_cds_is_a_reading_frame(cufflinks):
 def test_validate_on_sample_config(tmp_path):
     cfg = load(PARAMS)
     result = stage.run("validate", cfg, Paths.under(tmp_path, data_dir=DATA))
-    assert result.by_rule == {"too_long": 8, "truncated_record": 1}  # max_length 12288
-    assert (result.n_transcripts, result.n_quarantined) == (2915, 9)
+    # max_length 12288: 8 sample transcripts and 25 RNAlight cDNAs are too long; 2 RNAlight ids repeat GENCODE's
+    assert result.by_rule == {"too_long": 33, "truncated_record": 1, "duplicate_id": 2}
+    assert (result.n_transcripts, result.n_quarantined) == (4648, 36)
 
 
 def test_track_store_of_the_sample_equals_the_encoding_of_every_row(tmp_path):

@@ -10,16 +10,42 @@ from pydantic import Field, model_validator
 from isoclr.config.base import Strict
 
 
+class TableColumns(Strict):
+    """Column names of a ``sequence_table`` annotation set (:mod:`isoclr.ingest.table`).
+
+    ``gene`` holds an Ensembl gene id or a gene symbol. The optional CDS columns are 1-based and inclusive,
+    the end including the stop codon (as GENCODE FASTA headers give it); a row with neither is a transcript
+    without an annotated CDS.
+    """
+
+    id: str = "transcript_id"
+    gene: str = "gene"
+    sequence: str = "sequence"
+    cds_start: str | None = None
+    cds_end: str | None = None
+
+
 class Annotation(Strict):
-    """One annotation set: a GENCODE transcript FASTA, a GTF plus transcript FASTA, or a GTF plus genome FASTA."""
+    """One annotation set: a GENCODE transcript FASTA, a GTF plus transcript FASTA, a GTF plus genome FASTA, or a
+    table of sequences (TSV/CSV/parquet)."""
 
     name: str
-    format: Literal["gencode_fasta", "gtf_transcript_fasta", "gtf_genome_fasta"]
+    format: Literal["gencode_fasta", "gtf_transcript_fasta", "gtf_genome_fasta", "sequence_table"]
     fasta: str | None = None  # transcript FASTA (gencode_fasta, gtf_transcript_fasta)
     gtf: str | None = None
     genome: str | None = None  # genome FASTA, plain, gzip or bgzip (gtf_genome_fasta; isoclr.ingest.genome)
+    table: str | None = None  # sequence_table: TSV / CSV (plain or gzip) or parquet, told by its first bytes
+    sep: str = "\t"  # sequence_table: field separator of a text table
+    columns: TableColumns = TableColumns()
+    # sequence_table: an Entrez/symbol/Ensembl gene map (columns symbol, ensembl_gene_ids,
+    # ensembl_transcript_ids; isoclr.ingest.genes) that gives a symbol its Ensembl gene id.
+    gene_map: str | None = None
     species: str
     assembly: str
+    # Where the CDS comes from: annotated (the input's own, else none) or longest_orf (the input's own, else
+    # the longest ATG-to-stop ORF of the mature sequence of at least min_orf_length nt, isoclr.ingest.orf).
+    cds: Literal["annotated", "longest_orf"] = "annotated"
+    min_orf_length: int = Field(300, ge=6)
 
     @model_validator(mode="after")
     def _files_when_needed(self) -> Annotation:
@@ -27,6 +53,7 @@ class Annotation(Strict):
             "gencode_fasta": ("fasta",),
             "gtf_transcript_fasta": ("gtf", "fasta"),
             "gtf_genome_fasta": ("gtf", "genome"),
+            "sequence_table": ("table",),
         }[self.format]
         missing = [key for key in needs if not getattr(self, key)]
         if missing:
@@ -35,7 +62,7 @@ class Annotation(Strict):
 
     def files(self) -> list[str]:
         """The input files of this set, in the order the reports name them."""
-        return [f for f in (self.gtf, self.genome, self.fasta) if f]
+        return [f for f in (self.gtf, self.genome, self.fasta, self.table, self.gene_map) if f]
 
 
 class DataConfig(Strict):

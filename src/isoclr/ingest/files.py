@@ -62,3 +62,9 @@ def open_text(path: Path) -> Iterator[TextIO]:
     opener = gzip.open if is_gzip(path) else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         yield fh
+
+
+def open_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped if it is gzip (told by the magic bytes)."""
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if raw[: len(GZIP_MAGIC)] == GZIP_MAGIC else raw

@@ -9,6 +9,12 @@ Formats (``isoclr.config.Annotation.format``):
   built beside it when absent; plain gzip, as Ensembl and GENCODE publish it, is decompressed once into
   the genome cache, ``$ISOCLR_GENOME_CACHE`` or ``~/.cache/isoclr/genomes``): exons are spliced from the
   genome (:mod:`isoclr.ingest.genome`), minus strand reverse-complemented.
+- ``sequence_table``: a TSV/CSV/parquet of id, gene and mature sequence (optional CDS columns),
+  :mod:`isoclr.ingest.table`; exons are unknown.
+
+With ``cds: longest_orf`` a transcript whose input gives no CDS gets its longest ORF
+(:mod:`isoclr.ingest.orf`); ``cds_source`` says per transcript whether the CDS is annotated,
+inferred or none.
 
 Each reader joins what its files say per transcript, lets the format's rules
 (:mod:`isoclr.ingest.rules`) quarantine what is wrong, and returns the rest in file order.
@@ -28,6 +34,7 @@ from isoclr.ingest.fasta import GENCODE_FIELDS, fasta_ids, parse_gencode_header,
 from isoclr.ingest.files import ValidationError, require
 from isoclr.ingest.genome import Exons, Genome, GenomeError, splice
 from isoclr.ingest.gtf import gtf_transcripts
+from isoclr.ingest.orf import infer_cds
 from isoclr.ingest.rules import (
     QUARANTINE_COLUMNS,
     Triage,
@@ -37,7 +44,8 @@ from isoclr.ingest.rules import (
     genome_structure_rules,
     gtf_fasta_rules,
 )
-from isoclr.schemas import TRANSCRIPT_FIELDS, seq_lengths
+from isoclr.ingest.table import read_sequence_table
+from isoclr.schemas import TRANSCRIPT_FIELDS, seq_lengths, with_cds_source
 
 TRANSCRIPT_COLUMNS = list(TRANSCRIPT_FIELDS)
 
@@ -172,13 +180,20 @@ def _finish(kept: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
         gene_name=kept["gene_name"].astype(object).where(kept["gene_name"].notna(), None),
         biotype=kept["biotype"].astype(object).where(kept["biotype"].notna(), None),
     )
+    out = with_cds_source(out.drop(columns="cds_source", errors="ignore"))
     return out[TRANSCRIPT_COLUMNS].reset_index(drop=True)
+
+
+def _read_table(ann: Annotation, data_root: Path, max_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    kept, quarantine = read_sequence_table(ann, data_root, max_length)
+    return _finish(kept, ann), quarantine
 
 
 _READERS = {
     "gencode_fasta": _read_gencode,
     "gtf_transcript_fasta": _read_gtf_fasta,
     "gtf_genome_fasta": _read_gtf_genome,
+    "sequence_table": _read_table,
 }
 
 
@@ -189,4 +204,6 @@ def read_annotation(ann: Annotation, data_root: Path, max_length: int) -> tuple[
     only for a file that is missing or unreadable as a whole.
     """
     transcripts, quarantine = _READERS[ann.format](ann, Path(data_root), max_length)
+    if ann.cds == "longest_orf":
+        transcripts = infer_cds(transcripts, ann.min_orf_length)
     return transcripts, quarantine[QUARANTINE_COLUMNS].astype(str).reset_index(drop=True)
