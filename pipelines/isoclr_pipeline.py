@@ -21,6 +21,7 @@ from components.encode.component import encode
 from components.gate.component import gate
 from components.pairs.component import pairs
 from components.probe.component import probe
+from components.reconstruct.component import reconstruct
 from components.register.component import register
 from components.train.component import train, train_distributed
 from components.validate.component import validate
@@ -41,6 +42,15 @@ def _with_volumes(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return kubernetes.add_pod_annotation(task, *GCSFUSE_ANNOTATION)
 
 
+def _on_one_gpu(task: dsl.PipelineTask, node_selector) -> dsl.PipelineTask:
+    """One GPU, CPU and memory on the GPU node pool (node selector, tolerations), checkpoints on the PVC."""
+    task.set_accelerator_type(KF.gpu_resource).set_accelerator_limit(1)
+    task.set_cpu_request(KF.cpu).set_cpu_limit(KF.cpu).set_memory_request(KF.memory).set_memory_limit(KF.memory)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, [t.model_dump(exclude_none=True) for t in KF.tolerations])
+    return kubernetes.mount_pvc(task, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
+
+
 @dsl.pipeline(name="evaluate-and-register", description="Linear probes, gate, and registration when the gate passes.")
 def evaluate_and_register(
     params: dict,
@@ -50,6 +60,7 @@ def evaluate_and_register(
     groups: Input[Dataset],
     tracks: Input[Dataset],
     model: Input[Model],
+    reconstruction: Input[Model],
 ):
     """Everything after training, as one sub-pipeline each training branch calls (kfp's local
     runner has no dsl.OneOf to join the branches' models)."""
@@ -65,6 +76,7 @@ def evaluate_and_register(
         groups=groups,
         tracks=tracks,
         model=model,
+        reconstruction=reconstruction,
     )
     _with_volumes(probed.set_display_name("Linear probes").set_caching_options(True))
     # The gate compares with the registry's current champion: never from cache.
@@ -85,8 +97,8 @@ def evaluate_and_register(
 
 @dsl.pipeline(
     name="isoclr",
-    description="Validate annotation, pack the track store, build isoform/paralog pairs, train, probe, gate and "
-    "register an IsoCLR encoder.",
+    description="Validate annotation, pack the track store, build isoform/paralog pairs, train (and the "
+    "reconstruction baseline), probe, gate and register an IsoCLR encoder.",
 )
 def isoclr_pipeline(
     params: dict = DEFAULTS.to_dict(),
@@ -127,6 +139,18 @@ def isoclr_pipeline(
     grouped = pairs(params=run_params, data_dir=data_dir, transcripts=validated.outputs["transcripts"])
     _with_volumes(grouped.set_display_name("Isoform and paralog groups").set_caching_options(True))
 
+    # The reconstruction baseline: one pod, placed as the one-GPU trainer; the same global batch as either branch.
+    baseline = reconstruct(
+        params=run_params,
+        gpu_count=gpu_count,
+        transcripts=validated.outputs["transcripts"],
+        groups=grouped.outputs["groups"],
+        tracks=tracks,
+        checkpoint_dir=planned.outputs["run_dir"],
+    )
+    baseline.set_display_name("Reconstruction baseline (1 GPU)").set_caching_options(True).set_retry(KF.retries)
+    _on_one_gpu(baseline, planned.outputs["node_selector"])
+
     def evaluate(model) -> None:
         # Each training branch ends in the same evaluation (the local runner has no dsl.OneOf to join them).
         evaluate_and_register(
@@ -137,6 +161,7 @@ def isoclr_pipeline(
             groups=grouped.outputs["groups"],
             tracks=tracks,
             model=model,
+            reconstruction=baseline.outputs["model"],
         ).set_display_name("Evaluate and register")
 
     with dsl.If(gpu_count == 1, name="one-gpu"):
@@ -148,11 +173,7 @@ def isoclr_pipeline(
             checkpoint_dir=planned.outputs["run_dir"],
         )
         single.set_display_name("Contrastive training (1 GPU)").set_caching_options(True).set_retry(KF.retries)
-        single.set_accelerator_type(KF.gpu_resource).set_accelerator_limit(1)
-        single.set_cpu_request(KF.cpu).set_cpu_limit(KF.cpu).set_memory_request(KF.memory).set_memory_limit(KF.memory)
-        kubernetes.add_node_selector_json(single, planned.outputs["node_selector"])
-        kubernetes.add_toleration_json(single, [t.model_dump(exclude_none=True) for t in KF.tolerations])
-        kubernetes.mount_pvc(single, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
+        _on_one_gpu(single, planned.outputs["node_selector"])
         evaluate(model=single.outputs["model"])
     with dsl.Else(name="trainjob"):
         several = train_distributed(
