@@ -196,3 +196,34 @@ def test_probe_is_cached_with_the_champion_as_an_input_read_by_an_uncached_task(
     champion_input = tasks["probe"]["inputs"]["parameters"]["champion_version"]
     assert champion_input["taskOutputParameter"]["producerTask"] == "champion"
     assert "registry_uri" not in tasks["probe"]["inputs"]["parameters"]  # nothing else that moves
+
+
+def test_the_reconstruction_baseline_trains_once_on_a_gpu_and_both_branches_probe_it():
+    spec, k8s = _compiled()
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-reconstruct"]["container"]["resources"] == executors["exec-train"]["container"]["resources"]
+    for key in ("tolerations", "pvcMount"):
+        assert k8s["exec-reconstruct"][key] == k8s["exec-train"][key], key
+    # The configure step's node selector, read directly here (train reads it through its condition group).
+    selector = k8s["exec-reconstruct"]["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"]
+    assert selector == {"outputParameterKey": "node_selector", "producerTask": "configure"}
+    tasks = _tasks(spec)
+    assert [name for name in tasks if name.startswith("reconstruct")] == ["reconstruct"]
+    reconstruct = tasks["reconstruct"]
+    assert reconstruct["taskInfo"]["name"] == "Reconstruction baseline (1 GPU)"
+    assert reconstruct["cachingOptions"]["enableCache"] is True and reconstruct["retryPolicy"]["maxRetryCount"] >= 1
+    assert reconstruct["inputs"]["parameters"]["gpu_count"] == {"componentInputParameter": "gpu_count"}
+    assert reconstruct["inputs"]["artifacts"]["tracks"]["taskOutputArtifact"]["producerTask"] == "encode"
+    evaluations = [
+        task
+        for component in spec["components"].values()
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+        if name.startswith("evaluate-and-register")
+    ]
+    assert len(evaluations) == 2  # one per training branch, both given the one reconstruction model
+    for evaluate in evaluations:
+        source = evaluate["inputs"]["artifacts"]["reconstruction"]["componentInputArtifact"]
+        assert source == "pipelinechannel--reconstruct-model"
+    for name in ("comp-evaluate-and-register", "comp-evaluate-and-register-2"):
+        probe = spec["components"][name]["dag"]["tasks"]["probe"]
+        assert probe["inputs"]["artifacts"]["reconstruction"] == {"componentInputArtifact": "reconstruction"}
