@@ -10,7 +10,7 @@ last one and reaches the weights an uninterrupted run reaches (bit-identical on 
 
 ``train.objective: reconstruction`` trains the same encoder on the same batches to predict the
 masked bases from its per-position representation (:class:`isoclr.models.ReconstructionModel`,
-:func:`isoclr.losses.masked_base_loss`); the `reconstruct` stage runs this loop so, beside the
+:func:`isoclr.losses.masked_base_loss`); the `reconstruct` stage runs this loop with that objective, beside the
 contrastive model. Under DDP each rank's reconstruction loss is over its own masked bases (DDP
 averages the gradients).
 
