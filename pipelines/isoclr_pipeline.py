@@ -24,6 +24,7 @@ from components.gate.component import gate
 from components.latent.component import latent
 from components.pairs.component import pairs
 from components.probe.component import probe
+from components.reconstruct.component import reconstruct
 from components.register.component import register
 from components.train.component import train, train_distributed
 from components.validate.component import validate
@@ -68,6 +69,7 @@ def evaluate_and_register(
     groups: Input[Dataset],
     tracks: Input[Dataset],
     model: Input[Model],
+    reconstruction: Input[Model],
 ):
     """Everything after training, as one sub-pipeline each training branch calls (kfp's local
     runner has no dsl.OneOf to join the branches' models)."""
@@ -88,6 +90,7 @@ def evaluate_and_register(
         groups=groups,
         tracks=tracks,
         model=model,
+        reconstruction=reconstruction,
     )
     _with_volumes(probed.set_display_name("Linear probes").set_caching_options(True))
     # One ClassificationMetrics artifact (ROC curve, confusion matrix) per classification / multilabel task of
@@ -114,8 +117,8 @@ def evaluate_and_register(
 
 @dsl.pipeline(
     name="isoclr",
-    description="Validate annotation, pack the track store, build isoform/paralog pairs, train, probe, gate and "
-    "register an IsoCLR encoder.",
+    description="Validate annotation, pack the track store, build isoform/paralog pairs, train (and the "
+    "reconstruction baseline), probe, gate and register an IsoCLR encoder.",
 )
 def isoclr_pipeline(
     params: dict = DEFAULTS.to_dict(),
@@ -156,6 +159,19 @@ def isoclr_pipeline(
     grouped = pairs(params=run_params, data_dir=data_dir, transcripts=validated.outputs["transcripts"])
     _with_volumes(grouped.set_display_name("Isoform and paralog groups").set_caching_options(True))
 
+    # The reconstruction baseline: one pod, placed as the one-GPU trainer; the same global batch as either branch.
+    baseline = reconstruct(
+        params=run_params,
+        gpu_count=gpu_count,
+        transcripts=validated.outputs["transcripts"],
+        groups=grouped.outputs["groups"],
+        tracks=tracks,
+        checkpoint_dir=planned.outputs["run_dir"],
+    )
+    baseline.set_display_name("Reconstruction baseline (1 GPU)").set_caching_options(True).set_retry(KF.retries)
+    _on_one_gpu(baseline, planned.outputs["node_selector"])
+    kubernetes.mount_pvc(baseline, pvc_name=KF.checkpoints_pvc, mount_path=KF.checkpoints_mount)
+
     def evaluate(model) -> None:
         # Each training branch ends in the same evaluation (the local runner has no dsl.OneOf to join them).
         # Fine-tuning by train fraction (pretrained vs scratch) trains networks: one GPU, like single-GPU training.
@@ -177,6 +193,7 @@ def isoclr_pipeline(
             groups=grouped.outputs["groups"],
             tracks=tracks,
             model=model,
+            reconstruction=baseline.outputs["model"],
         ).set_display_name("Evaluate and register")
 
     with dsl.If(gpu_count == 1, name="one-gpu"):

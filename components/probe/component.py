@@ -13,12 +13,14 @@ def probe(
     groups: Input[Dataset],
     tracks: Input[Dataset],
     model: Input[Model],
+    reconstruction: Input[Model],
     results: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
     summary: Output[Markdown],
 ):
-    """Linear probes of the model beside k-mer, random-init and champion baselines (paired, same splits).
+    """Linear probes of the model beside reconstruction, k-mer, random-init and champion baselines (paired, same
+    splits); ``reconstruction`` is the reconstruct task's encoder.
 
     ``champion_version`` ("" for none) is resolved by the uncached champion task, so this task reads nothing
     that is not an input and may be cached. The UI shows the metrics (Metrics), the self-contained report
@@ -37,6 +39,7 @@ def probe(
         groups=groups.path,
         tracks=tracks.path,
         model=model.path,
+        reconstruction_model=reconstruction.path,
         probe=results.path,
     )
     result = stage.execute("probe", Config.model_validate(params), paths, champion_version=champion_version)

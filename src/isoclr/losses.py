@@ -1,4 +1,4 @@
-"""Contrastive losses: decoupled contrastive loss (DCL) and NT-Xent (SimCLR).
+"""Training losses: decoupled contrastive loss (DCL) and NT-Xent (SimCLR); masked-base reconstruction.
 
 The math lives in pure functions; the nn.Modules only check hyper-parameters
 (lightly / solo-learn style). Both losses
@@ -22,6 +22,11 @@ no DCL term; it is left out of the mean. NT-Xent gives it zero.
 
 Under DDP the caller gathers ``z1``, ``z2``, ``groups`` and ``weights`` from all
 ranks first (:func:`isoclr.distributed.gather`), so negatives span the global batch.
+
+The reconstruction baseline (:func:`masked_base_loss`) is cross-entropy over the four
+bases at the masked positions of real bases only: unmasked positions, N and padding
+carry the target :data:`IGNORE` and add nothing (unmasked bases are visible in the
+input, so predicting them would reward copying).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from torch.nn import functional as F
 # gene weighs 0.42, a gene with two isoforms 1.09, with ten 2.92.
 ISOFORM_OFFSET = 0.4
 ISOFORM_SCALE = 0.802
+# Reconstruction target of a position the loss skips (unmasked, N, padding): F.cross_entropy's ignore_index.
+IGNORE = -100
 
 
 def positive_weight(n_isoforms: Tensor) -> Tensor:
@@ -157,6 +164,47 @@ class NTXentLoss(nn.Module):
     def forward(self, z1: Tensor, z2: Tensor, groups: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
         """z1, z2: (batch, dim); groups: (batch,) int or None; weights: (batch,) or None -> scalar."""
         return ntxent_loss(z1, z2, self.temperature, groups, weights)
+
+
+def masked_base_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of the hidden base over the masked positions.
+
+    Args:
+        logits: (batch, bases, length) per-position base logits.
+        targets: (batch, length) int64, the base (0..bases-1) hidden at a masked position, :data:`IGNORE` elsewhere.
+    Returns:
+        scalar mean over the positions with a target; 0 (with a graph) when the batch has none.
+    """
+    _check_targets(logits, targets)
+    if not bool((targets != IGNORE).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
+
+
+def masked_base_accuracy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Share of masked positions whose arg-max base is the hidden one (shapes as :func:`masked_base_loss`);
+    NaN when the batch has no masked base. Chance is 1 / bases."""
+    _check_targets(logits, targets)
+    scored = targets != IGNORE
+    if not bool(scored.any()):
+        return torch.tensor(float("nan"))
+    return (logits.argmax(dim=1)[scored] == targets[scored]).float().mean()
+
+
+def _check_targets(logits: Tensor, targets: Tensor) -> None:
+    if logits.ndim != 3 or targets.shape != (logits.shape[0], logits.shape[2]):
+        raise ValueError(
+            f"logits must be (batch, bases, length) and targets (batch, length), "
+            f"got {tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+
+
+class MaskedBaseLoss(nn.Module):
+    """Masked-nucleotide reconstruction loss; see :func:`masked_base_loss`."""
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits: (batch, bases, length); targets: (batch, length) int64 -> scalar."""
+        return masked_base_loss(logits, targets)
 
 
 LOSSES: dict[str, type[nn.Module]] = {"dcl": DCLLoss, "ntxent": NTXentLoss}

@@ -128,6 +128,9 @@ class MambaEncoder(nn.Module):
     """The Mamba trunk: ``(batch, in_channels, length)`` tracks -> ``(batch, out_dim)`` representation,
     with ``out_dim = d_model``. Same interface and input checks as ``DilatedResNet``."""
 
+    # Nucleotides per position of :meth:`positions`: one (no pooling), for the reconstruction head.
+    position_stride = 1
+
     def __init__(
         self,
         d_model: int = 256,

@@ -47,7 +47,12 @@ METRICS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "isoclr_homology_groups": (Gauge, "Homology groups (connected paralog families) in the groups table.", ()),
     "isoclr_split_transcripts": (Gauge, "Transcripts assigned to each split.", ("split",)),
     "isoclr_train_step": (Gauge, "Last finished optimiser step (0-based).", ()),
-    "isoclr_train_loss": (Gauge, "Contrastive loss of the last step.", ()),
+    "isoclr_train_loss": (Gauge, "Training loss of the last step (the stage's objective).", ()),
+    "isoclr_train_masked_accuracy": (
+        Gauge,
+        "Share of masked bases predicted right in the last step (reconstruction objective; chance 0.25).",
+        (),
+    ),
     "isoclr_train_samples_per_second": (Gauge, "Training throughput of the last step (views per second).", ()),
     "isoclr_train_learning_rate": (Gauge, "Learning rate of the last step.", ()),
     "isoclr_probe_metric": (Gauge, "Linear-probe score, mean over seeds.", ("task", "model", "metric")),
@@ -264,6 +269,8 @@ def training_reporter(cfg: Config) -> Callable[[dict], None]:
         run.set("isoclr_train_loss", row["loss"])
         run.set("isoclr_train_samples_per_second", row["samples_per_s"])
         run.set("isoclr_train_learning_rate", row["lr"])
+        if "masked_accuracy" in row:
+            run.set("isoclr_train_masked_accuracy", row["masked_accuracy"])
         if (row["step"] + 1) % every == 0:
             run.push()
 

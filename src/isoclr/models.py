@@ -1,4 +1,5 @@
-"""The IsoCLR encoder: a dilated residual CNN over per-nucleotide tracks, plus the projection head.
+"""The IsoCLR encoder: a dilated residual CNN over per-nucleotide tracks, plus the training heads
+(the projection head of contrastive training, the per-position head of the reconstruction baseline).
 
 Model = trunk + head (gReLU style). Inputs are ``(batch, channels, length)``
 padded to the batch's longest sequence; ``lengths`` says where each sequence
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from isoclr.alphabet import BASES
 from isoclr.config import ModelConfig
 
 # Max-pool after the stem: halves the length the tower works on.
@@ -143,6 +145,9 @@ class ResidualBlock(nn.Module):
 class DilatedResNet(nn.Module):
     """The encoder trunk: ``(batch, in_channels, length)`` tracks -> ``(batch, out_dim)`` representation."""
 
+    # Nucleotides per position of :meth:`positions` (the stem's max-pool).
+    position_stride = STEM_POOL
+
     def __init__(self, cfg: ModelConfig, in_channels: int = 6) -> None:
         super().__init__()
         self.cfg = cfg
@@ -261,6 +266,59 @@ class ContrastiveModel(nn.Module):
         representation (batch, out_dim), projection (batch, head output)."""
         h = self.encoder(x, lengths)
         return h, self.head(h)
+
+
+class ReconstructionHead(nn.Module):
+    """Per-position base logits (training only): a two-layer MLP applied at each position.
+
+    A position of the trunk stands for ``stride`` nucleotides (the CNN's stem max-pool), so it
+    predicts ``stride`` bases: ``(batch, in_dim, positions)`` -> ``(batch, bases, positions * stride)``.
+    """
+
+    def __init__(self, in_dim: int, stride: int, bases: int = len(BASES)) -> None:
+        super().__init__()
+        self.stride = stride
+        self.bases = bases
+        self.mlp = nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, stride * bases))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h: (batch, in_dim, positions) -> (batch, bases, positions * stride)."""
+        batch, _, positions = h.shape
+        out = self.mlp(h.transpose(1, 2))  # (batch, positions, stride * bases)
+        return out.reshape(batch, positions * self.stride, self.bases).transpose(1, 2)
+
+
+class ReconstructionModel(nn.Module):
+    """Trunk (the encoder) + per-position reconstruction head (training only); only the encoder is kept.
+
+    The masked-nucleotide baseline: the same encoder as :class:`ContrastiveModel`, trained to predict
+    the masked bases from its unpooled representation (:meth:`DilatedResNet.positions`).
+    """
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 6) -> None:
+        super().__init__()
+        self.encoder = build_encoder(cfg, in_channels)
+        stride = getattr(self.encoder, "position_stride", None)
+        if stride is None or not hasattr(self.encoder, "positions"):
+            raise ValueError(
+                f"encoder {type(self.encoder).__name__} has no per-position representation "
+                "(positions() and position_stride): it cannot be trained with the reconstruction objective"
+            )
+        self.head = ReconstructionHead(self.encoder.out_dim, stride)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (batch, in_channels, length), lengths: (batch,) -> base logits (batch, bases, length)."""
+        h, _ = self.encoder.positions(x, lengths)
+        return self.head(h)[..., : x.shape[2]]
+
+
+def build_model(cfg: ModelConfig, objective: str, in_channels: int = 6) -> nn.Module:
+    """The training model of ``objective``: :class:`ContrastiveModel` or :class:`ReconstructionModel`."""
+    if objective == "reconstruction":
+        return ReconstructionModel(cfg, in_channels)
+    if objective == "contrastive":
+        return ContrastiveModel(cfg, in_channels)
+    raise ValueError(f"unknown training objective {objective!r}; objectives are contrastive, reconstruction")
 
 
 def count_parameters(module: nn.Module) -> int:

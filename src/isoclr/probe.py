@@ -1,6 +1,7 @@
 """The `probe` stage: linear probes on frozen embeddings, beside baselines.
 
-Every feature set — the trained encoder, the same architecture randomly
+Every feature set — the trained encoder, the same encoder trained with the
+reconstruction objective (the reconstruct stage), the same architecture randomly
 initialised, k-mer frequencies and, when there is one, the registry's champion —
 is probed on each label set (:mod:`isoclr.tasks`) with the same splits and the
 same low-data subsets (:mod:`isoclr.fitting`), so their scores pair up seed by
@@ -91,7 +92,8 @@ def run(
 ) -> ProbeResult:
     """Probe every task with the trained encoder, the baselines and the champion; write results and the report.
 
-    Reads ``paths.transcripts``, ``paths.groups``, ``paths.model``, the label files under
+    Reads ``paths.transcripts``, ``paths.groups``, ``paths.model``, ``paths.reconstruction_model``
+    (the ``reconstruction`` baseline), the label files under
     ``paths.data_dir`` (default ``data.dir``) and, with ``tracks``, the track store
     ``paths.tracks``: rows of annotated transcripts are embedded from the memory-mapped store
     instead of re-encoded (the same numbers). ``champion_version`` names the champion to probe
@@ -114,6 +116,7 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     encoders = {
         scores.CANDIDATE: embed.load_encoder(Path(paths.model)),
+        scores.RECONSTRUCTION: embed.load_encoder(Path(paths.reconstruction_model)),
         scores.RANDOM_INIT: embed.random_encoder(cfg.model, seed=cfg.train.seed),
     }
     with tempfile.TemporaryDirectory() as workdir:

@@ -6,7 +6,9 @@ distinct isoforms, a single-isoform gene pairs with itself (the two views still
 differ by augmentation), and with probability ``paralog_share`` the second view
 is an isoform of another gene of the same homology group. Views are cropped to a
 random window of at most ``max_length`` nt and a share ``mask_prob`` of
-positions is masked to 0.25 in the base channels.
+positions is masked to 0.25 in the base channels. For the reconstruction
+objective a batch also carries the hidden bases (:func:`masked_targets`); the
+views themselves are the same.
 
 Length bucketing: ``bucket_batches`` batches of pairs are drawn at once, sorted
 by the length of their longer (cropped) view, cut into batches and shuffled, so
@@ -35,6 +37,7 @@ from torch.utils.data import Dataset
 
 from isoclr import tracks
 from isoclr.config import TrainConfig
+from isoclr.losses import IGNORE
 from isoclr.store import TrackStore
 
 # Separate random streams (numpy SeedSequence entropy words) for pair choice and view augmentation.
@@ -46,13 +49,16 @@ class Batch(NamedTuple):
     """One training batch of ``n`` pairs; rows 0..n-1 of ``x`` are first views, rows n..2n-1 second views.
 
     x: (2n, channels, padded length) float32; lengths: (2n,) int64;
-    groups: (n,) int64 homology group of each pair; n_isoforms: (n,) int64 isoforms of its gene.
+    groups: (n,) int64 homology group of each pair; n_isoforms: (n,) int64 isoforms of its gene;
+    targets (reconstruction objective only, else None): (2n, padded length) int64, the base hidden at
+    each masked position (:func:`masked_targets`), ``IGNORE`` elsewhere and in the padding.
     """
 
     x: Tensor
     lengths: Tensor
     groups: Tensor
     n_isoforms: Tensor
+    targets: Tensor | None = None
 
 
 def mask_bases(track: np.ndarray, mask_prob: float, rng: np.random.Generator) -> np.ndarray:
@@ -63,6 +69,16 @@ def mask_bases(track: np.ndarray, mask_prob: float, rng: np.random.Generator) ->
     masked = rng.random(track.shape[1]) < mask_prob
     out[np.ix_(bases, np.flatnonzero(masked))] = 1.0 / len(bases)
     return out
+
+
+def masked_targets(track: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """(length,) int64: the base (0..3) that :func:`mask_bases` hid at each masked position of a real base,
+    ``IGNORE`` at unmasked positions and at N (no base to predict). ``track`` is the view before masking,
+    ``masked`` after; both (channels, length)."""
+    bases = [tracks.CHANNELS.index(base) for base in tracks.BASES]
+    before, after = track[bases], masked[bases]
+    hidden = (before != after).any(axis=0) & (before.sum(axis=0) == 1)
+    return np.where(hidden, before.argmax(axis=0), IGNORE).astype(np.int64)
 
 
 def length_buckets(longest: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -159,23 +175,32 @@ class PairSampler:
             self._pool = (index, self.pool(index))
         return self._pool[1][offset]
 
-    def view(self, row: int, rng: np.random.Generator) -> np.ndarray:
-        """One augmented view: random crop to ``max_length``, then base masking."""
-        return mask_bases(tracks.unpack_window(self.packed(row), self.cfg.max_length, rng), self.cfg.mask_prob, rng)
+    def view(self, row: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented view, (channels, length) before and after base masking: random crop to
+        ``max_length``, then base masking (the hidden bases are the reconstruction targets)."""
+        track = tracks.unpack_window(self.packed(row), self.cfg.max_length, rng)
+        return track, mask_bases(track, self.cfg.mask_prob, rng)
 
     def sample(self, step: int) -> Batch:
         """The batch of ``step`` (see :class:`Batch`), padded to its longest view rounded up to ``pad_multiple``."""
         first, second, genes = self.batch_rows(step)
         rng = np.random.default_rng([self.seed, VIEW_STREAM, self.rank, step])
-        x, lengths = tracks.batch([self.view(r, rng) for r in np.concatenate([first, second])])
+        views = [self.view(r, rng) for r in np.concatenate([first, second])]
+        x, lengths = tracks.batch([masked for _, masked in views])
         extra = -x.shape[2] % self.cfg.pad_multiple
         if extra:
             x = F.pad(x, (0, extra))
+        targets = None
+        if self.cfg.objective == "reconstruction":
+            targets = torch.full((x.shape[0], x.shape[2]), IGNORE, dtype=torch.int64)
+            for i, (track, masked) in enumerate(views):
+                targets[i, : track.shape[1]] = torch.from_numpy(masked_targets(track, masked))
         return Batch(
             x,
             lengths,
             torch.as_tensor(self.gene_group[genes], dtype=torch.int64),
             torch.as_tensor(self.n_isoforms[genes], dtype=torch.int64),
+            targets,
         )
 
     def state_dict(self, next_step: int) -> dict:

@@ -1,4 +1,4 @@
-"""The `train` stage: contrastive pretraining on isoform and paralog pairs.
+"""The `train` stage: contrastive pretraining on isoform and paralog pairs (or the reconstruction baseline).
 
 Batches come from :class:`isoclr.sampling.PairSampler` (pairs by gene, paralog
 positives, crop and base masking, length-bucketed). The loss sees the
@@ -7,6 +7,12 @@ gradients), with same-homology-group items masked out of the negatives.
 Checkpoints every ``checkpoint_every`` steps hold model, optimiser, scheduler,
 RNG and sampler state (:mod:`isoclr.checkpoint`); ``resume`` continues from the
 last one and reaches the weights an uninterrupted run reaches (bit-identical on CPU).
+
+``train.objective: reconstruction`` trains the same encoder on the same batches to predict the
+masked bases from its per-position representation (:class:`isoclr.models.ReconstructionModel`,
+:func:`isoclr.losses.masked_base_loss`); the `reconstruct` stage runs this loop with that objective, beside the
+contrastive model. Under DDP each rank's reconstruction loss is over its own masked bases (DDP
+averages the gradients).
 
 Entry: :func:`run`, through the stage runner (``isoclr train``, one process or
 one rank of ``torchrun --nproc_per_node=N -m isoclr.cli train OPTIONS``).
@@ -38,8 +44,8 @@ from isoclr.atomic import write_atomic
 from isoclr.checkpoint import load_training_state, save_training_state, set_rng_state, write_encoder
 from isoclr.config import Config, TrainConfig
 from isoclr.errors import IsoclrError
-from isoclr.losses import LOSSES, positive_weight
-from isoclr.models import ContrastiveModel, count_parameters
+from isoclr.losses import LOSSES, MaskedBaseLoss, masked_base_accuracy, positive_weight
+from isoclr.models import ContrastiveModel, build_model, count_parameters
 from isoclr.sampling import Batch, PairSampler, StepBatches
 from isoclr.schemas import GROUPS, TRANSCRIPTS
 from isoclr.store import StoreError, TrackStore
@@ -48,6 +54,8 @@ from isoclr.tracks import CHANNELS
 # The reported final loss is the mean over the last steps: one step's loss is noisy.
 FINAL_LOSS_WINDOW = 10
 LOG_COLUMNS = ("step", "loss", "lr", "samples_per_s")
+# The reconstruction objective also logs the share of masked bases predicted right (chance: 0.25).
+ACCURACY = "masked_accuracy"
 # Views per gene: the two sides of a positive pair.
 VIEWS = 2
 # Transcript ids named in the message about a stale track store.
@@ -117,7 +125,14 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 def make_loss(cfg: TrainConfig) -> nn.Module:
+    if cfg.objective == "reconstruction":
+        return MaskedBaseLoss()
     return LOSSES[cfg.loss](cfg.temperature)
+
+
+def log_columns(cfg: TrainConfig) -> tuple[str, ...]:
+    """The step log's columns for ``cfg.objective``."""
+    return LOG_COLUMNS + ((ACCURACY,) if cfg.objective == "reconstruction" else ())
 
 
 def batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch, weighted: bool = False) -> Tensor:
@@ -133,6 +148,14 @@ def batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch, weighted: boo
     z1, z2, groups = distributed.gather(z1), distributed.gather(z2), distributed.gather(groups)
     weights = distributed.gather(weights) if weights is not None else None
     return loss_fn(z1, z2, groups, weights)
+
+
+def reconstruction_batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Masked-base loss and accuracy of one batch with ``targets`` (views of all pairs, as one set)."""
+    if batch.targets is None:
+        raise ValueError("the reconstruction objective needs batches with targets (PairSampler of that objective)")
+    logits = model(batch.x, batch.lengths).float()
+    return loss_fn(logits, batch.targets), masked_base_accuracy(logits.detach(), batch.targets)
 
 
 def make_optimiser(model: nn.Module, cfg: TrainConfig):
@@ -165,7 +188,7 @@ def compile_per_length(net: nn.Module, cfg: TrainConfig) -> nn.Module:
 
 
 def train_loop(
-    model: ContrastiveModel,
+    model: ContrastiveModel | nn.Module,
     sampler: PairSampler,
     cfg: TrainConfig,
     progress: bool = False,
@@ -177,7 +200,7 @@ def train_loop(
     on_checkpoint: Callable[[int], None] | None = None,
     context: distributed.Context | None = None,
 ) -> list[dict]:
-    """Run optimiser steps ``start_step .. cfg.steps - 1``; returns one log row (``LOG_COLUMNS``) per step.
+    """Run optimiser steps ``start_step .. cfg.steps - 1``; returns one log row (:func:`log_columns`) per step.
 
     ``on_step(row)`` is called once per optimiser step on rank 0 with step, loss,
     lr and samples_per_s (global samples, both views, over the step's wall time
@@ -204,9 +227,14 @@ def train_loop(
     bar = tqdm(total=cfg.steps, initial=start_step, desc="train", disable=not (progress and ctx.is_main), unit="step")
     start = time.perf_counter()
     for step, batch in zip(range(start_step, cfg.steps), loader, strict=True):
-        batch = Batch(*(t.to(ctx.device, non_blocking=True) for t in batch))
+        batch = Batch(*(t.to(ctx.device, non_blocking=True) if t is not None else None for t in batch))
+        extra = {}
         with _autocast(ctx.device, cfg):
-            loss = batch_loss(net, loss_fn, batch, weighted=cfg.positive_weight)
+            if cfg.objective == "reconstruction":
+                loss, accuracy = reconstruction_batch_loss(net, loss_fn, batch)
+                extra[ACCURACY] = float(accuracy)
+            else:
+                loss = batch_loss(net, loss_fn, batch, weighted=cfg.positive_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -219,6 +247,7 @@ def train_loop(
             "loss": float(loss.detach()),
             "lr": lr,
             "samples_per_s": len(batch.x) * ctx.world_size / (now - start),
+            **extra,
         }
         start = now
         rows.append(row)
@@ -246,11 +275,14 @@ class TrainResult:
     out_dim: int
     resumed_from: int
     world_size: int
+    objective: str = "contrastive"
+    final_masked_accuracy: float | None = None  # reconstruction: mean over the last steps, as final_loss
     primary: bool = True
 
     def as_dict(self) -> dict:
-        """The run summary (``train.json``)."""
-        return {k: v for k, v in asdict(self).items() if k != "primary"}
+        """The run summary (``train.json``); the masked accuracy only for the reconstruction objective."""
+        skip = {"primary"} | ({"final_masked_accuracy"} if self.objective != "reconstruction" else set())
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def record(self, meter: metrics.StageRun) -> None:
         # The per-step reporter sets the loss of every step; a run with no step left (a resumed
@@ -258,6 +290,9 @@ class TrainResult:
         reported = meter.registry.get_sample_value("isoclr_train_loss") is not None
         if self.primary and self.final_loss is not None and not reported:
             meter.set("isoclr_train_loss", self.final_loss)
+        has_accuracy = meter.registry.get_sample_value("isoclr_train_masked_accuracy") is not None
+        if self.primary and self.final_masked_accuracy is not None and not has_accuracy:
+            meter.set("isoclr_train_masked_accuracy", self.final_masked_accuracy)
 
     def summary(self) -> str:
         return json.dumps(self.as_dict(), indent=2) if self.primary else ""
@@ -274,11 +309,11 @@ def run(
 ) -> TrainResult:
     """Train the encoder on ``paths.transcripts`` and ``paths.groups``; write the model, step log and summary.
 
-    Writes ``paths.model`` (:func:`isoclr.checkpoint.write_encoder`), ``paths.train_log``
-    (``LOG_COLUMNS``) and ``paths.train_summary``. Runs as one process, or as one rank of a
-    torchrun job (rank 0 writes every file). A checkpoint goes to ``paths.checkpoints`` every
-    ``train.checkpoint_every`` steps; with ``resume``, training continues from it (if any) and
-    the log keeps the steps before it. With ``tracks`` the views are read from the memory-mapped
+    Writes ``paths.model`` (:func:`isoclr.checkpoint.write_encoder`; its metadata records
+    ``objective``), ``paths.train_log`` (:func:`log_columns`) and ``paths.train_summary``. Runs as
+    one process, or as one rank of a torchrun job (rank 0 writes every file). A checkpoint goes to
+    ``paths.checkpoints`` every ``train.checkpoint_every`` steps; with ``resume``, training continues
+    from it (if any) and the log keeps the steps before it. With ``tracks`` the views are read from the memory-mapped
     store ``paths.tracks`` (of ``isoclr encode``) instead of encoded from the table: the same
     batches. ``on_step`` gets every log row on rank 0. The same config gives the same weights on CPU.
     """
@@ -290,7 +325,7 @@ def run(
     torch.manual_seed(tc.seed)
     store = open_training_store(Path(paths.tracks), table) if tracks else None
     sampler = PairSampler(table, tc, seed=tc.seed, rank=ctx.rank, store=store)
-    model = ContrastiveModel(cfg.model, in_channels=len(CHANNELS))
+    model = build_model(cfg.model, tc.objective, in_channels=len(CHANNELS))
     optimiser, schedule = make_optimiser(model, tc)
     n_params = count_parameters(model.encoder)
 
@@ -306,7 +341,7 @@ def run(
         kept = state["log"] if "log" in state else _StepLog.read(paths.train_log, before=start_step)
     if ctx.is_main:
         print(
-            f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d; "
+            f"encoder: {n_params:,} parameters, representation {model.encoder.out_dim}-d, {tc.objective} objective; "
             f"training on {len(table)} transcripts of {sampler.n_genes} genes, {tc.steps} steps, "
             f"{ctx.world_size} process(es) on {ctx.device}"
             + (f"; resuming at step {start_step} from {checkpoint_path}" if start_step else "")
@@ -316,7 +351,7 @@ def run(
     start = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
-            log = stack.enter_context(_StepLog(log_path, kept)) if ctx.is_main else None
+            log = stack.enter_context(_StepLog(log_path, kept, log_columns(tc))) if ctx.is_main else None
             report = metrics.training_reporter(cfg) if ctx.is_main else None  # Prometheus: pushed every N steps
 
             def step_done(row: dict) -> None:
@@ -348,11 +383,14 @@ def run(
             out_dim=model.encoder.out_dim,
             resumed_from=start_step,
             world_size=ctx.world_size,
+            objective=tc.objective,
         )
         if not ctx.is_main:
             return TrainResult(**run_shape, final_loss=None, first_loss=None, primary=False)
-        losses = pd.read_csv(log_path)["loss"]
+        logged = pd.read_csv(log_path)
+        losses = logged["loss"]
         final_loss = float(losses.tail(FINAL_LOSS_WINDOW).mean())
+        accuracy = float(logged[ACCURACY].tail(FINAL_LOSS_WINDOW).mean()) if ACCURACY in logged else None
         model.cpu()
         write_encoder(
             paths.model,
@@ -360,12 +398,16 @@ def run(
             cfg.model,
             train_config=tc.model_dump(mode="json"),
             provenance=provenance.collect(),
+            objective=tc.objective,
             final_loss=final_loss,
+            **({"final_masked_accuracy": accuracy} if accuracy is not None else {}),
             parameters=n_params,
             out_dim=model.encoder.out_dim,
             world_size=ctx.world_size,
         )
-        result = TrainResult(**run_shape, final_loss=final_loss, first_loss=float(losses.iloc[0]))
+        result = TrainResult(
+            **run_shape, final_loss=final_loss, first_loss=float(losses.iloc[0]), final_masked_accuracy=accuracy
+        )
         write_atomic(Path(paths.train_summary), lambda p: p.write_text(json.dumps(result.as_dict(), indent=2) + "\n"))
         return result
     finally:
@@ -373,14 +415,15 @@ def run(
 
 
 class _StepLog:
-    """The per-step CSV (``LOG_COLUMNS``), flushed every row; it starts with the rows ``kept`` from before a resume.
+    """The per-step CSV (``columns``), flushed every row; it starts with the rows ``kept`` from before a resume.
 
     ``rows`` holds every row written so far (kept ones included), for the checkpoint.
     """
 
-    def __init__(self, path: Path, kept: list[dict] = ()) -> None:
+    def __init__(self, path: Path, kept: list[dict] = (), columns: tuple[str, ...] = LOG_COLUMNS) -> None:
         self.path = Path(path)
         self.rows = list(kept)
+        self.columns = columns
 
     @staticmethod
     def read(path: Path, before: int) -> list[dict]:
@@ -393,7 +436,7 @@ class _StepLog:
     def __enter__(self) -> _StepLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = self.path.open("w", newline="")
-        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
+        self.writer = csv.DictWriter(self.fh, fieldnames=self.columns)
         self.writer.writeheader()
         self.writer.writerows(self.rows)
         return self

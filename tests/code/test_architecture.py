@@ -165,7 +165,10 @@ def test_dvc_stage_artifacts_are_the_paths_of_the_code(stage):
     declared = _dvc_stages()[stage]
     outs = _listed(declared.get("outs", [])) | _listed(declared.get("metrics", [])) | _listed(declared.get("plots", []))
     expected = {str(getattr(defaults, f)) for f in STAGE_OUTPUTS[stage]}
-    kept = {str(defaults.checkpoints)} if stage == "train" else set()  # resumable state, outside the staged outputs
+    # resumable state, outside the staged outputs
+    kept = {"train": {str(defaults.checkpoints)}, "reconstruct": {str(defaults.reconstruction_checkpoints)}}.get(
+        stage, set()
+    )
     assert all(_covers(outs, path) for path in expected), f"dvc.yaml stage {stage} does not declare {expected}"
     strays = {o for o in outs - kept if not any(o == p or o.startswith(p + "/") for p in expected)}
     assert not strays, f"dvc.yaml stage {stage} declares outputs the code does not write: {strays}"

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -6,7 +8,7 @@ from isoclr.cli import app
 from tests.conftest import ROOT
 
 runner = CliRunner()
-STAGES = ["validate", "encode", "pairs", "train", "probe", "gate", "register"]
+STAGES = ["validate", "encode", "pairs", "train", "reconstruct", "probe", "gate", "register"]
 
 
 @pytest.mark.parametrize("command", [*STAGES, "embed", "synth", "summary", "registry list", "registry rollback"])
@@ -77,7 +79,7 @@ def test_validate_stops_with_file_named_when_too_few_transcripts_remain(tmp_path
     assert "ENST2" in quarantined and "truncated_record" in quarantined  # nothing lost: the reject is on file
 
 
-@pytest.mark.parametrize("stage", ["train", "probe", "finetune"])
+@pytest.mark.parametrize("stage", ["train", "reconstruct", "probe", "finetune"])
 def test_a_missing_track_store_says_to_run_encode(stage, tmp_path):
     result = runner.invoke(app, [stage, "--tracks", str(tmp_path / "tracks")])
     assert result.exit_code == 1
@@ -114,3 +116,38 @@ def test_a_stale_track_store_fails_training_with_the_missing_ids(tmp_path):
     assert result.exit_code == 1
     assert transcripts["transcript_id"].iloc[0] in result.output and "isoclr encode" in result.output
     assert not (tmp_path / "model").exists()
+
+
+def test_summary_says_per_task_whether_contrastive_beats_reconstruction(tmp_path):
+    metrics = {
+        "halflife": {"isoclr_minus_reconstruction": {"pearson_r": 0.11, "pearson_r_ci95": [0.04, 0.18]}},
+        "mrl": {"isoclr_minus_reconstruction": {"pearson_r": -0.02, "pearson_r_ci95": [-0.09, 0.05]}},
+        "coding": {"isoclr_minus_reconstruction": {"auroc": -0.06, "auroc_ci95": [-0.1, -0.02]}},
+    }
+    files = {
+        "table": ("table.md", "# Linear probes\n"),
+        "probe-metrics": ("metrics.json", json.dumps(metrics)),
+        "decision": ("gate.json", json.dumps({"passed": True, "rules": []})),
+        "record": ("registration.json", json.dumps({"registered": True})),
+    }
+    options = []
+    for option, (name, text) in files.items():
+        (tmp_path / name).write_text(text)
+        options += [f"--{option}", str(tmp_path / name)]
+    result = runner.invoke(app, ["summary", *options])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "contrastive vs reconstruction (paired, same splits; not gated):" in lines
+    assert (
+        "halflife: isoclr beats reconstruction (isoclr - reconstruction pearson_r +0.110 [+0.040, +0.180], 95% CI)"
+        in lines
+    )
+    assert any(line.startswith("mrl: isoclr is within noise of reconstruction") for line in lines)
+    assert any(
+        line.startswith("coding: isoclr loses to reconstruction (isoclr - reconstruction auroc -0.060")
+        for line in lines
+    )
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"halflife": {"isoclr": {"pearson_r": 0.2}}}))  # an older run
+    older = runner.invoke(app, ["summary", *options])
+    assert older.exit_code == 0 and "no reconstruction baseline" in older.output

@@ -58,6 +58,7 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     from isoclr.config import Config
 
     model = save_encoder(Config.model_validate(params), 1, tmp_path / "model")
+    reconstruction = save_encoder(Config.model_validate(params), 2, tmp_path / "reconstruction")
     t_path, g_path = synthetic_inputs(tmp_path)
     write_store(t_path, tmp_path / "tracks")
     metrics = _artifact(dsl.Metrics, tmp_path / "metrics.json")
@@ -69,6 +70,7 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
         groups=_artifact(dsl.Dataset, g_path),
         tracks=_artifact(dsl.Dataset, tmp_path / "tracks"),
         model=_artifact(dsl.Model, model),
+        reconstruction=_artifact(dsl.Model, reconstruction),
         results=_artifact(dsl.Dataset, tmp_path / "results"),
         metrics=metrics,
         report=_artifact(dsl.HTML, tmp_path / "report.html"),
@@ -78,6 +80,7 @@ def test_probe_component_hands_report_summary_and_metrics_to_the_ui(tmp_path):
     assert (tmp_path / "summary.md").read_text().startswith("# Linear probes")
     logged = metrics.metadata
     assert "mrl.isoclr.pearson_r" in logged and "mrl.isoclr_minus_random_init.pearson_r" in logged
+    assert "mrl.reconstruction.pearson_r" in logged and "mrl.isoclr_minus_reconstruction.pearson_r" in logged
     assert (tmp_path / "results" / "metrics.json").exists()
 
 
@@ -148,3 +151,30 @@ def test_finetune_component_hands_curves_and_metrics_to_the_ui(tmp_path):
         logged
     )
     assert (tmp_path / "results" / "finetune.json").exists() and (tmp_path / "results" / "plots" / "mrl.png").exists()
+
+
+def test_reconstruct_component_trains_the_baseline_on_the_global_batch_and_checkpoints_in_its_own_folder(tmp_path):
+    from components.reconstruct.component import reconstruct
+    from isoclr.artifacts import LAST_CHECKPOINT, MODEL_META
+    from tests.helpers import tiny_config, write_tables, write_track_store
+
+    tables = write_tables(tmp_path)
+    params = tiny_config(steps=2, checkpoint_every=1).to_dict()
+    model = _artifact(dsl.Model, tmp_path / "out" / "model")
+    reconstruct.python_func(
+        params=params,
+        gpu_count=2,  # the contrastive run's GPUs: one process here trains on their global batch
+        transcripts=_artifact(dsl.Dataset, tables[0]),
+        groups=_artifact(dsl.Dataset, tables[1]),
+        tracks=_artifact(dsl.Dataset, write_track_store(tables)),
+        model=model,
+        log=_artifact(dsl.Dataset, tmp_path / "out" / "log.csv"),
+        checkpoint_dir=str(tmp_path / "run"),
+    )
+    meta = json.loads((tmp_path / "out" / "model" / MODEL_META).read_text())
+    assert meta["objective"] == "reconstruction"
+    assert meta["train_config"]["batch_genes"] == 2 * params["train"]["batch_genes"]
+    assert (tmp_path / "run" / "reconstruction" / "checkpoints" / LAST_CHECKPOINT).is_file()
+    assert not (tmp_path / "run" / LAST_CHECKPOINT).exists()  # the contrastive trainer's checkpoint stays its own
+    assert "masked_accuracy" in (tmp_path / "out" / "log.csv").read_text().splitlines()[0]
+    assert model.metadata["objective"] == "reconstruction" and model.metadata["steps"] == 2

@@ -1,4 +1,4 @@
-"""The contrastive losses against slow references written straight from the formulas."""
+"""The contrastive and reconstruction losses against slow references written straight from the formulas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 
-from isoclr.losses import DCLLoss, NTXentLoss, dcl_loss, ntxent_loss, positive_weight
+from isoclr.losses import (
+    IGNORE,
+    DCLLoss,
+    MaskedBaseLoss,
+    NTXentLoss,
+    dcl_loss,
+    masked_base_accuracy,
+    masked_base_loss,
+    ntxent_loss,
+    positive_weight,
+)
 
 
 def _reference(z1, z2, temperature, groups=None, decoupled=True, n_isoforms=None) -> float:
@@ -159,3 +169,57 @@ def test_weighted_gradients_match_the_reference_autograd(views):
     torch.stack(terms).mean().backward()
     torch.testing.assert_close(z1.grad, r1.grad.float(), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(z2.grad, r2.grad.float(), rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- masked-base reconstruction
+
+
+def _masked_reference(logits, targets) -> tuple[float, float]:
+    """Loops over positions: mean -log softmax of the hidden base, and the share predicted right, over the
+    positions whose target is a base (IGNORE elsewhere)."""
+    nll, right, n = 0.0, 0, 0
+    for b in range(logits.shape[0]):
+        for j in range(logits.shape[2]):
+            target = int(targets[b, j])
+            if target == IGNORE:
+                continue
+            column = [float(v) for v in logits[b, :, j]]
+            top = max(column)
+            nll += -(column[target] - top - math.log(sum(math.exp(v - top) for v in column)))
+            right += int(column.index(top) == target)
+            n += 1
+    return nll / n, right / n
+
+
+def test_masked_base_loss_and_accuracy_match_a_reference_over_masked_real_positions_only():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 11, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 4, (3, 11), generator=generator)
+    ignored = torch.rand(3, 11, generator=generator) < 0.6  # unmasked positions, N, and padding
+    ignored[2, 7:] = True  # the third sequence is padded from position 7
+    targets[ignored] = IGNORE
+    loss, accuracy = masked_base_loss(logits, targets), masked_base_accuracy(logits, targets)
+    expected_loss, expected_accuracy = _masked_reference(logits, targets)
+    assert float(loss) == pytest.approx(expected_loss, rel=1e-6)
+    assert float(accuracy) == pytest.approx(expected_accuracy)
+
+    # whatever the logits say at ignored positions (unmasked, N, padding), the loss is the same and gets no gradient
+    changed = logits.clone()
+    changed[ignored.unsqueeze(1).expand_as(logits)] = 1e3 * torch.randn(int(ignored.sum()) * 4, dtype=torch.float64)
+    assert float(masked_base_loss(changed, targets)) == pytest.approx(expected_loss, rel=1e-6)
+    leaf = logits.clone().requires_grad_(True)
+    masked_base_loss(leaf, targets).backward()
+    assert (leaf.grad[ignored.unsqueeze(1).expand_as(logits)] == 0).all()
+    assert (leaf.grad[~ignored.unsqueeze(1).expand_as(logits)] != 0).all()
+    assert float(MaskedBaseLoss()(logits, targets)) == float(loss)
+
+
+def test_a_batch_without_masked_bases_adds_nothing_and_bad_shapes_are_refused():
+    logits = torch.randn(2, 4, 5, requires_grad=True)
+    nothing = torch.full((2, 5), IGNORE)
+    loss = masked_base_loss(logits, nothing)
+    loss.backward()
+    assert loss.item() == 0.0 and (logits.grad == 0).all()
+    assert math.isnan(float(masked_base_accuracy(logits, nothing)))
+    with pytest.raises(ValueError, match="targets"):
+        masked_base_loss(logits, torch.zeros(2, 6, dtype=torch.int64))

@@ -17,11 +17,17 @@ from isoclr.store import StoreError
 from tests.conftest import tiny_params
 from tests.helpers import GO_SYNTH, save_encoder, synthetic_inputs
 
+RECONSTRUCTION_SEED = 789  # the reconstruction stand-in: neither the candidate's nor random_init's seed
 
-def stage_paths(root: Path, transcripts: Path, groups: Path, model: Path) -> Paths:
-    """The probe's paths: outputs under ``root / "outputs"``, the label files in ``root / "data"``."""
+
+def stage_paths(root: Path, transcripts: Path, groups: Path, model: Path, cfg: Config) -> Paths:
+    """The probe's paths: outputs under ``root / "outputs"``, the label files in ``root / "data"``, and a
+    reconstruction-model stand-in (another random encoder) at the reconstruct stage's place."""
     paths = Paths.under(root / "outputs", data_dir=root / "data")
-    return paths.replace(transcripts=transcripts, groups=groups, model=model)
+    paths = paths.replace(transcripts=transcripts, groups=groups, model=model)
+    if not paths.reconstruction_model.exists():
+        save_encoder(cfg, RECONSTRUCTION_SEED, paths.reconstruction_model)
+    return paths
 
 
 def probe_metric(meter: StageRun, task: str, model: str, metric: str) -> float | None:
@@ -43,13 +49,18 @@ def test_probe_stage_end_to_end(tmp_path):
     model_dir = save_encoder(cfg, 123, tmp_path / "model")  # not the random_init seed
     champion = save_encoder(cfg, 456, tmp_path / "champion")
     set_champion(cfg.registry.uri, version := register(cfg.registry.uri, champion, {}, {"metrics": {}}))
-    paths = stage_paths(tmp_path, t_path, g_path, model_dir)
+    paths = stage_paths(tmp_path, t_path, g_path, model_dir, cfg)
     result = stage.run("probe", cfg, paths, tracks=False)  # the champion: the registry's, read now
     out, metrics = paths.probe, result.metrics
 
     assert set(metrics) == {"halflife", "mrl", "utr3_stability", "coding", "go_mf"}
-    models = {"isoclr", "random_init", "kmer", "champion"}
-    paired = {"isoclr_minus_random_init", "isoclr_minus_kmer", "isoclr_minus_champion"}
+    models = {"isoclr", "reconstruction", "random_init", "kmer", "champion"}
+    paired = {
+        "isoclr_minus_reconstruction",
+        "isoclr_minus_random_init",
+        "isoclr_minus_kmer",
+        "isoclr_minus_champion",
+    }
     for task, entries in metrics.items():
         assert set(entries) == models | paired
         metric = "auroc" if task in ("coding", "go_mf") else "pearson_r"
@@ -62,6 +73,10 @@ def test_probe_stage_end_to_end(tmp_path):
         # the paired difference is the mean of per-seed differences on the same splits
         difference = entries["isoclr"][metric] - entries["kmer"][metric]
         assert entries["isoclr_minus_kmer"][metric] == pytest.approx(difference)
+        # the reconstruction arm is its own model (not a copy of the candidate or of random init)
+        assert entries["reconstruction"][metric] not in (entries["isoclr"][metric], entries["random_init"][metric])
+        reconstruction = entries["isoclr"][metric] - entries["reconstruction"][metric]
+        assert entries["isoclr_minus_reconstruction"][metric] == pytest.approx(reconstruction)
     assert metrics["halflife"]["kmer"]["n"] == 48
     assert metrics["mrl"]["kmer"]["pearson_r"] > 0.5  # G content is a k-mer feature
     assert metrics["utr3_stability"]["kmer"]["n"] == 60
@@ -98,6 +113,7 @@ def test_probe_stage_end_to_end(tmp_path):
     for heading in (
         "## Results",
         "## Model vs baselines (paired, same splits)",
+        "## Contrastive vs reconstruction",
         "## Low-data curves",
         "## Label sets",
         "## Multilabel tasks: labels",
@@ -105,6 +121,12 @@ def test_probe_stage_end_to_end(tmp_path):
     ):
         assert heading in summary
     assert "isoclr - champion" in summary and "skipped" in summary and "by homology group" in summary
+    section = summary.split("## Contrastive vs reconstruction")[1].split("\n## ")[0]
+    for task, entries in metrics.items():  # one row per task: the primary metric's paired difference and a verdict
+        (row,) = [line for line in section.splitlines() if line.startswith(f"| {task} ")]
+        metric = "auroc" if task == "coding" else "pearson_r"
+        assert f"{entries['isoclr_minus_reconstruction'][metric]:+.3f}" in row
+        assert row.rstrip(" |").endswith(("beats", "loses", "within noise"))
     assert result.table == summary and result.summary().startswith(summary)
     assert result.summary().endswith(f"report: {result.report}") and result.report.name == "report.html"
     meter = StageRun(cfg.metrics, "probe")
@@ -132,7 +154,7 @@ def test_probe_reads_rows_from_the_track_store(tmp_path):
     older = pd.read_parquet(t_path)
     older.loc[0, "seq"] += "ACG"
     older.to_parquet(tmp_path / "older.parquet")
-    paths = stage_paths(tmp_path, t_path, g_path, model_dir)
+    paths = stage_paths(tmp_path, t_path, g_path, model_dir, cfg)
     write_store(tmp_path / "older.parquet", paths.tracks)
     with pytest.raises(StoreError, match=rf"{older.loc[0, 'transcript_id']}.*stale"):
         stage.run("probe", cfg, paths, champion_version=None)
@@ -201,7 +223,7 @@ def test_the_champion_version_passed_in_is_probed_and_the_registry_pointer_is_no
     same = register(cfg.registry.uri, model_dir, {}, {"metrics": {}})
     set_champion(cfg.registry.uri, same)
     (tmp_path / "registry" / POINTER).write_text("{not json")  # reading the pointer now would fail
-    paths = stage_paths(tmp_path, t_path, g_path, model_dir)
+    paths = stage_paths(tmp_path, t_path, g_path, model_dir, cfg)
 
     passed = stage.run("probe", cfg, paths, tracks=False, champion_version=older)
     assert passed.champion == older and passed.champion_error is None

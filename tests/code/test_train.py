@@ -91,7 +91,9 @@ def test_train_writes_checkpoint_meta_log_and_summary(tables, tmp_path, capsys):
         "out_dim",
         "resumed_from",
         "world_size",
+        "objective",
     }
+    assert summary["objective"] == "contrastive"  # the masked accuracy is the reconstruction objective's only
     assert [p.name for p in run.iterdir() if p.name.startswith(stage.STAGING_PREFIX)] == []
 
 

@@ -242,3 +242,34 @@ def test_finetuning_follows_each_trainer_on_one_gpu_of_the_run_pool():
             == "pipelinechannel--configure-node_selector"
         )
         assert {m["mountPath"] for m in pod["pvcMount"]} == {kf.data_mount, kf.checkpoints_mount}  # label files
+
+
+def test_the_reconstruction_baseline_trains_once_on_a_gpu_and_both_branches_probe_it():
+    spec, k8s = _compiled()
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-reconstruct"]["container"]["resources"] == executors["exec-train"]["container"]["resources"]
+    for key in ("tolerations", "pvcMount"):
+        assert k8s["exec-reconstruct"][key] == k8s["exec-train"][key], key
+    # The configure step's node selector, read directly here (train reads it through its condition group).
+    selector = k8s["exec-reconstruct"]["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"]
+    assert selector == {"outputParameterKey": "node_selector", "producerTask": "configure"}
+    tasks = _tasks(spec)
+    assert [name for name in tasks if name.startswith("reconstruct")] == ["reconstruct"]
+    reconstruct = tasks["reconstruct"]
+    assert reconstruct["taskInfo"]["name"] == "Reconstruction baseline (1 GPU)"
+    assert reconstruct["cachingOptions"]["enableCache"] is True and reconstruct["retryPolicy"]["maxRetryCount"] >= 1
+    assert reconstruct["inputs"]["parameters"]["gpu_count"] == {"componentInputParameter": "gpu_count"}
+    assert reconstruct["inputs"]["artifacts"]["tracks"]["taskOutputArtifact"]["producerTask"] == "encode"
+    evaluations = [
+        task
+        for component in spec["components"].values()
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+        if name.startswith("evaluate-and-register")
+    ]
+    assert len(evaluations) == 2  # one per training branch, both given the one reconstruction model
+    for evaluate in evaluations:
+        source = evaluate["inputs"]["artifacts"]["reconstruction"]["componentInputArtifact"]
+        assert source == "pipelinechannel--reconstruct-model"
+    for name in ("comp-evaluate-and-register", "comp-evaluate-and-register-2"):
+        probe = spec["components"][name]["dag"]["tasks"]["probe"]
+        assert probe["inputs"]["artifacts"]["reconstruction"] == {"componentInputArtifact": "reconstruction"}

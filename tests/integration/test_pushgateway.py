@@ -69,9 +69,12 @@ def test_every_stage_pushes_its_metrics_when_run_for_real(pushgateway, run_id, s
     )
     assert got["pairs"][("isoclr_homology_groups", ())] > 100
     assert got["train"][("isoclr_train_loss", ())] > 0
+    assert (
+        got["reconstruct"][("isoclr_train_loss", ())] > 0 and ("isoclr_train_masked_accuracy", ()) in got["reconstruct"]
+    )
     probe = got["probe"]
     for task, metric in [("halflife", "pearson_r"), ("mrl", "mse"), ("coding", "auroc"), ("coding", "auprc")]:
-        for model in ("isoclr", "random_init", "kmer"):
+        for model in ("isoclr", "reconstruction", "random_init", "kmer", "isoclr_minus_reconstruction"):
             key = ("isoclr_probe_metric", (("metric", metric), ("model", model), ("task", task)))
             assert key in probe, key
     assert got["gate"][("isoclr_gate_passed", ())] == 1

@@ -35,8 +35,8 @@ from isoclr.cli.common import (
 
 app = typer.Typer(
     help="Train, evaluate and ship IsoCLR contrastive RNA encoders.\n\n"
-    "Stages run in order: validate -> encode -> pairs -> train -> latent -> probe -> gate -> register "
-    "(and finetune after train). "
+    "Stages run in order: validate -> encode -> pairs -> train (and reconstruct) -> latent -> probe -> gate -> "
+    "register (and finetune after train). "
     "`dvc repro` runs them all with the defaults shown in each command's --help; "
     "`isoclr embed` embeds your own transcripts with a trained model.",
     no_args_is_help=True,
@@ -240,12 +240,65 @@ def latent(
 
 
 @app.command()
+def reconstruct(
+    params: Params = Path("params.yaml"),
+    transcripts: Transcripts = DEFAULT.transcripts,
+    groups: Groups = DEFAULT.groups,
+    model_dir: Annotated[
+        Path, typer.Option(help="Output: the reconstruction encoder (encoder.pt, meta.json).")
+    ] = DEFAULT.reconstruction_model,
+    log: Annotated[
+        Path,
+        typer.Option(
+            "--log",
+            "--train-log",
+            help="Output: per-step loss, learning rate, samples/s, masked-base accuracy (CSV); "
+            "under torchrun spell it --train-log.",
+        ),
+    ] = DEFAULT.reconstruction_log,
+    metrics: Annotated[
+        Path, typer.Option(help="Output: run summary (JSON): losses, masked accuracy, seconds.")
+    ] = DEFAULT.reconstruction_summary,
+    checkpoint_dir: Annotated[
+        Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
+    ] = DEFAULT.reconstruction_checkpoints,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one."),
+    ] = False,
+    tracks: Tracks = DEFAULT.tracks,
+    no_tracks: NoTracks = False,
+) -> None:
+    """The reconstruction baseline: the same encoder trained to predict masked nucleotides.
+
+    Same data, crops, masking (train.mask_prob), steps, batches, optimiser and seed as
+    `isoclr train`, with train.objective set to reconstruction: cross-entropy of each masked
+    base from the encoder's per-position representation. `isoclr probe` probes it beside the
+    contrastive model (model `reconstruction`, paired `isoclr_minus_reconstruction`). Runs
+    under torchrun like `isoclr train`.
+    """
+    paths = Paths(
+        transcripts=transcripts,
+        groups=groups,
+        reconstruction_model=model_dir,
+        reconstruction_log=log,
+        reconstruction_summary=metrics,
+        reconstruction_checkpoints=checkpoint_dir,
+        tracks=tracks,
+    )
+    run_stage("reconstruct", params, paths, resume=resume, tracks=not no_tracks)
+
+
+@app.command()
 def probe(
     params: Params = Path("params.yaml"),
     data_dir: DataDir = None,
     transcripts: Transcripts = DEFAULT.transcripts,
     groups: Groups = DEFAULT.groups,
     model_dir: ModelDir = DEFAULT.model,
+    reconstruction_dir: Annotated[
+        Path, typer.Option(help="Input: the reconstruction baseline's model folder (`isoclr reconstruct`).")
+    ] = DEFAULT.reconstruction_model,
     out_dir: Annotated[
         Path, typer.Option(help="Output: metrics.json, per_seed.csv, low_data.csv, table.md, report.html, plots/.")
     ] = DEFAULT.probe,
@@ -259,19 +312,26 @@ def probe(
         ),
     ] = None,
 ) -> None:
-    """Linear probes on frozen embeddings, beside k-mer, random-init and champion baselines.
+    """Linear probes on frozen embeddings, beside reconstruction, k-mer, random-init and champion baselines.
 
     Each task under `probe.tasks` (regression: ridge, Pearson/Spearman/MSE;
     classification: logistic, AUROC/AUPRC) is split by group (homology group
     where genes are known; parent UTR, shared prefix or random where not) over
     `probe.seeds` seeds, with a low-data curve over `probe.train_fractions`.
     Every model is probed on the same splits, so `isoclr_minus_<baseline>` is a
-    paired difference with its 95% CI. The registry's champion (`registry.uri`)
+    paired difference with its 95% CI; `isoclr_minus_reconstruction` says whether the contrastive
+    objective beats masked-nucleotide reconstruction. The registry's champion (`registry.uri`)
     is probed too, for the gate's no-regression rule. Writes a Markdown summary
     (table.md) and a self-contained HTML report (report.html).
     """
     paths = Paths(
-        data_dir=data_dir, transcripts=transcripts, groups=groups, model=model_dir, probe=out_dir, tracks=tracks
+        data_dir=data_dir,
+        transcripts=transcripts,
+        groups=groups,
+        model=model_dir,
+        reconstruction_model=reconstruction_dir,
+        probe=out_dir,
+        tracks=tracks,
     )
     options = {"tracks": not no_tracks}
     if champion is not None:
@@ -352,14 +412,24 @@ def register(
 @app.command()
 def summary(
     table: Annotated[Path, typer.Option(help="Probe table (Markdown).")] = DEFAULT.probe_table,
+    probe_metrics: Annotated[Path, typer.Option(help="Probe scores (metrics.json).")] = DEFAULT.probe_metrics,
     decision: Annotated[Path, typer.Option(help="Gate decision.")] = DEFAULT.decision,
     record: Annotated[Path, typer.Option(help="Registration record.")] = DEFAULT.registration,
 ) -> None:
-    """Print the outcome of the last run: probe table, gate decision, registered version."""
-    for path in (table, decision, record):
+    """Print the outcome of the last run: probe table, contrastive vs reconstruction per task, gate decision,
+    registered version."""
+    from isoclr import scores
+
+    for path in (table, probe_metrics, decision, record):
         if not path.exists():
             fail(f"{path} does not exist: run the pipeline first (`dvc repro`)")
     typer.echo(table.read_text())
+    rows = scores.versus(scores.read(probe_metrics), scores.RECONSTRUCTION)
+    typer.echo("contrastive vs reconstruction (paired, same splits; not gated):")
+    for row in rows:
+        typer.echo(f"  {scores.versus_line(row, scores.RECONSTRUCTION)}")
+    if not rows:
+        typer.echo("  no reconstruction baseline in the probe results (probed before the reconstruct stage existed)")
     verdict = json.loads(decision.read_text())
     typer.echo(f"gate: {'passed' if verdict['passed'] else 'failed'}")
     for rule in verdict["rules"]:

@@ -13,12 +13,16 @@ MAX_COMPILED_LENGTHS = 8
 
 
 class TrainConfig(Strict):
-    """Contrastive training: batches, loss, optimiser, checkpoints and GPU options.
+    """Training: objective, batches, loss, optimiser, checkpoints and GPU options.
+
+    ``objective`` is what the train stage's encoder learns; the reconstruct stage trains the same
+    encoder with these settings and the objective ``reconstruction`` (the baseline arm).
 
     Under DDP ``batch_genes`` is per rank; the loss sees the ``world_size * batch_genes``
     pairs of all ranks (negatives gathered across ranks).
     """
 
+    objective: Literal["contrastive", "reconstruction"] = "contrastive"
     steps: int = Field(150, gt=0)
     batch_genes: int = Field(32, ge=2)
     learning_rate: float = Field(2e-3, gt=0)
@@ -44,6 +48,12 @@ class TrainConfig(Strict):
         """How many padded batch lengths training can meet: views are at most ``max_length``, rounded up
         to a multiple of ``pad_multiple``."""
         return -(-self.max_length // self.pad_multiple)
+
+    @model_validator(mode="after")
+    def _masks_to_reconstruct(self) -> TrainConfig:
+        if self.objective == "reconstruction" and self.mask_prob == 0:
+            raise ValueError("train.objective reconstruction predicts the masked bases: mask_prob must be above 0")
+        return self
 
     @model_validator(mode="after")
     def _compiles_few_lengths(self) -> TrainConfig:
