@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from isoclr.artifacts import FINETUNE_PLOTS, FINETUNE_REPORT
-from isoclr.report import DPI, PANEL_SIZE
+from isoclr.report_plots import DPI, PANEL_SIZE
 from isoclr.scores import ci_key
 
 PRETRAINED = "pretrained"  # the trained encoder, fine-tuned
