@@ -72,6 +72,7 @@ def make_config(annotations: list[Annotation], **limits) -> Config:
             "validate": {"max_length": MAX_LENGTH, "min_transcripts": 1, "max_quarantine_fraction": 0.5, **limits},
             "probe": {"tasks": [{"name": "t", "file": "t.csv", "join": "gene_id", "id_column": "g", "target": "y"}]},
             "gate": {"rules": [{"task": "t", "min": 0.0}]},
+            "finetune": {"tasks": ["t"]},
         }
     )
 
