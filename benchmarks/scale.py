@@ -248,14 +248,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=THREADS, help="OMP_NUM_THREADS of each stage (default 1)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/isoclr-bench-scale"))
-    parser.add_argument("--report", action="store_true", help="print the table of the last run's results.json")
+    parser.add_argument(
+        "--report",
+        nargs="*",
+        type=Path,
+        help="print the table of the results.json in these folders (default: --work), runs of several merged",
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         run_stage(args.stage, args.work)
         return
-    if args.report:
-        print(report(json.loads((args.work / "results.json").read_text())))
+    if args.report is not None:
+        results = [json.loads((folder / "results.json").read_text()) for folder in args.report or [args.work]]
+        merged = {**results[0], "runs": [run for r in results for run in r["runs"]]}
+        print(report(merged))
         return
     print(report(rehearse(args)))
 
