@@ -22,7 +22,8 @@ printed with the numbers. Stages whose module does not exist yet (``reconstruct`
 before it is merged) are skipped.
 
 Usage: ``python benchmarks/scale.py [--sizes 10000 50000 250000] [--steps 300] [--work DIR]``
-(``make scale``).
+(``make scale``); ``--report DIR [DIR ...]`` prints the table again from the ``results.json`` of one or
+more work folders (sizes run as separate processes are merged).
 """
 
 from __future__ import annotations
