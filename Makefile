@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test test-fast lint env data services pipeline clean
+.PHONY: run test test-fast lint env data services pipeline scale clean
 
 env: $(VENV)/.installed
 
@@ -54,6 +54,13 @@ test-fast: lint data
 # Recompile the committed Kubeflow pipeline YAML after changing components or params.yaml.
 pipeline: env
 	$(BIN)/python -m pipelines.isoclr_pipeline
+
+# Scale rehearsal: every stage on generated annotations of ~10k, 50k and 250k transcripts (planted function
+# labels, 300 training steps): wall time, peak RSS and CPU per stage, growth exponents, whether the planted labels
+# are recovered. About an hour on the 2-core machine; worlds and results under $(SCALE_WORK). See docs/benchmarks.md.
+SCALE_WORK ?= /tmp/isoclr-bench-scale
+scale: env
+	$(BIN)/python benchmarks/scale.py --work $(SCALE_WORK)
 
 clean:
 	rm -rf outputs registry local_outputs

@@ -152,3 +152,12 @@ def pushgateway(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _genome_cache(tmp_path_factory):
+    """Every test's genome cache (indexes of genomes, decompressed copies) in a temporary folder, never the user's
+    (tests that look inside the cache set their own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISOCLR_GENOME_CACHE", str(tmp_path_factory.mktemp("genome-cache")))
+        yield

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,14 @@ PARALOGS = pa.DataFrameSchema(
 )
 
 
+# Why a paralog pair links no two genes: a blank symbol in the file, or symbols the annotation does not carry
+# (a paralog file covers the whole genome; an annotation may cover part of it, or lack gene names).
+EMPTY_SYMBOL = "empty_symbol"
+ONE_SYMBOL_MISSING = "one_symbol_not_in_annotation"
+BOTH_SYMBOLS_MISSING = "both_symbols_not_in_annotation"
+DROP_REASONS = (EMPTY_SYMBOL, ONE_SYMBOL_MISSING, BOTH_SYMBOLS_MISSING)
+
+
 class ParalogError(IsoclrError, ValueError):
     """The paralog file does not have the gene_A / gene_B columns of gene symbols."""
 
@@ -53,6 +61,8 @@ class PairsSummary:
     n_homology_groups: int
     largest_group_genes: int
     split_transcripts: dict[str, int]
+    # Paralog pairs that link no two genes, per reason (see DROP_REASONS): with n_paralog_edges, every row read.
+    paralog_pairs_dropped: dict[str, int] = field(default_factory=dict)
 
     def record(self, meter: StageRun) -> None:
         meter.set("isoclr_homology_groups", self.n_homology_groups)
@@ -64,7 +74,12 @@ class PairsSummary:
 
 
 def read_paralogs(path: Path) -> pd.DataFrame:
-    """Gene-symbol pairs (columns gene_A, gene_B); other columns are ignored."""
+    """Gene-symbol pairs (columns gene_A, gene_B); other columns are ignored, rows with a blank symbol dropped."""
+    return read_paralog_rows(path)[0]
+
+
+def read_paralog_rows(path: Path) -> tuple[pd.DataFrame, int]:
+    """:func:`read_paralogs`, and how many rows it dropped for a blank symbol."""
     if not path.is_file():
         raise MissingInputError(f"{path}: paralog file not found (data.paralogs in params.yaml)")
     try:
@@ -77,8 +92,9 @@ def read_paralogs(path: Path) -> pd.DataFrame:
             compression=compression,
             encoding_errors="replace",
             index_col=False,  # extra fields on a row: no index of thousands of levels, no shifted columns
-        ).dropna()
-        return PARALOGS.validate(table)
+        )
+        kept = table.dropna()
+        return PARALOGS.validate(kept), len(table) - len(kept)
     except (ValueError, OSError, EOFError, zlib.error, pa.errors.SchemaError) as err:
         raise ParalogError(f"{path}: cannot be read as a CSV of gene_A,gene_B symbol pairs ({err})") from err
 
@@ -154,10 +170,20 @@ def joined_gene_ids(transcripts: pd.DataFrame) -> pd.Series:
     return transcripts["gene_id"].map(genes.set_index("gene_id")["component"].map(joined))
 
 
+def unmatched_pairs(symbols: pd.Series, paralogs: pd.DataFrame) -> dict[str, int]:
+    """Paralog pairs with one or both symbols missing from ``symbols`` (the annotation's gene names)."""
+    known = set(symbols.dropna())
+    found = paralogs["gene_A"].isin(known).astype(int) + paralogs["gene_B"].isin(known).astype(int)
+    return {ONE_SYMBOL_MISSING: int((found == 1).sum()), BOTH_SYMBOLS_MISSING: int((found == 0).sum())}
+
+
 def build_groups(
-    transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig
+    transcripts: pd.DataFrame, paralogs: pd.DataFrame, cfg: SplitsConfig, empty_symbol_rows: int = 0
 ) -> tuple[pd.DataFrame, PairsSummary]:
-    """One row per transcript with its gene (joined across sets), isoform count, homology group and split."""
+    """One row per transcript with its gene (joined across sets), isoform count, homology group and split.
+
+    ``empty_symbol_rows``: rows the paralog reader dropped for a blank symbol, counted in the summary.
+    """
     transcripts = transcripts.assign(gene_id=joined_gene_ids(transcripts))
     genes = transcripts.groupby("gene_id", as_index=False).agg(
         gene_name=("gene_name", "first"), n_isoforms=("transcript_id", "size")
@@ -179,6 +205,7 @@ def build_groups(
         n_homology_groups=int(genes_per_group.size),
         largest_group_genes=int(genes_per_group.max()),
         split_transcripts={k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+        paralog_pairs_dropped={EMPTY_SYMBOL: empty_symbol_rows, **unmatched_pairs(genes["gene_name"], paralogs)},
     )
     return table, summary
 
@@ -186,8 +213,8 @@ def build_groups(
 def run(cfg: Config, paths: Paths) -> PairsSummary:
     """The pairs stage: read the validated transcripts and the paralog file; write the groups table."""
     transcripts = TRANSCRIPTS.validate(pd.read_parquet(paths.transcripts))
-    paralogs = read_paralogs(cfg.data.path(cfg.data.paralogs, paths.data_dir))
-    table, summary = build_groups(transcripts, paralogs, cfg.splits)
+    paralogs, empty_symbol_rows = read_paralog_rows(cfg.data.path(cfg.data.paralogs, paths.data_dir))
+    table, summary = build_groups(transcripts, paralogs, cfg.splits, empty_symbol_rows)
     paths.groups.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(paths.groups, index=False)
     paths.pairs_summary.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,13 @@ a stop codon in the last, in frame across every coding isoform (only
 frame-preserving internal exons are skipped). Paralog families copy a founder
 gene's exon model and sequence with a set divergence and are written as a
 paralog-pairs CSV keyed by gene symbol (the shape of
-``data/hgnc_family_paralog_pairs.csv``). GTF lines follow GENCODE: gene,
+``data/hgnc_family_paralog_pairs.csv``). With :class:`Plant`, function is
+planted by family as in ``tests/model/test_mechanism.py``: each family (a
+paralog family, or a gene of its own) carries a random subset of a small motif
+vocabulary, at the same exon positions in every member, and its label
+(``function_labels.csv``, by gene id) is a fixed linear function of the motifs
+carried plus noise: what isoforms and paralogs share, and a probe should
+recover from a pretrained encoder at any scale. GTF lines follow GENCODE: gene,
 transcript, exon, CDS (phase set, stop codon excluded), start_codon,
 stop_codon, UTR, in transcript order.
 
@@ -73,6 +79,17 @@ class Shape:
     telomere_n: int = 10000  # N run at each contig start
 
 
+@dataclass(frozen=True)
+class Plant:
+    """Function planted by family (see the module docstring); defaults as in the mechanism test."""
+
+    motifs: int = 6
+    motif_length: int = 8
+    share: float = 0.5  # each motif is in a family with this probability
+    copies: int = 3  # copies of each carried motif per gene, at random exon positions of the full-length isoform
+    noise: float = 0.1  # label noise, in units of the label's spread
+
+
 @dataclass
 class _Gene:
     gene_id: str
@@ -94,6 +111,7 @@ class SynthResult:
     n_gtf_rows: int
     genome_length: int
     truth: pd.DataFrame | None  # transcript_id, gene_id, gene_name, seq, cds_start, cds_end, exon_ends, strand
+    labels: Path | None = None  # function_labels.csv (gene_id, gene_name, family, label) with a Plant
 
 
 def _lognormal(rng, median: float, sigma: float, low: int, high: int, size=None) -> np.ndarray:
@@ -266,6 +284,40 @@ def _gtf_lines(gene: _Gene, contig: str, offset: int, minus: bool, tids: list[st
     return out
 
 
+def _plant(rng, plant: Plant, genes: list[_Gene], families: list[list[int]]) -> pd.DataFrame:
+    """Write each family's motifs into its members' blocks (same positions: paralogs share the exon model).
+
+    Motifs go inside exons of the full-length isoform, clear of the start and stop codons; returns
+    gene_id, gene_name, family and label per gene.
+    """
+    motifs = BASES[rng.integers(0, len(BASES), (plant.motifs, plant.motif_length))]
+    weights = rng.normal(size=plant.motifs)
+    family_of = {g: k for k, members in enumerate(families) for g in members}
+    groups = list(families) + [[g] for g in range(len(genes)) if g not in family_of]
+    rows = []
+    for members in groups:
+        founder = genes[members[0]]
+        carried = np.flatnonzero(rng.random(plant.motifs) < plant.share)
+        label = float(weights[carried].sum())
+        spots = _tx_to_block(founder.exons)
+        reserved = {c + k for c in founder.cds or () for k in range(-plant.motif_length + 1, CODON)}
+        for m in carried:
+            for _ in range(plant.copies):
+                at = int(rng.integers(0, max(1, len(spots) - plant.motif_length + 1)))
+                block_at = spots[at : at + plant.motif_length]
+                # Inside one exon (contiguous in the block) and clear of the codons; otherwise skipped.
+                if len(block_at) < plant.motif_length or block_at[-1] - block_at[0] != plant.motif_length - 1:
+                    continue
+                if block_at[0] in reserved:
+                    continue
+                for g in members:
+                    genes[g].block[block_at] = motifs[m]
+        rows += [(genes[g].gene_id, genes[g].name, genes[members[0]].gene_id, label) for g in members]
+    labels = pd.DataFrame(rows, columns=["gene_id", "gene_name", "family", "label"])
+    labels["label"] += plant.noise * labels["label"].std() * rng.normal(size=len(labels))
+    return labels
+
+
 def _write_fasta(path: Path, contigs: dict[str, np.ndarray]) -> None:
     """FASTA with 60-nt lines and its samtools-style .fai beside it."""
     fai, offset = [], 0
@@ -294,6 +346,7 @@ def synth(
     gzip_gtf: bool = False,
     bgzip_genome: bool = False,
     truth: bool = False,
+    plant: Plant | None = None,
 ) -> SynthResult:
     """Write ``annotation.gtf[.gz]``, ``genome.fa[.gz]`` (+ index) and ``paralog_pairs.csv`` under ``out_dir``.
 
@@ -328,6 +381,10 @@ def synth(
         _isoforms(rng, shape, gene)
         genes.append(gene)
         n_tx += len(gene.isoforms)
+    labels = None
+    if plant is not None:
+        # Its own generator, so a planted world has the gene models and layout of the unplanted one.
+        labels = _plant(np.random.default_rng([seed, 1]), plant, genes, families)
 
     contig_names = [f"chr{i + 1}" for i in range(n_contigs)]
     pieces: dict[str, list[np.ndarray]] = {c: [np.full(shape.telomere_n, ord("N"), np.uint8)] for c in contig_names}
@@ -392,6 +449,10 @@ def synth(
     ]
     paralogs = out_dir / "paralog_pairs.csv"
     pd.DataFrame(pairs, columns=["gene_A", "gene_B", "homology_type", "identity_pct"]).to_csv(paralogs, index=False)
+    labels_path = None
+    if labels is not None:
+        labels_path = out_dir / "function_labels.csv"
+        labels.to_csv(labels_path, index=False)
     table = None
     if truth:
         table = pd.DataFrame(
@@ -407,4 +468,5 @@ def synth(
         n_gtf_rows=len(gtf_lines),
         genome_length=sum(len(c) for c in contigs.values()),
         truth=table,
+        labels=labels_path,
     )

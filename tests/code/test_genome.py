@@ -136,10 +136,44 @@ def test_tracks_of_hand_made_transcripts(good, tid, cds_at, splice_at):
     assert (x[:4].sum(axis=0) == 1).all()
 
 
-def test_index_built_beside_a_genome_that_has_none(tmp_path):
-    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME, bgzip=True)
+@pytest.mark.parametrize("bgzip", [True, False], ids=["bgzip_gz", "plain"])
+def test_index_built_in_the_cache_never_beside_the_genome(tmp_path, genome_cache, bgzip):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME, bgzip=bgzip)
     read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "genome-cache") == sorted(["g.gtf", ann.genome])
+    (link,) = (p for p in genome_cache.iterdir() if p.is_symlink())
+    assert link.resolve() == (tmp_path / ann.genome).resolve()
+    expected = [link.name, link.name + ".fai"] + ([link.name + ".gzi"] if bgzip else [])
+    assert cached_files(genome_cache) == sorted(expected)
+
+
+@pytest.mark.parametrize("bgzip", [True, False], ids=["bgzip_gz", "plain"])
+def test_genome_in_a_read_only_folder_is_read_and_left_untouched(tmp_path, genome_cache, bgzip):
+    """Data folders may be read-only (a mounted bucket, a shared reference): the index goes to the cache."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    ann = genome_annotation(folder, GOOD_GTF, GENOME, bgzip=bgzip)
+    before = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)  # as root the folder stays writable: then the listing below is the check
+    try:
+        for _ in range(2):  # built once, then reused
+            transcripts, quarantine = read_annotation(ann, folder, MAX_LENGTH)
+            assert len(transcripts) > 0
+        assert sorted(p.name for p in folder.iterdir()) == before
+    finally:
+        folder.chmod(0o755)
+    assert any(p.name.endswith(".fai") for p in genome_cache.iterdir())
+
+
+def test_a_fresh_index_beside_the_genome_is_used_there(tmp_path, genome_cache):
+    ann = genome_annotation(tmp_path, GOOD_GTF, GENOME, bgzip=True)
+    genome = tmp_path / ann.genome
+    import pyfaidx
+
+    pyfaidx.Faidx(str(genome)).close()  # as a user's samtools/pyfaidx run leaves them
     assert (tmp_path / "g.fa.gz.fai").is_file() and (tmp_path / "g.fa.gz.gzi").is_file()
+    read_annotation(ann, tmp_path, MAX_LENGTH)
+    assert cached_files(genome_cache) == []  # nothing linked or built in the cache
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +277,9 @@ def test_plain_gzip_genome_gives_the_plain_genomes_transcripts(tmp_path, genome_
     pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
     assert quarantine.empty
     key = content_key(folder / name)
-    assert cached_files(genome_cache) == [f"g-{key}.fa", f"g-{key}.fa.fai"]
+    # (the `good` fixture's plain genome is linked into the same cache)
+    assert [f for f in cached_files(genome_cache) if key in f] == [f"g-{key}.fa", f"g-{key}.fa.fai"]
+    assert not (genome_cache / f"g-{key}.fa").is_symlink()  # decompressed, not linked
     assert sorted(p.name for p in folder.iterdir()) == sorted(["g.gtf", name])  # nothing written beside the genome
 
 
@@ -255,9 +291,11 @@ def test_bgzip_genome_not_named_gz_is_read_as_bgzip(tmp_path, genome_cache, good
     ann = ann.model_copy(update={"genome": "g.fa"})
     transcripts, _ = read_annotation(ann, folder, MAX_LENGTH)
     pd.testing.assert_frame_equal(transcripts.set_index("transcript_id"), good[0])
-    (link,) = genome_cache.glob("g-*.fa.gz")
-    assert link.is_symlink() and link.resolve() == (folder / "g.fa").resolve()  # linked, not copied
-    assert cached_files(genome_cache) == [link.name, link.name + ".fai", link.name + ".gzi"]
+    # (the `good` fixture's genome is linked into the same cache)
+    (link,) = (p for p in genome_cache.glob("g-*.fa.gz") if p.resolve() == (folder / "g.fa").resolve())
+    assert link.is_symlink()  # linked, not copied
+    mine = [f for f in cached_files(genome_cache) if f.startswith(link.name)]
+    assert mine == [link.name, link.name + ".fai", link.name + ".gzi"]
 
 
 @pytest.mark.parametrize(
@@ -332,8 +370,11 @@ def test_an_unwritable_cache_is_named_with_the_way_out(tmp_path, monkeypatch):
 
 
 def test_genome_shorter_than_its_index_stops_the_run(tmp_path):
+    import pyfaidx
+
     ann = genome_annotation(tmp_path, GOOD_GTF, GENOME)
-    read_annotation(ann, tmp_path, MAX_LENGTH)  # builds g.fa.fai
+    pyfaidx.Faidx(str(tmp_path / "g.fa")).close()  # the user's own g.fa.fai, beside the genome
+    read_annotation(ann, tmp_path, MAX_LENGTH)
     fai = tmp_path / "g.fa.fai"
     text = fai.read_text()
     (tmp_path / "g.fa").write_text(fasta_text({**GENOME, "chrS": CHR_S[:9]}))

@@ -94,3 +94,54 @@ def test_a_symbol_of_one_ensembl_gene_joins_it():
     groups, summary = build_groups(table, pd.DataFrame({"gene_A": [], "gene_B": []}), SplitsConfig())
     assert set(groups["gene_id"]) == {"ENSG00000000001"} and groups["n_isoforms"].tolist() == [3, 3, 3]
     assert summary.n_genes_in_several_sets == 1
+
+
+def test_dropped_paralog_pairs_are_counted_per_reason():
+    rows = [(f"t{g}", f"g{g}", f"S{g}") for g in range(6)] + [("t6", "g6", None)]
+    paralogs = pd.DataFrame(
+        {"gene_A": ["S0", "S1", "X1", "X2", "S3", "X3"], "gene_B": ["S1", "X9", "S2", "X4", "S4", "X3"]}
+    )
+    _, summary = build_groups(_transcripts(rows), paralogs, SplitsConfig(), empty_symbol_rows=2)
+    assert summary.n_paralog_edges == 2  # S0~S1, S3~S4
+    assert summary.paralog_pairs_dropped == {
+        "empty_symbol": 2,
+        "one_symbol_not_in_annotation": 2,  # S1~X9, X1~S2
+        "both_symbols_not_in_annotation": 2,  # X2~X4, X3~X3
+    }
+
+
+def test_pairs_stage_counts_every_paralog_row_in_pairs_json(tmp_path):
+    import json
+
+    from isoclr import stage
+    from isoclr.artifacts import Paths
+    from tests.helpers import synthetic_annotation, tiny_config
+
+    transcripts, _ = synthetic_annotation()  # genes GENE0..GENE9
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pairs.csv").write_text(
+        "gene_A,gene_B\nGENE0,GENE1\nGENE2,GENE3\nGENE1,NOTHERE\nGONE1,GONE2\n,GENE4\nGENE5,\nGENE6,GENE7\n"
+    )
+    table = tmp_path / "transcripts.parquet"
+    transcripts.to_parquet(table)
+    cfg = tiny_config()
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"paralogs": "pairs.csv"})})
+    paths = Paths.under(tmp_path / "out", data_dir=data).replace(transcripts=table)
+    result = stage.run("pairs", cfg, paths)
+    written = json.loads(paths.pairs_summary.read_text())
+    dropped = {"empty_symbol": 2, "one_symbol_not_in_annotation": 1, "both_symbols_not_in_annotation": 1}
+    assert written["paralog_pairs_dropped"] == dropped
+    assert written["n_paralog_edges"] == 3
+    assert written["n_paralog_edges"] + sum(dropped.values()) == 7  # every row of the file accounted for
+    assert '"one_symbol_not_in_annotation": 1' in result.summary()
+
+
+def test_read_paralog_rows_counts_blank_symbols(tmp_path):
+    from isoclr.pairs import read_paralog_rows
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("gene_A,gene_B\nA,B\n,C\nD,\nE,F\n")
+    pairs, blank = read_paralog_rows(path)
+    assert pairs.values.tolist() == [["A", "B"], ["E", "F"]]
+    assert blank == 2

@@ -87,3 +87,30 @@ def test_synth_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "transcripts" in result.output
     assert pd.read_csv(tmp_path / "s" / "genome.fa.fai", sep="\t", header=None).shape[0] == 4
+
+
+def test_planted_function_is_shared_by_family_and_leaves_gene_models_alone(tmp_path):
+    """--plant: the same GTF as the unplanted world, codons intact, one label per gene, equal within a family
+    (noise 0), family members with the same exon model."""
+    from isoclr.synth import Plant
+
+    plain = synth(tmp_path / "plain", 400, seed=5)
+    planted = synth(tmp_path / "planted", 400, seed=5, plant=Plant(noise=0.0), truth=True)
+    assert planted.gtf.read_bytes() == plain.gtf.read_bytes()
+    assert planted.genome.read_bytes() != plain.genome.read_bytes()
+    labels = pd.read_csv(planted.labels)
+    assert labels["gene_id"].is_unique and len(labels) == planted.n_genes
+    assert (labels.groupby("family")["label"].nunique() == 1).all()
+    assert labels["family"].nunique() < len(labels)  # some families have several genes
+    assert labels["label"].nunique() > 4
+    truth = planted.truth
+    coding = truth.dropna(subset=["cds_start"])
+    for seq, a, b in zip(coding.seq, coding.cds_start, coding.cds_end, strict=True):
+        assert seq[a : a + 3] == "ATG" and seq[b - 3 : b] in STOPS
+    # Paralogs share the founder's exon model, so the motifs go to the same places of each member's longest isoform.
+    longest = truth.assign(n=truth.seq.str.len()).sort_values("n").drop_duplicates("gene_id", keep="last")
+    longest = longest.merge(labels, on="gene_id")
+    family = longest[longest.duplicated("family", keep=False)].groupby("family")["seq"].agg(list)
+    assert len(family) > 0
+    for seqs in family:
+        assert all(len(s) == len(seqs[0]) for s in seqs)  # same exon model

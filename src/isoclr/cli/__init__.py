@@ -122,6 +122,9 @@ def synth(
     contigs: Annotated[int, typer.Option(min=1, help="Number of contigs in the genome.")] = 4,
     gzip_gtf: Annotated[bool, typer.Option("--gzip-gtf", help="Write annotation.gtf.gz.")] = False,
     bgzip_genome: Annotated[bool, typer.Option("--bgzip-genome", help="Write a bgzip genome.fa.gz.")] = False,
+    plant: Annotated[
+        bool, typer.Option("--plant", help="Plant function by family: motifs + function_labels.csv (by gene id).")
+    ] = False,
 ) -> None:
     """Write a generated annotation of realistic shape, for benchmarks and tests.
 
@@ -129,12 +132,22 @@ def synth(
     with start/stop codons in frame, paralog families (paralog_pairs.csv keyed by
     gene symbol) and a genome FASTA. Use it as a `gtf_genome_fasta` annotation set.
     """
+    from isoclr.synth import Plant
     from isoclr.synth import synth as run
 
-    result = run(out_dir, transcripts, seed=seed, n_contigs=contigs, gzip_gtf=gzip_gtf, bgzip_genome=bgzip_genome)
+    result = run(
+        out_dir,
+        transcripts,
+        seed=seed,
+        n_contigs=contigs,
+        gzip_gtf=gzip_gtf,
+        bgzip_genome=bgzip_genome,
+        plant=Plant() if plant else None,
+    )
     typer.echo(
         f"{result.n_genes} genes, {result.n_transcripts} transcripts, {result.n_gtf_rows} GTF rows -> {result.gtf}; "
         f"{result.genome_length:,} nt -> {result.genome}; paralog pairs -> {result.paralogs}"
+        + (f"; planted labels -> {result.labels}" if result.labels else "")
     )
 
 

@@ -1,10 +1,11 @@
 """Spliced transcript sequences from an indexed genome FASTA (plain or bgzip).
 
-The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip, built beside
-the genome when absent). A genome as Ensembl and GENCODE publish it, plain gzip, cannot be indexed:
-it is decompressed once into the genome cache (:func:`indexable`) and read from there; so is a bgzip
-file whose name does not end in ``.gz`` (linked there under a name pyfaidx reads as bgzip). The format
-is told from the bytes, not the name. Exons are copied by one compiled loop (numba) straight
+The index comes from pyfaidx (``.fai``, and ``.gzi`` for bgzip). An index already beside the genome,
+not older than it, is read there; otherwise the index is built in the genome cache (:func:`indexable`),
+never beside the user's file (data folders may be read-only or DVC-tracked): the genome is linked there
+and indexed under the link. A genome as Ensembl and GENCODE publish it, plain gzip, cannot be indexed:
+it is decompressed once into the genome cache and read from there. The format is told from the bytes,
+not the name. Exons are copied by one compiled loop (numba) straight
 into the output, on every core: from the memory-mapped file when it is
 uncompressed, so only exonic bytes are read, else from each contig read whole
 through pyfaidx (per-transcript random access is ~4x slower). A
@@ -138,24 +139,36 @@ def _decompressed_copy(path: Path, final: Path) -> None:
         tmp_index.unlink(missing_ok=True)
 
 
+def indexed_beside(path: Path, kind: str) -> bool:
+    """Whether ``path`` carries its own index beside it (``.fai``, and ``.gzi`` for bgzip), not older than it:
+    then pyfaidx reads it there and writes nothing."""
+    try:
+        mtime = path.stat().st_mtime
+        names = (".fai", ".gzi") if kind == BGZIP else (".fai",)
+        return all(Path(f"{path}{n}").stat().st_mtime >= mtime for n in names)
+    except OSError:
+        return False
+
+
 def indexable(path: Path, cache: Path | None = None) -> Path:
     """The file pyfaidx should index for genome ``path``: the genome itself when it is plain, or bgzip named
-    ``.gz``/``.bgz``; else a file in the genome cache (``cache``, default :func:`cache_dir`), made once per
-    content (:func:`content_key`) and reused: a bgzip file under another name is linked there as ``.fa.gz``
-    (its ``.gzi`` and ``.fai`` are written there too), a plain one named ``.gz`` linked as ``.fa``, a plain gzip
-    one decompressed there (with its ``.fai``)."""
+    ``.gz``/``.bgz``, and its index is already beside it (:func:`indexed_beside`); else a file in the genome
+    cache (``cache``, default :func:`cache_dir`), made once per content (:func:`content_key`) and reused: a
+    link to a plain or bgzip genome, named ``.fa`` or ``.fa.gz`` as its bytes say (its ``.fai``, and ``.gzi``,
+    are written beside the link), a plain gzip one decompressed there (with its ``.fai``). Nothing is ever
+    written beside ``path``."""
     path = Path(path)
     try:
         kind = compression(path)
     except OSError as err:
         raise GenomeError(f"{path}: cannot be read ({err})") from err
     named_gz = path.name.lower().endswith((".gz", ".bgz"))
-    if (kind == BGZIP) == named_gz and kind != GZIP:  # plain under a plain name, bgzip under a .gz one
+    if (kind == BGZIP) == named_gz and kind != GZIP and indexed_beside(path, kind):
         return path
     folder = Path(cache) if cache is not None else cache_dir()
     stem = path.name.split(".", 1)[0] or "genome"
-    # bgzip under another name, or plain under a .gz one: the file itself, renamed by a link (keyed by its path
-    # too: a link reads whatever the file holds now, and pyfaidx rebuilds an index older than the file).
+    # Plain or bgzip: the file itself, named by a link as its bytes say (keyed by its path too: a link reads
+    # whatever the file holds now, and pyfaidx rebuilds an index older than the file).
     link = kind != GZIP
     key = content_key(path)
     if link:

@@ -6,7 +6,8 @@ Formats (``isoclr.config.Annotation.format``):
 - ``gtf_transcript_fasta``: a GTF (exon, CDS, stop_codon features, :mod:`isoclr.ingest.gtf`) plus
   the spliced transcript sequences, FASTA ids = transcript_id.
 - ``gtf_genome_fasta``: a GTF plus the genome FASTA (plain or bgzip, indexed with ``.fai``/``.gzi``,
-  built beside it when absent; plain gzip, as Ensembl and GENCODE publish it, is decompressed once into
+  read beside it when there and fresh, else built in the genome cache, never beside it; plain gzip, as
+  Ensembl and GENCODE publish it, is decompressed once into
   the genome cache, ``$ISOCLR_GENOME_CACHE`` or ``~/.cache/isoclr/genomes``): exons are spliced from the
   genome (:mod:`isoclr.ingest.genome`), minus strand reverse-complemented.
 - ``sequence_table``: a TSV/CSV/parquet of id, gene and mature sequence (optional CDS columns),
