@@ -86,6 +86,10 @@ def params_for(data: Path, out: Path, steps: int, probe_rows: int) -> dict:
         "paralogs": "paralog_pairs.csv",
     }
     params["train"]["steps"] = steps
+    from isoclr.config import Config
+
+    if "finetune" in Config.model_fields:  # it names regression tasks of probe.tasks: the planted one is the only one
+        params.setdefault("finetune", {})["tasks"] = [TASK]
     params["probe"]["compare_champion"] = False
     params["probe"]["tasks"] = [
         {
