@@ -31,7 +31,7 @@ class FinetuneConfig(Strict):
     head_hidden: int = Field(64, gt=0)  # the head: Linear(out_dim, head_hidden), GELU, Linear(head_hidden, 1)
     # Rows per task at most (a fixed subsample, besides the task's own max_rows); "all" for no cap. A word, not
     # null: Config.to_dict() drops nulls (kfp takes none), which would bring back the default.
-    max_rows: PositiveInt | Literal["all"] = 1000
+    max_rows: PositiveInt | Literal["all"] = 300
     min_train_rows: int = Field(20, ge=2)  # a fraction leaving fewer train rows is skipped and reported
     max_length: int = Field(1024, gt=0)  # longer transcripts keep their 3' end (3'UTR, stop codon) only
     cpu_threads: PositiveInt | Literal["auto"] = 1  # torch threads on CPU while fine-tuning ("auto": torch's)
