@@ -219,7 +219,29 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
     with gzip.open(data / "siegel2022_3utr_stability.tsv.gz", "wt") as fh:
         fh.write("\n".join(stab) + "\n")
     write_go_tables(data / "go_human", n_genes)
+    # Localisation labels in the shipped formats: RNAlight by transcript (one conflicting), DM3Loc by gene.
+    (data / "rnalight").mkdir()
+    location = np.where(transcripts["seq"].str.count("A") / transcripts["length"] > 0.2, "nucleus", "cytoplasm")
+    location[0] = "conflicting"
+    pd.DataFrame(
+        {
+            "ensembl_transcript_id": transcripts["transcript_id"],
+            "symbol": transcripts["gene_name"],
+            "location": location,
+        }
+    ).assign(sources="synthetic:1").to_csv(
+        data / "rnalight" / "rnalight_nucleus_cytoplasm.tsv.gz", sep="\t", index=False
+    )
+    (data / "dm3loc").mkdir()
+    compartments = pd.DataFrame(
+        {c: (np.arange(len(at)) % (k + 2) == 0).astype(int) for k, c in enumerate(DM3LOC_LABELS)}, index=at.index
+    )
+    compartments.insert(0, "ensembl_gene_id", hl["ensembl_gene_id"])
+    compartments.to_csv(data / "dm3loc" / "dm3loc_localisation.tsv.gz", sep="\t", index=False)
     return root / "t.parquet", root / "g.parquet"
+
+
+DM3LOC_LABELS = ("Nucleus", "Cytosol", "Ribosome", "Membrane", "ER")
 
 
 # A 7-term molecular-function ontology: root R; level 1 A, B; level 2 C, D (is_a A), E, F (is_a B).

@@ -40,7 +40,7 @@ def test_probe_stage_end_to_end(tmp_path):
     from isoclr.registry import register, set_champion
 
     params = tiny_params()
-    params["probe"]["tasks"][2]["max_rows"] = 60
+    next(t for t in params["probe"]["tasks"] if t["name"] == "utr3_stability")["max_rows"] = 60
     params["probe"]["seeds"] = 3
     params["probe"]["min_train_rows"] = 5  # the tiny tasks then have a 0.1 point too
     params["registry"] = {"uri": f"file://{tmp_path / 'registry'}"}
@@ -53,7 +53,7 @@ def test_probe_stage_end_to_end(tmp_path):
     result = stage.run("probe", cfg, paths, tracks=False)  # the champion: the registry's, read now
     out, metrics = paths.probe, result.metrics
 
-    assert set(metrics) == {"halflife", "mrl", "utr3_stability", "coding", "go_mf"}
+    assert set(metrics) == {"halflife", "localisation", "mrl", "utr3_stability", "coding", "go_mf", "dm3loc"}
     models = {"isoclr", "reconstruction", "random_init", "kmer", "champion"}
     paired = {
         "isoclr_minus_reconstruction",
@@ -63,7 +63,7 @@ def test_probe_stage_end_to_end(tmp_path):
     }
     for task, entries in metrics.items():
         assert set(entries) == models | paired
-        metric = "auroc" if task in ("coding", "go_mf") else "pearson_r"
+        metric = "auroc" if task in ("localisation", "coding", "go_mf", "dm3loc") else "pearson_r"
         for name in models:
             assert {metric, f"{metric}_ci95", "n", "n_train", "n_test", "seeds"} <= set(entries[name])
             assert entries[name]["seeds"] == 3
@@ -87,10 +87,12 @@ def test_probe_stage_end_to_end(tmp_path):
     assert result.champion == version and result.champion_error is None
     assert result.task_types == {
         "halflife": "regression",
+        "localisation": "classification",
         "mrl": "regression",
         "utr3_stability": "regression",
         "coding": "classification",
         "go_mf": "multilabel",
+        "dm3loc": "multilabel",
     }
     # GO: the four level-2 terms of the synthetic ontology (tests.helpers.write_go_tables), one row per gene
     go_terms = [GO_SYNTH[k] for k in "CDEF"]
@@ -124,7 +126,7 @@ def test_probe_stage_end_to_end(tmp_path):
     section = summary.split("## Contrastive vs reconstruction")[1].split("\n## ")[0]
     for task, entries in metrics.items():  # one row per task: the primary metric's paired difference and a verdict
         (row,) = [line for line in section.splitlines() if line.startswith(f"| {task} ")]
-        metric = "auroc" if task == "coding" else "pearson_r"
+        metric = "pearson_r" if result.task_types[task] == "regression" else "auroc"
         assert f"{entries['isoclr_minus_reconstruction'][metric]:+.3f}" in row
         assert row.rstrip(" |").endswith(("beats", "loses", "within noise"))
     assert result.table == summary and result.summary().startswith(summary)
@@ -215,6 +217,7 @@ def test_the_champion_version_passed_in_is_probed_and_the_registry_pointer_is_no
     params = tiny_params()
     params["probe"]["tasks"] = [t for t in params["probe"]["tasks"] if t["name"] in ("mrl", "coding")]
     params["gate"]["rules"] = [r for r in params["gate"]["rules"] if r["task"] == "mrl"]
+    params["finetune"]["tasks"] = ["mrl"]
     params["registry"] = {"uri": f"file://{tmp_path / 'registry'}"}
     cfg = Config.model_validate(params)
     t_path, g_path = synthetic_inputs(tmp_path)

@@ -23,7 +23,7 @@ from isoclr.metrics import StageRun
 from isoclr.models import ReconstructionHead, ReconstructionModel, build_model
 from isoclr.reconstruct import reconstruction_config
 from isoclr.sampling import PairSampler
-from isoclr.schemas import GROUPS, TRANSCRIPTS
+from isoclr.schemas import GROUPS, TRANSCRIPTS, with_cds_source
 from isoclr.train import ACCURACY, train_loop
 from tests.helpers import synthetic_annotation, tiny_config, train_paths, write_tables
 
@@ -116,7 +116,7 @@ def planted_world(kind: str, n_genes: int = 12, seed: int = 0) -> pd.DataFrame:
                     split="train",
                 )
             )
-    transcripts = TRANSCRIPTS.validate(pd.DataFrame(transcripts))
+    transcripts = TRANSCRIPTS.validate(with_cds_source(pd.DataFrame(transcripts)))
     groups = GROUPS.validate(pd.DataFrame(groups))
     return transcripts.drop(columns=["gene_id", "gene_name"]).merge(groups)
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from isoclr.config import Config
+from isoclr.schemas import with_cds_source
 from tests.conftest import tiny_params
 
 BASES = np.array(list("ACGT"))
@@ -114,7 +115,7 @@ def planted_families(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     transcripts["label"] += NOISE * transcripts["label"].std() * rng.normal(size=len(transcripts))
     for column in ("cds_start", "cds_end"):
         transcripts[column] = transcripts[column].astype("Int64")
-    return transcripts, pd.DataFrame(groups)
+    return with_cds_source(transcripts), pd.DataFrame(groups)
 
 
 def mechanism_config() -> Config:
