@@ -21,11 +21,13 @@ from isoclr.cli import pipeline as pipeline_commands
 from isoclr.cli import registry as registry_commands
 from isoclr.cli.common import (
     DEFAULT,
+    CheckpointDir,
     DataDir,
     Groups,
     ModelDir,
     NoTracks,
     Params,
+    Resume,
     Tracks,
     Transcripts,
     fail,
@@ -190,13 +192,8 @@ def train(
     metrics: Annotated[
         Path, typer.Option(help="Output: run summary (JSON): losses, seconds, parameters.")
     ] = DEFAULT.train_summary,
-    checkpoint_dir: Annotated[
-        Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
-    ] = DEFAULT.checkpoints,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one."),
-    ] = False,
+    checkpoint_dir: CheckpointDir = DEFAULT.checkpoints,
+    resume: Resume = False,
     tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
 ) -> None:
@@ -272,13 +269,8 @@ def reconstruct(
     metrics: Annotated[
         Path, typer.Option(help="Output: run summary (JSON): losses, masked accuracy, seconds.")
     ] = DEFAULT.reconstruction_summary,
-    checkpoint_dir: Annotated[
-        Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
-    ] = DEFAULT.reconstruction_checkpoints,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one."),
-    ] = False,
+    checkpoint_dir: CheckpointDir = DEFAULT.reconstruction_checkpoints,
+    resume: Resume = False,
     tracks: Tracks = DEFAULT.tracks,
     no_tracks: NoTracks = False,
 ) -> None:

@@ -24,6 +24,13 @@ Transcripts = Annotated[Path, typer.Option(help="Input: validated transcripts ta
 Groups = Annotated[Path, typer.Option(help="Input: groups table from `isoclr pairs`.")]
 ModelDir = Annotated[Path, typer.Option(help="Input: trained model folder.")]
 Tracks = Annotated[Path, typer.Option(help="Input: the track store from `isoclr encode`.")]
+# train and reconstruct share the resumable-checkpoint options (their defaults differ).
+CheckpointDir = Annotated[
+    Path, typer.Option(help="Output: resumable checkpoint (last.pt) every train.checkpoint_every steps.")
+]
+Resume = Annotated[
+    bool, typer.Option("--resume/--no-resume", help="Continue from the checkpoint in --checkpoint-dir if there is one.")
+]
 NoTracks = Annotated[
     bool, typer.Option("--no-tracks", help="Encode from the transcripts table instead of the track store.")
 ]
