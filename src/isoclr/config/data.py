@@ -65,10 +65,28 @@ class Annotation(Strict):
         return [f for f in (self.gtf, self.genome, self.fasta, self.table, self.gene_map) if f]
 
 
+class OrthologTable(Strict):
+    """Gene pairs across species (Ensembl Compara style, e.g. human-mouse one-to-one orthologs).
+
+    Each value names a gene by Ensembl gene id (versioned or not), by the annotation's own gene id, or by
+    symbol; a pair must link genes of two different species. Without a header row the columns are given by
+    0-based position (``columns: {gene_a: 0, gene_b: 1}``).
+    """
+
+    table: str  # TSV / CSV, plain or gzip (told by its first bytes)
+    sep: str = "\t"
+    header: bool = True
+    columns: dict[Literal["gene_a", "gene_b"], str | int] = {"gene_a": "gene_A", "gene_b": "gene_B"}
+
+
 class DataConfig(Strict):
     dir: str = "data"
     annotations: list[Annotation] = Field(min_length=1)
+    # Gene pairs within a species (columns gene_A, gene_B): symbols or gene ids (Ensembl, versioned or not).
     paralogs: str
+    # Gene pairs across species: ortholog positives (train.ortholog_share) that also join homology groups, so
+    # no family is split across train/val/test in any species. None: single-species training.
+    orthologs: OrthologTable | None = None
     # Folder under ``dir`` with the GO tables (isoclr.go_terms): GO probe tasks and the latent-space maps
     # read it. None: no GO labels.
     go: str | None = None

@@ -33,8 +33,10 @@ MODEL_PRESETS: dict[str, dict] = {
 
 
 # Orthrus's Mamba sizes, selected with ``model.mamba.size``: d_model 256 x 3 layers, and 512 x 4
-# (x 6 with ``n_layers: 6``).
+# (x 6 with ``n_layers: 6``). mamba_tiny (64 x 2, ~0.12M parameters) is sized like the default CNN
+# (~0.22M) for CPU runs on the sample; it is not an Orthrus size.
 MAMBA_PRESETS: dict[str, dict] = {
+    "mamba_tiny": {"d_model": 64, "n_layers": 2},
     "mamba_small": {"d_model": 256, "n_layers": 3},
     "mamba_base": {"d_model": 512, "n_layers": 4},
 }
@@ -43,7 +45,7 @@ MAMBA_PRESETS: dict[str, dict] = {
 class MambaConfig(Strict):
     """The Mamba (selective state-space) encoder of ``model.arch: mamba`` (isoclr.mamba)."""
 
-    size: Literal["mamba_small", "mamba_base"] | None = None  # preset: fills d_model / n_layers not given
+    size: Literal["mamba_tiny", "mamba_small", "mamba_base"] | None = None  # preset: fills d_model / n_layers not given
     d_model: int = Field(256, gt=0)
     n_layers: int = Field(3, gt=0)
     d_state: int = Field(16, gt=0)

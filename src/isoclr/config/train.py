@@ -8,6 +8,10 @@ from pydantic import Field, model_validator
 
 from isoclr.config.base import Strict
 
+# Kinds of positive pair, by how the second view relates to the first (isoclr.sampling).
+PairType = Literal["self", "isoform", "paralog", "ortholog"]
+PAIR_TYPES: tuple[str, ...] = ("self", "isoform", "paralog", "ortholog")
+
 # train.compile: the most padded lengths (each one a compile) a run may meet.
 MAX_COMPILED_LENGTHS = 8
 
@@ -33,6 +37,14 @@ class TrainConfig(Strict):
     positive_weight: bool = False  # weight each pair by log(n_isoforms + 0.4) / 0.802 of its gene
     mask_prob: float = Field(0.15, ge=0, lt=1)
     paralog_share: float = Field(0.2, ge=0, le=1)
+    # Share of pairs whose second view is an ortholog's transcript, for genes that have an ortholog (Orthrus: 0.5);
+    # the rest fall back to paralog_share, then another isoform, then the transcript itself.
+    ortholog_share: float = Field(0.5, ge=0, le=1)
+    # Loss weight of each pair by its type (isoclr.sampling.PAIR_TYPES), times positive_weight when that is on.
+    pair_weights: dict[PairType, float] = Field(default_factory=lambda: dict.fromkeys(PAIR_TYPES, 1.0))
+    # Probability that an ortholog pair whose transcripts both have a CDS has its second view rebuilt as the first
+    # transcript's UTRs around the partner's CDS (Orthrus's UTR/CDS swap); 0 = off.
+    utr_cds_swap: float = Field(0.0, ge=0, le=1)
     max_length: int = Field(2048, gt=0)
     bucket_batches: int = Field(1, ge=1)  # batches drawn at once and sorted by length; 1 = no bucketing
     pad_multiple: int = Field(1, ge=1)  # round each batch's padded length up (fewer shapes for compile/cuDNN)
@@ -48,6 +60,15 @@ class TrainConfig(Strict):
         """How many padded batch lengths training can meet: views are at most ``max_length``, rounded up
         to a multiple of ``pad_multiple``."""
         return -(-self.max_length // self.pad_multiple)
+
+    @model_validator(mode="after")
+    def _weights_for_every_pair_type(self) -> TrainConfig:
+        missing = [t for t in PAIR_TYPES if t not in self.pair_weights]
+        if missing or any(w < 0 for w in self.pair_weights.values()):
+            raise ValueError(
+                f"train.pair_weights needs a weight >= 0 for each of {list(PAIR_TYPES)} (missing: {missing})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _masks_to_reconstruct(self) -> TrainConfig:
