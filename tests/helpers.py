@@ -190,6 +190,8 @@ def synthetic_inputs(root: Path, n_genes: int = 48) -> tuple[Path, Path]:
                     "n_isoforms": 1 + g % 2,
                     "homology_group": f"H{g // 2}",
                     "split": "train",
+                    "species": "homo_sapiens",
+                    "orthologs": [],
                 }
             )
     transcripts = with_cds_source(pd.DataFrame(rows))
@@ -358,6 +360,8 @@ def synthetic_annotation(seed: int = 0, n_genes: int = 10) -> tuple[pd.DataFrame
                     "n_isoforms": n_isoforms,
                     "homology_group": f"hg{min(g, 2 * (g // 2)) if g < 4 else g}",
                     "split": "test" if g == 9 else "train",
+                    "species": "homo_sapiens",
+                    "orthologs": [],
                 }
             )
     return TRANSCRIPTS.validate(with_cds_source(pd.DataFrame(transcripts))), GROUPS.validate(pd.DataFrame(groups))

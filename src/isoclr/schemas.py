@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
@@ -140,14 +141,54 @@ QUARANTINE = pa.DataFrameSchema(
     name="quarantine",
 )
 
+
+def _ortholog_partners(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (row of ``df``, ortholog partner), indexed by the row, with the partner's gene_id, species and
+    homology_group where the partner is a gene of the table (null otherwise)."""
+    pairs = df[["species", "homology_group", "orthologs"]].explode("orthologs").dropna(subset=["orthologs"])
+    genes = df.drop_duplicates("gene_id").set_index("gene_id")[["species", "homology_group"]]
+    found = genes.reindex(pairs["orthologs"].astype(str).to_numpy()).set_axis(pairs.index).add_suffix("_partner")
+    return pd.concat([pairs, found], axis=1)
+
+
+def _per_row(df: pd.DataFrame, ok: pd.Series) -> pd.Series:
+    """Per row of ``df``: every one of its partners passes (``ok`` indexed by row, one entry per partner)."""
+    return ok.groupby(level=0).all().reindex(df.index, fill_value=True)
+
+
+def _partners_are_genes(df: pd.DataFrame) -> pd.Series:
+    pairs = _ortholog_partners(df)
+    is_str = pairs["orthologs"].map(lambda p: isinstance(p, str))
+    return _per_row(df, is_str & pairs["species_partner"].notna())
+
+
+def _partners_of_other_species(df: pd.DataFrame) -> pd.Series:
+    pairs = _ortholog_partners(df)
+    return _per_row(df, pairs["species_partner"] != pairs["species"])
+
+
+def _partners_share_group(df: pd.DataFrame) -> pd.Series:
+    pairs = _ortholog_partners(df)
+    return _per_row(df, pairs["homology_group_partner"] == pairs["homology_group"])
+
+
+def _lists(values: pd.Series) -> pd.Series:
+    """Per row: a list (or, read back from parquet, a numpy array)."""
+    return values.map(lambda v: isinstance(v, list | np.ndarray))
+
+
+# The groups table (isoclr.pairs): one row per transcript. ``orthologs`` lists the joined gene ids of the row's
+# gene's direct ortholog partners (sorted; empty without an ortholog table), read back as numpy arrays.
 GROUPS = pa.DataFrameSchema(
     {
         "transcript_id": pa.Column(str, unique=True),
         "gene_id": pa.Column(str),
         "gene_name": pa.Column(str, nullable=True),
+        "species": pa.Column(str),
         "n_isoforms": pa.Column(int, pa.Check.ge(1)),
         "homology_group": pa.Column(str),
         "split": pa.Column(str, pa.Check.isin(SPLITS)),
+        "orthologs": pa.Column(object, pa.Check(_lists, error="orthologs is a list per row")),
     },
     checks=[
         pa.Check(
@@ -158,10 +199,26 @@ GROUPS = pa.DataFrameSchema(
             lambda df: df.groupby("gene_id")["homology_group"].nunique() == 1,
             error="all isoforms of a gene share a homology group",
         ),
+        pa.Check(lambda df: df.groupby("gene_id")["species"].nunique() == 1, error="a gene is of one species"),
+        pa.Check(_partners_are_genes, error="every ortholog partner is a str gene_id of this table"),
+        pa.Check(_partners_of_other_species, error="every ortholog partner is a gene of another species"),
+        pa.Check(_partners_share_group, error="ortholog partners share the row's homology_group"),
     ],
     strict=True,
     coerce=True,
     name="groups",
+)
+GROUPS_ARROW = pyarrow.schema(
+    [
+        ("transcript_id", pyarrow.string()),
+        ("gene_id", pyarrow.string()),
+        ("gene_name", pyarrow.string()),
+        ("species", pyarrow.string()),
+        ("n_isoforms", pyarrow.int64()),
+        ("homology_group", pyarrow.string()),
+        ("split", pyarrow.string()),
+        ("orthologs", pyarrow.list_(pyarrow.string())),
+    ]
 )
 
 # --------------------------------------------------------------------------- probe (isoclr.probe)

@@ -183,7 +183,7 @@ def test_dvc_stages_list_the_data_files_params_yaml_names():
     cfg = load(ROOT / "params.yaml")
     named = {
         "validate": {f for a in cfg.data.annotations for f in a.files()},
-        "pairs": {cfg.data.paralogs},
+        "pairs": {cfg.data.paralogs} | ({cfg.data.orthologs.table} if cfg.data.orthologs else set()),
         "probe": {t.file for t in cfg.probe.tasks if t.file}
         | ({cfg.data.go} if any(t.source == "go" for t in cfg.probe.tasks) else set()),
         "finetune": {t.file for t in cfg.probe.tasks if t.file and t.name in cfg.finetune.tasks},

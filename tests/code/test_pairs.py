@@ -4,30 +4,34 @@ import pytest
 from isoclr.config import SplitsConfig
 from isoclr.pairs import build_groups, homology_groups, read_paralogs
 
+NO_EDGES = pd.DataFrame({"gene_a": [], "gene_b": []}, dtype=str)
+
 
 def _transcripts(rows):
-    return pd.DataFrame(rows, columns=["transcript_id", "gene_id", "gene_name"])
+    return pd.DataFrame(rows, columns=["transcript_id", "gene_id", "gene_name"]).assign(species="homo_sapiens")
 
 
 def test_paralog_pairs_are_closed_transitively():
-    genes = pd.DataFrame({"gene_id": ["g1", "g2", "g3", "g4"], "gene_name": ["A", "B", "C", "D"]})
+    rows = [("t1", "g1", "A"), ("t2", "g2", "B"), ("t3", "g3", "C"), ("t4", "g4", "D")]
     paralogs = pd.DataFrame({"gene_A": ["A", "B", "X"], "gene_B": ["B", "C", "D"]})
-    labels, used = homology_groups(genes, paralogs)
-    assert labels[0] == labels[1] == labels[2]  # A~B, B~C
-    assert labels[3] != labels[0]  # X is not in the annotation, so D stays alone
-    assert used == 2
+    table, summary = build_groups(_transcripts(rows), paralogs, SplitsConfig())
+    labels = table.set_index("gene_id")["homology_group"]
+    assert labels["g1"] == labels["g2"] == labels["g3"]  # A~B, B~C
+    assert labels["g4"] != labels["g1"]  # X is not in the annotation, so D stays alone
+    assert summary.n_paralog_edges == 2
 
 
 def test_genes_without_symbol_stay_alone_and_labels_are_stable():
-    genes = pd.DataFrame({"gene_id": ["XLOC_2", "XLOC_1"], "gene_name": [None, None]})
-    labels, used = homology_groups(genes, pd.DataFrame({"gene_A": [], "gene_B": []}))
-    assert used == 0
+    genes = pd.DataFrame({"gene_id": ["XLOC_2", "XLOC_1"], "gene_name": [None, None], "species": "homo_sapiens"})
+    labels = homology_groups(genes, NO_EDGES)
     assert labels.sort_index().tolist() == ["hg000001", "hg000000"]  # numbered in gene-id order
 
 
 def test_one_symbol_on_two_gene_ids_joins_one_group():
-    genes = pd.DataFrame({"gene_id": ["ENSG1", "ENSG1_PAR_Y"], "gene_name": ["SHOX", "SHOX"]})
-    labels, _ = homology_groups(genes, pd.DataFrame({"gene_A": [], "gene_B": []}))
+    genes = pd.DataFrame(
+        {"gene_id": ["ENSG1", "ENSG1_PAR_Y"], "gene_name": ["SHOX", "SHOX"], "species": "homo_sapiens"}
+    )
+    labels = homology_groups(genes, NO_EDGES)
     assert labels.nunique() == 1
 
 
@@ -53,7 +57,8 @@ def test_read_paralogs_names_the_file_when_columns_are_missing(tmp_path):
 
 
 def _sets(rows):
-    return pd.DataFrame(rows, columns=["transcript_id", "gene_id", "gene_name", "annotation"])
+    table = pd.DataFrame(rows, columns=["transcript_id", "gene_id", "gene_name", "annotation"])
+    return table.assign(species="homo_sapiens")
 
 
 def test_a_gene_in_two_sets_forms_one_isoform_group():
@@ -107,6 +112,8 @@ def test_dropped_paralog_pairs_are_counted_per_reason():
         "empty_symbol": 2,
         "one_symbol_not_in_annotation": 2,  # S1~X9, X1~S2
         "both_symbols_not_in_annotation": 2,  # X2~X4, X3~X3
+        **dict.fromkeys(["one_id_not_in_annotation", "both_ids_not_in_annotation"], 0),
+        **dict.fromkeys(["symbol_and_id_not_in_annotation", "cross_species"], 0),
     }
 
 
@@ -115,6 +122,7 @@ def test_pairs_stage_counts_every_paralog_row_in_pairs_json(tmp_path):
 
     from isoclr import stage
     from isoclr.artifacts import Paths
+    from isoclr.pairs import DROP_REASONS
     from tests.helpers import synthetic_annotation, tiny_config
 
     transcripts, _ = synthetic_annotation()  # genes GENE0..GENE9
@@ -131,7 +139,7 @@ def test_pairs_stage_counts_every_paralog_row_in_pairs_json(tmp_path):
     result = stage.run("pairs", cfg, paths)
     written = json.loads(paths.pairs_summary.read_text())
     dropped = {"empty_symbol": 2, "one_symbol_not_in_annotation": 1, "both_symbols_not_in_annotation": 1}
-    assert written["paralog_pairs_dropped"] == dropped
+    assert written["paralog_pairs_dropped"] == {**dict.fromkeys(DROP_REASONS, 0), **dropped}
     assert written["n_paralog_edges"] == 3
     assert written["n_paralog_edges"] + sum(dropped.values()) == 7  # every row of the file accounted for
     assert '"one_symbol_not_in_annotation": 1' in result.summary()

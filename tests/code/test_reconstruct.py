@@ -114,6 +114,8 @@ def planted_world(kind: str, n_genes: int = 12, seed: int = 0) -> pd.DataFrame:
                     n_isoforms=3,
                     homology_group=f"hg{gene}",
                     split="train",
+                    species="homo_sapiens",
+                    orthologs=[],
                 )
             )
     transcripts = TRANSCRIPTS.validate(with_cds_source(pd.DataFrame(transcripts)))

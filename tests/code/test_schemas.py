@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pandera.errors
 import pyarrow
+import pyarrow.parquet
 import pytest
 
 from isoclr.schemas import TRANSCRIPT_FIELDS, TRANSCRIPTS, TRANSCRIPTS_ARROW
@@ -105,3 +108,56 @@ def test_cds_source_says_where_the_cds_came_from(source, start, ok):
     else:
         with pytest.raises(pandera.errors.SchemaErrors):
             TRANSCRIPTS.validate(frame, lazy=True)
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def groups_frame() -> pd.DataFrame:
+    """Human gene h1 and its mouse ortholog m1 in one group; h2 alone."""
+    return pd.DataFrame(
+        {
+            "transcript_id": ["t1", "t2", "t3", "t4"],
+            "gene_id": ["h1", "h1", "m1", "h2"],
+            "gene_name": ["A", "A", None, "B"],
+            "species": ["homo_sapiens", "homo_sapiens", "mus_musculus", "homo_sapiens"],
+            "n_isoforms": [2, 2, 1, 1],
+            "homology_group": ["hg0", "hg0", "hg0", "hg1"],
+            "split": ["train", "train", "train", "test"],
+            "orthologs": [["m1"], ["m1"], ["h1"], []],
+        }
+    )
+
+
+def test_groups_orthologs_survive_parquet_as_lists_of_strings(tmp_path):
+    from isoclr.schemas import GROUPS, GROUPS_ARROW
+
+    path = tmp_path / "groups.parquet"
+    table = GROUPS.validate(groups_frame())
+    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(table, schema=GROUPS_ARROW, preserve_index=False), path)
+    back = GROUPS.validate(pd.read_parquet(path))
+    assert back["orthologs"].map(list).tolist() == [["m1"], ["m1"], ["h1"], []]
+    assert set(GROUPS.columns) == set(GROUPS_ARROW.names)
+
+
+@pytest.mark.parametrize(
+    ("row", "partners", "rule"),
+    [
+        (3, ["m9"], "str gene_id of this table"),  # no such gene
+        (3, [7], "str gene_id of this table"),
+        (0, ["h2"], "another species"),  # h2 is human too
+        (3, ["m1"], "share the row's homology_group"),  # m1 is in hg0, h2 in hg1
+        (3, "m1", "a list per row"),
+    ],
+)
+def test_groups_schema_refuses_bad_ortholog_partners(row, partners, rule):
+    from isoclr.schemas import GROUPS
+
+    table = groups_frame()
+    table.at[row, "orthologs"] = partners
+    if row == 0:
+        table.at[0, "homology_group"] = table.at[1, "homology_group"] = "hg1"  # keep only the species rule broken
+        table.at[0, "split"] = table.at[1, "split"] = "test"
+        table.at[1, "orthologs"], table.at[2, "orthologs"] = partners, []
+    with pytest.raises(pandera.errors.SchemaError, match=re.escape(rule)):
+        GROUPS.validate(table)

@@ -109,6 +109,8 @@ def planted_families(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "n_isoforms": ISOFORMS,
                         "homology_group": f"F{family:03d}",
                         "split": split,
+                        "species": "homo_sapiens",
+                        "orthologs": [],
                     }
                 )
     transcripts = pd.DataFrame(transcripts)
