@@ -159,15 +159,19 @@ def pairs(
     data_dir: DataDir = None,
     transcripts: Transcripts = DEFAULT.transcripts,
     groups: Annotated[
-        Path, typer.Option(help="Output: gene, isoform count, homology group and split per transcript.")
+        Path,
+        typer.Option(
+            help="Output: gene, species, isoform count, homology group, split and ortholog partners per transcript."
+        ),
     ] = DEFAULT.groups,
     summary: Annotated[Path, typer.Option(help="Output: group and split counts (JSON).")] = DEFAULT.pairs_summary,
 ) -> None:
-    """Group isoforms by gene and genes by paralog family; split by homology group.
+    """Group isoforms by gene and genes by paralog and ortholog family; split by homology group.
 
-    Paralog pairs (gene symbols, `data.paralogs`) are joined to the annotation
-    by gene name; homology groups are their connected components. The split
-    (fractions under `splits`) never puts one homology group on two sides.
+    Paralog pairs (`data.paralogs`) link genes within a species, ortholog pairs
+    (`data.orthologs`, when set) genes of two species; both name genes by Ensembl
+    id, gene id or symbol. Homology groups are their connected components. The
+    split (fractions under `splits`) never puts one homology group on two sides.
     """
     run_stage("pairs", params, Paths(data_dir=data_dir, transcripts=transcripts, groups=groups, pairs_summary=summary))
 
