@@ -35,7 +35,9 @@ from hypothesis import strategies as st
 from isoclr import stage
 from isoclr.artifacts import Paths
 from isoclr.config import Annotation, ProbeTask
+from isoclr.config.data import OrthologTable
 from isoclr.errors import IsoclrError
+from isoclr.gene_pairs import read_ortholog_rows
 from isoclr.pairs import read_paralogs
 from isoclr.tasks import task_table
 from tests.helpers import GOOD_GTF, SEQS, fasta, gencode_records, make_config, synthetic_annotation
@@ -437,6 +439,40 @@ def test_fuzz_paralog_files():
             rows = text_of(data).count("\n") + 1
             figures.records_in += len(pairs)
             assert len(pairs) <= rows
+
+    check()
+    figures.report()
+
+
+ORTHOLOGS = (
+    b"ENSG00000000003\tENSMUSG00000067377\tortholog_one2one\t1.8\n"
+    b"GENE1\tGene1\tx\t0.2\nG02\tENSMUSG00000000002.3\tx\t1\n"
+)
+ORTHOLOG_SPEC = OrthologTable(table="orthologs.tsv", header=False, columns={"gene_a": 0, "gene_b": 1})
+
+
+def test_fuzz_ortholog_tables():
+    """Headerless ortholog tables corrupted: pairs of names read from the file, or a clean error naming it."""
+    figures = Figures("ortholog tables")
+
+    @FUZZ
+    @given(data=corrupted(ORTHOLOGS, b"\t"), packing=st.sampled_from(PACKINGS))
+    def check(data, packing):
+        figures.tried += 1
+        with tempfile.TemporaryDirectory() as tmp:
+            path = written(Path(tmp), "orthologs.tsv", data, packing)
+            try:
+                pairs, blank = read_ortholog_rows(path, ORTHOLOG_SPEC)
+            except Exception as err:  # noqa: BLE001 - it must be a clean IsoclrError
+                clean_error(err, path)
+                figures.errors += 1
+                return
+            figures.results += 1
+            figures.records_in += len(pairs)
+            text = text_of(data)
+            assert list(pairs.columns) == ["gene_a", "gene_b"]
+            assert all(isinstance(v, str) and v and v in text for v in [*pairs["gene_a"], *pairs["gene_b"]])
+            assert len(pairs) + blank <= text.count("\n") + 1
 
     check()
     figures.report()
