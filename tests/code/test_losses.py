@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from isoclr.losses import (
     IGNORE,
+    LOSSES,
     DCLLoss,
     MaskedBaseLoss,
     NTXentLoss,
@@ -16,8 +18,11 @@ from isoclr.losses import (
     masked_base_accuracy,
     masked_base_loss,
     ntxent_loss,
+    pair_weights,
     positive_weight,
 )
+from isoclr.sampling import Batch
+from isoclr.train import batch_loss
 
 
 def _reference(z1, z2, temperature, groups=None, decoupled=True, n_isoforms=None) -> float:
@@ -223,3 +228,97 @@ def test_a_batch_without_masked_bases_adds_nothing_and_bad_shapes_are_refused():
     assert math.isnan(float(masked_base_accuracy(logits, nothing)))
     with pytest.raises(ValueError, match="targets"):
         masked_base_loss(logits, torch.zeros(2, 6, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- pair-type weights
+
+
+def _naive_terms(z1, z2, temperature, groups, decoupled) -> list[float | None]:
+    """Each anchor's unweighted term by explicit numpy sums (None: a DCL anchor without negatives)."""
+    z = np.concatenate([z1, z2]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n, batch = len(z), len(z1)
+    group = list(groups) * 2
+    terms = []
+    for a in range(n):
+        p = (a + batch) % n
+        positive = float(np.dot(z[a], z[p])) / temperature
+        negatives = [
+            math.exp(float(np.dot(z[a], z[k])) / temperature)
+            for k in range(n)
+            if k not in (a, p) and group[k] != group[a]
+        ]
+        if decoupled and not negatives:
+            terms.append(None)
+            continue
+        denominator = sum(negatives) + (0.0 if decoupled else math.exp(positive))
+        terms.append(math.log(denominator) - positive)
+    return terms
+
+
+def _naive_weighted(terms, pair_weight) -> float:
+    """Mean over anchors with a term of weight * term; both anchors of pair i weigh ``pair_weight[i]``."""
+    batch = len(terms) // 2
+    kept = [(pair_weight[a % batch], t) for a, t in enumerate(terms) if t is not None]
+    return sum(w * t for w, t in kept) / len(kept)
+
+
+class _Identity(torch.nn.Module):
+    """A 'model' whose projections are its input rows: batch_loss then sees the given z."""
+
+    def forward(self, x, lengths):
+        return None, x
+
+
+PAIR_TYPE_ROWS = torch.tensor([3, 1, 2, 0, 3, 1])  # ortholog, isoform, paralog, self, ortholog, isoform
+TYPE_WEIGHTS = (0.5, 1.0, 2.0, 3.0)  # self, isoform, paralog, ortholog (PAIR_TYPES order)
+
+
+def _batch(z1, z2, n_isoforms):
+    x = torch.cat([z1, z2])
+    lengths = torch.ones(len(x), dtype=torch.int64)
+    return Batch(x, lengths, GROUPS, n_isoforms, PAIR_TYPE_ROWS)
+
+
+@pytest.mark.parametrize("loss_name", ["dcl", "ntxent"])
+@pytest.mark.parametrize("isoform_weighted", [False, True])
+def test_pair_type_weights_against_a_reference_loss(views, loss_name, isoform_weighted):
+    z1, z2 = views
+    n_isoforms = torch.tensor([1, 4, 2, 7, 1, 3])
+    terms = _naive_terms(z1.numpy(), z2.numpy(), 0.1, GROUPS.tolist(), decoupled=loss_name == "dcl")
+    iso = [math.log(int(k) + 0.4) / 0.802 if isoform_weighted else 1.0 for k in n_isoforms]
+    per_pair = [TYPE_WEIGHTS[int(t)] * iso[i] for i, t in enumerate(PAIR_TYPE_ROWS)]
+    loss = LOSSES[loss_name](0.1)
+    got = batch_loss(_Identity(), loss, _batch(z1, z2, n_isoforms), isoform_weighted, TYPE_WEIGHTS)
+    assert float(got) == pytest.approx(_naive_weighted(terms, per_pair), abs=1e-5)
+    direct = (dcl_loss if loss_name == "dcl" else ntxent_loss)(
+        z1, z2, 0.1, GROUPS, pair_weights(PAIR_TYPE_ROWS, n_isoforms, TYPE_WEIGHTS, isoform_weighted)
+    )
+    assert float(direct) == pytest.approx(_naive_weighted(terms, per_pair), abs=1e-5)
+
+    # weight 0 for orthologs: their anchors' terms leave the sum (they still count in the mean and stay negatives)
+    zero = (0.5, 1.0, 2.0, 0.0)
+    dropped = batch_loss(_Identity(), loss, _batch(z1, z2, n_isoforms), isoform_weighted, zero)
+    ortholog = [int(t) == 3 for t in PAIR_TYPE_ROWS]
+    batch = len(ortholog)
+    kept = [t for t in terms if t is not None]
+    others = sum(
+        TYPE_WEIGHTS[int(PAIR_TYPE_ROWS[a % batch])] * iso[a % batch] * t
+        for a, t in enumerate(terms)
+        if t is not None and not ortholog[a % batch]
+    )
+    assert float(dropped) == pytest.approx(others / len(kept), abs=1e-5)
+    assert float(dropped) != pytest.approx(float(got), abs=1e-3)
+
+
+def test_unit_type_weights_keep_the_unweighted_loss(views):
+    z1, z2 = views
+    n_isoforms = torch.tensor([1, 4, 2, 7, 1, 3])
+    assert pair_weights(PAIR_TYPE_ROWS, n_isoforms, (1.0,) * 4, False) is None
+    assert torch.equal(pair_weights(PAIR_TYPE_ROWS, n_isoforms, (1.0,) * 4, True), positive_weight(n_isoforms))
+    for name in ("dcl", "ntxent"):
+        loss = LOSSES[name](0.1)
+        plain = batch_loss(_Identity(), loss, _batch(z1, z2, n_isoforms), False, (1.0,) * 4)
+        assert torch.equal(plain, loss(z1, z2, GROUPS))  # bit-identical: no weights passed at all
+    with pytest.raises(ValueError, match="index the 2 type weights"):
+        pair_weights(PAIR_TYPE_ROWS, n_isoforms, (1.0, 2.0), False)

@@ -15,6 +15,7 @@ import torch
 from isoclr import metrics, stage, tracks
 from isoclr.artifacts import LAST_CHECKPOINT, MODEL_CHECKPOINT, MODEL_META
 from isoclr.checkpoint import CheckpointError, load_training_state
+from isoclr.config.train import PAIR_TYPES
 from isoclr.errors import MissingInputError
 from isoclr.models import ContrastiveModel
 from isoclr.sampling import PairSampler
@@ -92,8 +93,17 @@ def test_train_writes_checkpoint_meta_log_and_summary(tables, tmp_path, capsys):
         "resumed_from",
         "world_size",
         "objective",
+        "pairs_by_type",
+        "utr_cds_swaps",
     }
     assert summary["objective"] == "contrastive"  # the masked accuracy is the reconstruction objective's only
+    # every pair of the run, by type, re-drawn from the sampler; one species: no ortholog, no swap
+    by_type = summary["pairs_by_type"]
+    assert list(by_type) == list(PAIR_TYPES) and sum(by_type.values()) == 4 * cfg.train.batch_genes
+    sampler = PairSampler(read_training_set(*tables), cfg.train)
+    drawn = np.concatenate([sampler.sample(s).pair_types.numpy() for s in range(4)])
+    assert by_type == {t: int((drawn == i).sum()) for i, t in enumerate(PAIR_TYPES)}
+    assert by_type["ortholog"] == 0 and summary["utr_cds_swaps"] == 0
     assert [p.name for p in run.iterdir() if p.name.startswith(stage.STAGING_PREFIX)] == []
 
 

@@ -59,11 +59,14 @@ def _rank_slice(batch: Batch, rank: int) -> Batch:
     pairs = slice(rank * n, (rank + 1) * n)
     first = torch.arange(len(batch.groups))[pairs]
     rows = torch.cat([first, len(batch.groups) + first])
-    return Batch(batch.x[rows], batch.lengths[rows], batch.groups[pairs], batch.n_isoforms[pairs])
+    return Batch(
+        batch.x[rows], batch.lengths[rows], batch.groups[pairs], batch.n_isoforms[pairs], batch.pair_types[pairs]
+    )
 
 
 def _loss_and_grads(model, batch) -> tuple[float, dict]:
-    loss = batch_loss(model, make_loss(tiny_config().train), batch, weighted=True)
+    # isoform-count and pair-type weights (self, isoform, paralog, ortholog), gathered with the projections
+    loss = batch_loss(model, make_loss(tiny_config().train), batch, weighted=True, type_weights=(0.5, 1.0, 2.0, 3.0))
     loss.backward()
     params = model.module.named_parameters() if hasattr(model, "module") else model.named_parameters()
     return loss.item(), {k: p.grad.clone() for k, p in params}
