@@ -252,6 +252,8 @@ def run_arch_arm(arm: str, args) -> dict | None:
 
 def compare_archs(args) -> None:
     """--arch arms side by side, ratios to the first."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA device here")
     results: dict[str, list[dict]] = {}
     for _ in range(args.rounds):
         for arm in args.arch:
