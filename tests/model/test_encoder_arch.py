@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from isoclr import stage
-from isoclr.checkpoint import read_encoder
+from isoclr import registry, stage
+from isoclr.checkpoint import read_encoder, write_encoder
+from isoclr.cli import app
 from isoclr.config import Config, ModelConfig
 from isoclr.embed import Encoder, random_encoder
+from isoclr.embedding_files import read_embeddings
 from isoclr.mamba import MambaEncoder
 from isoclr.models import ContrastiveModel, DilatedResNet
 from tests.helpers import tiny_config, train_paths, write_tables
@@ -50,3 +54,30 @@ def test_mamba_trains_through_the_stage_and_round_trips_the_checkpoint(tmp_path)
     a = Encoder.from_dir(paths.model).embed(seqs).pooled
     b = Encoder.from_dir(paths.model).embed(seqs).pooled
     assert a.shape == (2, TINY_MAMBA["d_model"]) and torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def test_a_registered_mamba_loads_from_the_registry_and_embeds_as_before(tmp_path):
+    """mamba_tiny through a file:// registry: Encoder.from_registry and `isoclr embed` give the embedding the
+    model gave before it was saved and registered (a CNN rebuilt from its weights could not)."""
+    cfg = ModelConfig(arch="mamba", mamba={"size": "mamba_tiny"})
+    model = random_encoder(cfg, seed=5)
+    seqs = {"a": "ACGTACGTTTGACCA" * 7, "b": "GGGCCCAAATTT" * 3, "c": "ATGC" * 40}
+    before = Encoder(model).embed(seqs).pooled
+    write_encoder(tmp_path / "model", model, cfg)
+    uri = f"file://{tmp_path / 'registry'}"
+    version = registry.register(uri, tmp_path / "model", {}, {"note": "mamba_tiny"})
+    registry.set_champion(uri, version)
+
+    encoder = Encoder.from_registry(uri)
+    assert isinstance(encoder.model, MambaEncoder) and encoder.version == version
+    assert encoder.out_dim == 64 and encoder.meta["model_config"]["mamba"]["size"] == "mamba_tiny"
+    np.testing.assert_array_equal(encoder.embed(seqs).pooled, before)
+
+    fasta = tmp_path / "mine.fa"
+    fasta.write_text("".join(f">{name}\n{seq}\n" for name, seq in seqs.items()))
+    out = tmp_path / "e.parquet"
+    result = CliRunner().invoke(app, ["embed", "--model", uri, "--fasta", str(fasta), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ids, cli = read_embeddings(out)
+    assert ids == list(seqs)
+    np.testing.assert_array_equal(cli, before)

@@ -259,8 +259,11 @@ def test_a_bf16_model_embeds():
     assert h.dtype == torch.bfloat16 and pooled.dtype == torch.float32 and torch.isfinite(pooled).all()
 
 
-# Orthrus's sizes, measured here (constructor defaults d_state 16, d_conv 4, expand 2).
+# Orthrus's sizes, measured here (constructor defaults d_state 16, d_conv 4, expand 2); mamba_tiny (not an
+# Orthrus size) is bounded by its purpose: fewer parameters than the default CNN's 218,400.
 PRESET_PARAMETERS = {
+    ("mamba_tiny", False, None): (65_920, 5.0e4, 1.0e5),
+    ("mamba_tiny", True, None): (82_048, 6.0e4, 1.2e5),
     ("mamba_small", False, None): (1_316_096, 1.2e6, 1.5e6),
     ("mamba_small", True, None): (1_449_728, 1.3e6, 1.6e6),
     ("mamba_base", False, None): (6_785_024, 6.0e6, 7.5e6),

@@ -33,8 +33,9 @@ MODEL_PRESETS: dict[str, dict] = {
 
 
 # Orthrus's Mamba sizes, selected with ``model.mamba.size``: d_model 256 x 3 layers, and 512 x 4
-# (x 6 with ``n_layers: 6``). mamba_tiny (64 x 2, ~0.12M parameters) is sized like the default CNN
-# (~0.22M) for CPU runs on the sample; it is not an Orthrus size.
+# (x 6 with ``n_layers: 6``). mamba_tiny (64 x 2: 65,920 encoder parameters, ~0.12M with the default
+# projection head) is smaller than the default CNN (218,400; ~0.28M with the head) for CPU runs on the
+# sample; it is not an Orthrus size.
 MAMBA_PRESETS: dict[str, dict] = {
     "mamba_tiny": {"d_model": 64, "n_layers": 2},
     "mamba_small": {"d_model": 256, "n_layers": 3},
