@@ -39,9 +39,14 @@ def worlds(tmp_path_factory):
     return planted, plain
 
 
+def _truth(result) -> pd.DataFrame:
+    """The generated transcripts of all species, with a species column."""
+    return pd.concat([a.truth.assign(species=name) for name, a in zip(result.species, result.annotations, strict=True)])
+
+
 def _full_length(result) -> pd.DataFrame:
     """Per gene (all species): its longest transcript, which is the full exon chain every species keeps."""
-    truth = pd.concat([a.truth.assign(species=name) for name, a in zip(result.species, result.annotations)])
+    truth = _truth(result)
     truth = truth.assign(n=truth.seq.str.len()).sort_values(["n", "transcript_id"])
     return truth.drop_duplicates("gene_id", keep="last").set_index("gene_id")
 
@@ -113,7 +118,7 @@ def test_orthologs_share_their_planted_label_and_some_isoforms_differ(worlds):
 
 def test_ids_unique_across_species_and_orthologs_exactly_the_planted_pairs(worlds):
     planted, _ = worlds
-    truth = pd.concat([a.truth.assign(species=s) for s, a in zip(planted.species, planted.annotations)])
+    truth = _truth(planted)
     genes = truth.drop_duplicates("gene_id")
     assert truth.transcript_id.is_unique and genes.gene_name.is_unique
     for k, name in enumerate(planted.species):
