@@ -117,6 +117,7 @@ def make_batches(lengths: np.ndarray, pad_to: np.ndarray | None, device, rng: np
                 chunk.to(device),
                 torch.arange(pairs, device=device),
                 torch.ones(pairs, dtype=torch.int64, device=device),
+                torch.zeros(pairs, dtype=torch.int64, device=device),  # pair types: all "self"
             )
         )
     return [out[i] for i in rng.permutation(len(out))]

@@ -63,7 +63,9 @@ def random_batch(lengths: np.ndarray, pad_to: int | None, rng: np.random.Generat
     if pad_to is not None:
         x = torch.nn.functional.pad(x, (0, pad_to - x.shape[2]))
     pairs = len(lengths) // 2
-    return Batch(x, lens, torch.arange(pairs), torch.ones(pairs, dtype=torch.int64))
+    return Batch(
+        x, lens, torch.arange(pairs), torch.ones(pairs, dtype=torch.int64), torch.zeros(pairs, dtype=torch.int64)
+    )
 
 
 class Stepper:

@@ -9,7 +9,10 @@ The math lives in pure functions; the nn.Modules only check hyper-parameters
   same gene or homology group are never pushed apart, and
 * optionally weight each pair (both of its anchors) by a per-gene positive
   weight, :func:`positive_weight` = log(n_isoforms + 0.4) / 0.802, so genes
-  with many isoforms count more; the loss is then the mean of weighted terms.
+  with many isoforms count more, and/or by a weight of its pair type
+  (:func:`pair_weights`); the loss is then the mean of weighted terms (a pair
+  of weight 0 adds nothing to the sum but still counts in the mean, and its
+  items stay negatives of the other anchors).
 
 For anchor ``a`` with positive ``p`` and cosine similarities ``s`` divided by
 the temperature, over the ``2 * batch`` items of both views:
@@ -32,6 +35,7 @@ input, so predicting them would reward copying).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +54,24 @@ def positive_weight(n_isoforms: Tensor) -> Tensor:
     if bool((n_isoforms < 1).any()):
         raise ValueError("isoform counts must be at least 1")
     return torch.log(n_isoforms.to(torch.float32) + ISOFORM_OFFSET) / ISOFORM_SCALE
+
+
+def pair_weights(
+    pair_types: Tensor, n_isoforms: Tensor, type_weights: Sequence[float] | None, isoform_weighted: bool
+) -> Tensor | None:
+    """(n,) float32 weight of each pair: ``type_weights[pair_types]`` (one weight per pair type, indexed by the
+    type), times :func:`positive_weight` of ``n_isoforms`` when ``isoform_weighted``. None (the unweighted
+    path, bit-identical to no weights) when neither applies: no isoform weighting and every type weight 1.
+
+    pair_types, n_isoforms: (n,) int64.
+    """
+    if type_weights is None or all(w == 1 for w in type_weights):
+        return positive_weight(n_isoforms) if isoform_weighted else None
+    types = pair_types.to(torch.int64)
+    if len(types) and not 0 <= int(types.min()) <= int(types.max()) < len(type_weights):
+        raise ValueError(f"pair types must index the {len(type_weights)} type weights, got {types.tolist()}")
+    weights = torch.as_tensor(list(type_weights), dtype=torch.float32, device=types.device)[types]
+    return weights * positive_weight(n_isoforms).to(weights.device) if isoform_weighted else weights
 
 
 def _logits_and_masks(z1: Tensor, z2: Tensor, temperature: float, groups: Tensor | None):

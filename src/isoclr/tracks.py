@@ -162,3 +162,25 @@ def batch(tracks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, track in enumerate(tracks):
         x[i, :, : lengths[i]] = track
     return torch.from_numpy(x), torch.from_numpy(lengths)
+
+
+def swap_cds(
+    utrs: np.ndarray, utr_cds: tuple[int, int], partner: np.ndarray, partner_cds: tuple[int, int]
+) -> np.ndarray:
+    """Packed chimera (Orthrus's UTR/CDS swap): ``utrs``'s 5'UTR, ``partner``'s CDS, ``utrs``'s 3'UTR.
+
+    ``utr_cds`` and ``partner_cds`` are the half-open CDS of each (length,) uint8 packed transcript. Every
+    byte keeps its base, CDS and splice bits, so the partner's codon marks start at the chimera's CDS start and
+    the exon ends inside each piece move with it. The partner's transcript-end mark (a CDS running to its 3'
+    end) is dropped when a 3'UTR follows, and the chimera's last nucleotide is marked, as in any transcript.
+    Returns (5'UTR + partner CDS + 3'UTR,) uint8, a new array.
+    """
+    (start, end), (p_start, p_end) = utr_cds, partner_cds
+    if not (0 <= start < end <= len(utrs) and 0 <= p_start < p_end <= len(partner)):
+        raise ValueError(f"CDS {utr_cds} / {partner_cds} not inside transcripts of {len(utrs)} / {len(partner)} nt")
+    cds = partner[p_start:p_end].copy()
+    if end < len(utrs) and p_end == len(partner):
+        cds[-1] &= ~np.uint8(SPLICE_BIT)
+    out = np.concatenate([utrs[:start], cds, utrs[end:]])
+    out[-1] |= SPLICE_BIT
+    return out

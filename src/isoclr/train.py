@@ -1,7 +1,9 @@
-"""The `train` stage: contrastive pretraining on isoform and paralog pairs (or the reconstruction baseline).
+"""The `train` stage: contrastive pretraining on isoform, paralog and ortholog pairs (or the reconstruction baseline).
 
-Batches come from :class:`isoclr.sampling.PairSampler` (pairs by gene, paralog
-positives, crop and base masking, length-bucketed). The loss sees the
+Batches come from :class:`isoclr.sampling.PairSampler` (pairs by gene, ortholog and paralog
+positives, crop and base masking, length-bucketed). Each pair's loss weight is
+``train.pair_weights`` of its type, times the isoform-count weight with ``train.positive_weight``
+(:func:`isoclr.losses.pair_weights`); the summary counts the pairs of each type. The loss sees the
 projections of every rank (DDP under torchrun, negatives gathered with
 gradients), with same-homology-group items masked out of the negatives.
 Checkpoints every ``checkpoint_every`` steps hold model, optimiser, scheduler,
@@ -26,8 +28,8 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +45,9 @@ from isoclr.artifacts import LAST_CHECKPOINT, Paths
 from isoclr.atomic import write_atomic
 from isoclr.checkpoint import load_training_state, save_training_state, set_rng_state, write_encoder
 from isoclr.config import Config, TrainConfig
+from isoclr.config.train import PAIR_TYPES
 from isoclr.errors import IsoclrError
-from isoclr.losses import LOSSES, MaskedBaseLoss, masked_base_accuracy, positive_weight
+from isoclr.losses import LOSSES, MaskedBaseLoss, masked_base_accuracy, pair_weights
 from isoclr.models import ContrastiveModel, build_model, count_parameters
 from isoclr.sampling import Batch, PairSampler, StepBatches
 from isoclr.schemas import GROUPS, TRANSCRIPTS
@@ -67,7 +70,8 @@ class TrainingSetError(IsoclrError, ValueError):
 
 
 def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame:
-    """Train-split transcripts with their gene and homology group, in transcript-id order.
+    """Train-split transcripts with their gene and homology group (and the groups table's ``orthologs``, the
+    partner gene ids, when it has them), in transcript-id order.
 
     Both tables are validated against their schemas; a groups table that names
     transcripts missing from the transcripts table is an error (stale input).
@@ -80,8 +84,10 @@ def read_training_set(transcripts_path: Path, groups_path: Path) -> pd.DataFrame
             f"{groups_path}: {len(missing)} transcripts are not in {transcripts_path} "
             f"(e.g. {sorted(missing)[0]}); rerun the pairs stage"
         )
+    # species and ortholog partners (gene ids) when the groups table carries them (multi-species pairs stage)
+    extra = [c for c in ("species", "orthologs") if c in groups.columns and c not in transcripts.columns]
     table = transcripts.drop(columns=["gene_id", "gene_name"]).merge(
-        groups[groups["split"] == "train"][["transcript_id", "gene_id", "homology_group"]], on="transcript_id"
+        groups[groups["split"] == "train"][["transcript_id", "gene_id", "homology_group", *extra]], on="transcript_id"
     )
     if table.empty:
         raise TrainingSetError(f"{groups_path}: no transcripts in the train split")
@@ -135,8 +141,16 @@ def log_columns(cfg: TrainConfig) -> tuple[str, ...]:
     return LOG_COLUMNS + ((ACCURACY,) if cfg.objective == "reconstruction" else ())
 
 
-def batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch, weighted: bool = False) -> Tensor:
-    """Contrastive loss of one batch laid out as :class:`isoclr.sampling.Batch`.
+def batch_loss(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    batch: Batch,
+    weighted: bool = False,
+    type_weights: Sequence[float] | None = None,
+) -> Tensor:
+    """Contrastive loss of one batch laid out as :class:`isoclr.sampling.Batch`; pairs weighted by
+    :func:`~isoclr.losses.pair_weights` (``type_weights``: one per :data:`~isoclr.config.train.PAIR_TYPES`, times
+    the isoform-count weight when ``weighted``).
 
     Under DDP the projections, groups and weights of all ranks are gathered first,
     so every rank computes the same loss over the global batch.
@@ -144,7 +158,8 @@ def batch_loss(model: nn.Module, loss_fn: nn.Module, batch: Batch, weighted: boo
     _, z = model(batch.x, batch.lengths)
     z1, z2 = z.float().chunk(VIEWS)
     groups = batch.groups.to(z.device)
-    weights = positive_weight(batch.n_isoforms).to(z.device) if weighted else None
+    weights = pair_weights(batch.pair_types, batch.n_isoforms, type_weights, weighted)
+    weights = weights.to(z.device) if weights is not None else None
     z1, z2, groups = distributed.gather(z1), distributed.gather(z2), distributed.gather(groups)
     weights = distributed.gather(weights) if weights is not None else None
     return loss_fn(z1, z2, groups, weights)
@@ -215,6 +230,7 @@ def train_loop(
     if cfg.compile and ctx.device.type == "cuda":
         net = compile_per_length(net, cfg)
     loss_fn = make_loss(cfg)
+    by_type = [cfg.pair_weights[t] for t in PAIR_TYPES]
     loader = DataLoader(
         StepBatches(sampler, cfg.steps),
         batch_size=None,
@@ -234,7 +250,7 @@ def train_loop(
                 loss, accuracy = reconstruction_batch_loss(net, loss_fn, batch)
                 extra[ACCURACY] = float(accuracy)
             else:
-                loss = batch_loss(net, loss_fn, batch, weighted=cfg.positive_weight)
+                loss = batch_loss(net, loss_fn, batch, weighted=cfg.positive_weight, type_weights=by_type)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -277,6 +293,9 @@ class TrainResult:
     world_size: int
     objective: str = "contrastive"
     final_masked_accuracy: float | None = None  # reconstruction: mean over the last steps, as final_loss
+    # Pairs sampled over the run (all steps, all ranks) by type (PAIR_TYPES), and how many were UTR/CDS swaps.
+    pairs_by_type: dict[str, int] = field(default_factory=dict)
+    utr_cds_swaps: int = 0
     primary: bool = True
 
     def as_dict(self) -> dict:
@@ -405,8 +424,14 @@ def run(
             out_dim=model.encoder.out_dim,
             world_size=ctx.world_size,
         )
+        pairs_by_type, swaps = sampler.pair_type_counts(tc.steps, ctx.world_size)
         result = TrainResult(
-            **run_shape, final_loss=final_loss, first_loss=float(losses.iloc[0]), final_masked_accuracy=accuracy
+            **run_shape,
+            final_loss=final_loss,
+            first_loss=float(losses.iloc[0]),
+            final_masked_accuracy=accuracy,
+            pairs_by_type=pairs_by_type,
+            utr_cds_swaps=swaps,
         )
         write_atomic(Path(paths.train_summary), lambda p: p.write_text(json.dumps(result.as_dict(), indent=2) + "\n"))
         return result

@@ -59,7 +59,9 @@ def _rank_slice(batch: Batch, rank: int) -> Batch:
     pairs = slice(rank * n, (rank + 1) * n)
     first = torch.arange(len(batch.groups))[pairs]
     rows = torch.cat([first, len(batch.groups) + first])
-    return Batch(batch.x[rows], batch.lengths[rows], batch.groups[pairs], batch.n_isoforms[pairs])
+    return Batch(
+        batch.x[rows], batch.lengths[rows], batch.groups[pairs], batch.n_isoforms[pairs], batch.pair_types[pairs]
+    )
 
 
 def _loss_and_grads(model, batch) -> tuple[float, dict]:
