@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ STOP_CODONS = tuple(codon.encode() for codon in alphabet.STOP_CODONS)
 DONOR, ACCEPTOR = b"GT", b"AG"
 FASTA_LINE = 60
 SOURCE = "SYNTH"
+PARALOGS, LABELS = "paralog_pairs.csv", "function_labels.csv"
 SOFT_MASK_WINDOW = 150  # nt lower-cased in a soft-masked gene (a repeat inside it)
 
 
@@ -337,25 +338,8 @@ def _write_fasta(path: Path, contigs: dict[str, np.ndarray]) -> None:
     Path(f"{path}.fai").write_text("".join(fai))
 
 
-def synth(
-    out_dir: Path,
-    n_transcripts: int,
-    seed: int = 0,
-    n_contigs: int = 4,
-    shape: Shape = Shape(),
-    gzip_gtf: bool = False,
-    bgzip_genome: bool = False,
-    truth: bool = False,
-    plant: Plant | None = None,
-) -> SynthResult:
-    """Write ``annotation.gtf[.gz]``, ``genome.fa[.gz]`` (+ index) and ``paralog_pairs.csv`` under ``out_dir``.
-
-    Genes are generated until at least ``n_transcripts`` transcripts exist.
-    Same seed and arguments -> byte-identical files.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+def generate(rng, shape: Shape, n_transcripts: int) -> tuple[list[_Gene], list[list[int]]]:
+    """Genes (with isoforms) until at least ``n_transcripts`` transcripts, and the paralog families (gene indices)."""
     genes: list[_Gene] = []
     families: list[list[int]] = []
     n_tx = 0
@@ -381,11 +365,33 @@ def synth(
         _isoforms(rng, shape, gene)
         genes.append(gene)
         n_tx += len(gene.isoforms)
-    labels = None
-    if plant is not None:
-        # Its own generator, so a planted world has the gene models and layout of the unplanted one.
-        labels = _plant(np.random.default_rng([seed, 1]), plant, genes, families)
+    return genes, families
 
+
+def paralog_pairs(genes: list[_Gene], families: list[list[int]], divergence: float) -> pd.DataFrame:
+    """gene_A, gene_B (symbols), homology_type, identity_pct: every pair within each family."""
+    pairs = [
+        (genes[a].name, genes[b].name, "gene_family", round(100 * (1 - divergence), 1))
+        for family in families
+        for a, b in itertools.combinations(family, 2)
+    ]
+    return pd.DataFrame(pairs, columns=["gene_A", "gene_B", "homology_type", "identity_pct"])
+
+
+def write_world(
+    out_dir: Path,
+    genes: list[_Gene],
+    rng,
+    seed: int,
+    n_contigs: int = 4,
+    shape: Shape = Shape(),
+    gzip_gtf: bool = False,
+    bgzip_genome: bool = False,
+    truth: bool = False,
+    transcript_prefix: str = "SYNT",
+) -> SynthResult:
+    """Place ``genes`` on contigs (intergenic gaps, strands, soft-masking drawn from ``rng``) and write the GTF
+    and genome FASTA (+ .fai); with ``truth``, the expected transcripts too. Paralogs are left to the caller."""
     contig_names = [f"chr{i + 1}" for i in range(n_contigs)]
     pieces: dict[str, list[np.ndarray]] = {c: [np.full(shape.telomere_n, ord("N"), np.uint8)] for c in contig_names}
     cursor = dict.fromkeys(contig_names, shape.telomere_n)
@@ -403,7 +409,7 @@ def synth(
             a = int(rng.integers(0, len(block)))
             block[a : a + SOFT_MASK_WINDOW] = _LOWER[block[a : a + SOFT_MASK_WINDOW]]
         placed = _COMPLEMENT[block[::-1]] if minus else block
-        tids = [f"SYNT{next(tx_counter):011d}.1" for _ in gene.isoforms]
+        tids = [f"{transcript_prefix}{next(tx_counter):011d}.1" for _ in gene.isoforms]
         gtf_lines += _gtf_lines(gene, contig, cursor[contig], minus, tids)
         pieces[contig].append(placed)
         cursor[contig] += len(placed)
@@ -442,31 +448,44 @@ def synth(
     text = (f"##description: isoclr synth seed={seed}\n" + "\n".join(gtf_lines) + "\n").encode()
     gtf.write_bytes(gzip.compress(text, compresslevel=1, mtime=0) if gzip_gtf else text)
 
-    pairs = [
-        (genes[a].name, genes[b].name, "gene_family", round(100 * (1 - shape.paralog_divergence), 1))
-        for family in families
-        for a, b in itertools.combinations(family, 2)
-    ]
-    paralogs = out_dir / "paralog_pairs.csv"
-    pd.DataFrame(pairs, columns=["gene_A", "gene_B", "homology_type", "identity_pct"]).to_csv(paralogs, index=False)
-    labels_path = None
-    if labels is not None:
-        labels_path = out_dir / "function_labels.csv"
-        labels.to_csv(labels_path, index=False)
     table = None
     if truth:
         table = pd.DataFrame(
             truth_rows,
             columns=["transcript_id", "gene_id", "gene_name", "seq", "cds_start", "cds_end", "exon_ends", "strand"],
         ).astype({"cds_start": "Int64", "cds_end": "Int64"})
-    return SynthResult(
-        gtf=gtf,
-        genome=genome,
-        paralogs=paralogs,
-        n_genes=len(genes),
-        n_transcripts=n_tx,
-        n_gtf_rows=len(gtf_lines),
-        genome_length=sum(len(c) for c in contigs.values()),
-        truth=table,
-        labels=labels_path,
-    )
+    n_tx, length = sum(len(g.isoforms) for g in genes), sum(len(c) for c in contigs.values())
+    return SynthResult(gtf, genome, out_dir / PARALOGS, len(genes), n_tx, len(gtf_lines), length, table)
+
+
+def synth(
+    out_dir: Path,
+    n_transcripts: int,
+    seed: int = 0,
+    n_contigs: int = 4,
+    shape: Shape = Shape(),
+    gzip_gtf: bool = False,
+    bgzip_genome: bool = False,
+    truth: bool = False,
+    plant: Plant | None = None,
+) -> SynthResult:
+    """Write ``annotation.gtf[.gz]``, ``genome.fa[.gz]`` (+ index) and ``paralog_pairs.csv`` under ``out_dir``.
+
+    Genes are generated until at least ``n_transcripts`` transcripts exist.
+    Same seed and arguments -> byte-identical files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    genes, families = generate(rng, shape, n_transcripts)
+    labels = None
+    if plant is not None:
+        # Its own generator, so a planted world has the gene models and layout of the unplanted one.
+        labels = _plant(np.random.default_rng([seed, 1]), plant, genes, families)
+
+    written = write_world(out_dir, genes, rng, seed, n_contigs, shape, gzip_gtf, bgzip_genome, truth)
+    paralog_pairs(genes, families, shape.paralog_divergence).to_csv(written.paralogs, index=False)
+    if labels is None:
+        return written
+    labels.to_csv(out_dir / LABELS, index=False)
+    return replace(written, labels=out_dir / LABELS)

@@ -19,6 +19,7 @@ from isoclr.artifacts import Paths
 from isoclr.cli import embed as embed_command
 from isoclr.cli import pipeline as pipeline_commands
 from isoclr.cli import registry as registry_commands
+from isoclr.cli import synth as synth_command
 from isoclr.cli.common import (
     DEFAULT,
     CheckpointDir,
@@ -112,45 +113,6 @@ def encode(
     6 tracks per batch from it without re-parsing.
     """
     run_stage("encode", params, Paths(transcripts=transcripts, tracks=store))
-
-
-@app.command()
-def synth(
-    out_dir: Annotated[
-        Path, typer.Argument(help="Folder to write annotation.gtf[.gz], genome.fa[.gz] (+ .fai), paralog_pairs.csv.")
-    ],
-    transcripts: Annotated[int, typer.Option(min=1, help="At least this many transcripts.")] = 10000,
-    seed: Annotated[int, typer.Option(help="Same seed and options: byte-identical files.")] = 0,
-    contigs: Annotated[int, typer.Option(min=1, help="Number of contigs in the genome.")] = 4,
-    gzip_gtf: Annotated[bool, typer.Option("--gzip-gtf", help="Write annotation.gtf.gz.")] = False,
-    bgzip_genome: Annotated[bool, typer.Option("--bgzip-genome", help="Write a bgzip genome.fa.gz.")] = False,
-    plant: Annotated[
-        bool, typer.Option("--plant", help="Plant function by family: motifs + function_labels.csv (by gene id).")
-    ] = False,
-) -> None:
-    """Write a generated annotation of realistic shape, for benchmarks and tests.
-
-    Genes with 1-20 isoforms, GENCODE-like exon counts and lengths, coding genes
-    with start/stop codons in frame, paralog families (paralog_pairs.csv keyed by
-    gene symbol) and a genome FASTA. Use it as a `gtf_genome_fasta` annotation set.
-    """
-    from isoclr.synth import Plant
-    from isoclr.synth import synth as run
-
-    result = run(
-        out_dir,
-        transcripts,
-        seed=seed,
-        n_contigs=contigs,
-        gzip_gtf=gzip_gtf,
-        bgzip_genome=bgzip_genome,
-        plant=Plant() if plant else None,
-    )
-    typer.echo(
-        f"{result.n_genes} genes, {result.n_transcripts} transcripts, {result.n_gtf_rows} GTF rows -> {result.gtf}; "
-        f"{result.genome_length:,} nt -> {result.genome}; paralog pairs -> {result.paralogs}"
-        + (f"; planted labels -> {result.labels}" if result.labels else "")
-    )
 
 
 @app.command()
@@ -447,3 +409,4 @@ def summary(
 
 
 app.command()(embed_command.embed)
+app.command()(synth_command.synth)
