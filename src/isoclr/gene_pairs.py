@@ -43,6 +43,12 @@ class OrthologError(IsoclrError, ValueError):
     """The ortholog table cannot be read, or lacks the columns data.orthologs names."""
 
 
+def text_compression(path: Path) -> str | None:
+    """pandas' ``compression`` for a pair table: gzip told by its first bytes, not by the file's name."""
+    with path.open("rb") as fh:
+        return "gzip" if fh.read(2) == b"\x1f\x8b" else None
+
+
 def read_ortholog_rows(path: Path, spec: OrthologTable) -> tuple[pd.DataFrame, int]:
     """Gene pairs (columns gene_a, gene_b) of an ortholog table, and how many rows it dropped for a blank value.
 
@@ -60,8 +66,7 @@ def read_ortholog_rows(path: Path, spec: OrthologTable) -> tuple[pd.DataFrame, i
     ):
         raise OrthologError(f"{path}: needs {rule}: gene_a and gene_b, as 0-based positions when there is no header")
     try:
-        with path.open("rb") as fh:  # gzip told by its first bytes, not the name
-            compression = "gzip" if fh.read(2) == b"\x1f\x8b" else None
+        compression = text_compression(path)
         table = pd.read_csv(
             path,
             sep=spec.sep,

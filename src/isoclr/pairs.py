@@ -31,7 +31,15 @@ from isoclr.artifacts import Paths
 from isoclr.config import Config, SplitsConfig
 from isoclr.errors import IsoclrError, MissingInputError
 from isoclr.gene_ids import ensembl_gene_keys
-from isoclr.gene_pairs import CROSS_SPECIES, EMPTY_NAME, NOT_IN_ANNOTATION, gene_aliases, link_pairs, read_ortholog_rows
+from isoclr.gene_pairs import (
+    CROSS_SPECIES,
+    EMPTY_NAME,
+    NOT_IN_ANNOTATION,
+    gene_aliases,
+    link_pairs,
+    read_ortholog_rows,
+    text_compression,
+)
 from isoclr.metrics import StageRun
 from isoclr.schemas import GROUPS, GROUPS_ARROW, TRANSCRIPTS
 from isoclr.splits import split_by_group
@@ -93,8 +101,7 @@ def read_paralog_rows(path: Path) -> tuple[pd.DataFrame, int]:
     if not path.is_file():
         raise MissingInputError(f"{path}: paralog file not found (data.paralogs in params.yaml)")
     try:
-        with path.open("rb") as fh:  # gzip told by its first bytes, not the name
-            compression = "gzip" if fh.read(2) == b"\x1f\x8b" else None
+        compression = text_compression(path)
         table = pd.read_csv(
             path,
             usecols=["gene_A", "gene_B"],
