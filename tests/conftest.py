@@ -49,6 +49,18 @@ def require_tool(name: str, package: str) -> str:
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one intra-op thread for the test. On the shared 2-core machine a second OpenMP thread only adds
+    barriers: the mechanism test's training took 37 s on one thread and over 10 minutes on two under load."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def sample_data() -> Path:
     if not (DATA / "gencode_v28_chr1p_transcripts.fa").exists():
         pytest.skip("sample data missing: run `dvc pull` (make test does)")

@@ -31,15 +31,6 @@ CHANCE = 1 / len(BASES)
 WINDOW = 10  # steps averaged at the start and the end of a run (one step's loss is noisy)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barriers on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reconstruction(cfg: Config) -> Config:
     return reconstruction_config(cfg)
 

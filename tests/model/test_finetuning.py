@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from isoclr import tracks
 from isoclr.config import FinetuneConfig
@@ -22,16 +21,6 @@ MAX_COPIES = 4
 # What "learned" means: Pearson r on held-out rows (0.93 measured), far above the ~0 of an untrained model.
 MIN_R = 0.6
 MAX_SHUFFLED_R = 0.3  # ... and far below it when the train targets are shuffled (r ~0.07 measured)
-# torch's intra-op threads thrash when 2 cores are shared (see tests/model/test_mechanism.py).
-THREADS = 1
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 def planted_world(seed: int = 0) -> tuple[Rows, np.ndarray]:

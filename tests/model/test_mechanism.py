@@ -47,9 +47,6 @@ PROBE_SEEDS = 10
 # What "well above random init" means here, in Pearson r of the probe on held-out families.
 MIN_TRAINED_R = 0.45
 MIN_LIFT = 0.15
-# torch's intra-op threads thrash when the suite shares 2 cores with other processes: one thread
-# ran this training in 37 s where two took over 10 minutes on a loaded machine.
-THREADS = 1
 
 
 def planted_families(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -135,16 +132,6 @@ def mechanism_config() -> Config:
     )
     params["probe"]["seeds"] = PROBE_SEEDS
     return Config.model_validate(params)
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

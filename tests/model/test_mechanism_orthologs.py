@@ -62,7 +62,6 @@ from tests.model.test_mechanism import (
     PROBE_SEEDS,
     SKIPPED_EXON,
     STEPS,
-    THREADS,
 )
 
 SPECIES = ("sp_a", "sp_b")
@@ -210,16 +209,6 @@ def run_arms(root, seed: int = WORLD_SEED) -> dict:
         }
         for arm, r in results.items()
     } | {"n_genes": len(y)}
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_world_plants_one_to_one_orthologs_sharing_label_and_motifs():
